@@ -1,0 +1,58 @@
+# calinet: `sudo make demo` and `sudo make test` are all a new user needs (README).
+# Everything the project needs is installed from here: Debian packages below, Python packages
+# pinned in setup.cfg and constraints.txt, into .venv (which sees Debian's mininet).
+
+SHELL := /bin/bash
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.calinet-setup
+# Debian 12 / Ubuntu 24.04 package names. Versions come from the distribution release
+# (Debian stable does not move them); Python packages are pinned exactly.
+APT_PACKAGES := mininet iproute2 iptables ipset conntrack iputils-ping iperf3 tcpdump \
+	bridge-utils openvswitch-switch net-tools procps psmisc kmod util-linux \
+	python3 python3-venv python3-pip python3-dev gcc
+# Commands whose absence means the apt step must run.
+NEEDED_CMDS := mnexec ip iptables ipset conntrack ping iperf3 tcpdump brctl ifconfig nsenter
+
+.PHONY: setup demo test test-unit bench lint clean help
+
+help:
+	@echo "sudo make demo   install what is missing, bring up a 3-node cluster, deploy pods, show them, tear down"
+	@echo "sudo make test   install what is missing, run the whole test suite"
+	@echo "make setup | bench | lint | clean"
+
+setup: $(STAMP)
+
+$(STAMP): setup.cfg constraints.txt Makefile
+	@missing=""; for c in $(NEEDED_CMDS); do command -v $$c >/dev/null 2>&1 || missing="$$missing $$c"; done; \
+	if ! /usr/bin/python3 -c 'import mininet.net, venv, ensurepip' >/dev/null 2>&1; then missing="$$missing python3-mininet/venv"; fi; \
+	if [ -n "$$missing" ]; then \
+		echo "calinet setup: installing Debian packages (missing:$$missing)"; \
+		if [ "$$(id -u)" != 0 ]; then echo "calinet setup: run as root (sudo make setup)"; exit 1; fi; \
+		export DEBIAN_FRONTEND=noninteractive; \
+		apt-get update -qq && apt-get install -y -qq --no-install-recommends $(APT_PACKAGES); \
+	fi
+	@# Mininet's Debian package installs into the system Python, so the venv must see it.
+	@test -x $(PY) || /usr/bin/python3 -m venv --system-site-packages $(VENV)
+	$(PY) -m pip install -q --disable-pip-version-check -c constraints.txt -e '.[test]'
+	@$(PY) -c 'import mininet.net, exabgp, scapy, yaml, rich, pytest' && echo "calinet setup: ok"
+	@touch $(STAMP)
+
+demo: setup
+	$(VENV)/bin/calinet demo
+
+test: setup
+	$(PY) -m pytest tests
+
+test-unit: setup
+	$(PY) -m pytest tests/unit
+
+bench: setup
+	$(PY) bench/bringup.py
+
+lint: setup
+	$(VENV)/bin/ruff check .
+
+# Removes only what calinet created (ledger + our name prefixes), even after a crash.
+clean:
+	@if [ -x $(VENV)/bin/calinet ]; then $(VENV)/bin/calinet clean; fi

@@ -1,0 +1,1 @@
+"""calinet bgp package."""

@@ -1,0 +1,295 @@
+"""The state store: every API object, persisted with resourceVersions, plus a watch path.
+
+Side effects: reads and writes one SQLite file under the testbed's state directory. Several
+processes may open the same file (a running testbed and `calinet get` in another terminal);
+SQLite's locking serialises writers and WAL mode lets readers go on while one writes.
+
+Objects are Kubernetes-style dicts keyed by (kind, namespace, name); cluster-scoped kinds use
+namespace "". Every write bumps one global counter, the resourceVersion, and appends an event,
+so a watcher can ask "what changed since rv N" and never miss a change (level-triggered
+controllers re-read the object anyway).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import sqlite3
+import threading
+import uuid
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime, timezone
+
+from orchestrator.errors import Conflict, NotFound
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS objects (
+    kind TEXT NOT NULL, namespace TEXT NOT NULL, name TEXT NOT NULL,
+    rv INTEGER NOT NULL, body TEXT NOT NULL,
+    PRIMARY KEY (kind, namespace, name));
+CREATE TABLE IF NOT EXISTS events (
+    rv INTEGER PRIMARY KEY, type TEXT NOT NULL, kind TEXT NOT NULL,
+    namespace TEXT NOT NULL, name TEXT NOT NULL, body TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+"""
+
+# Events older than this many revisions are trimmed; a watcher that falls further behind
+# relists (as a Kubernetes informer does on "410 Gone").
+EVENT_HISTORY = 20000
+
+
+@dataclass(frozen=True)
+class Event:
+    rv: int
+    type: str  # ADDED | MODIFIED | DELETED
+    kind: str
+    namespace: str
+    name: str
+    obj: dict
+
+
+def now_rfc3339() -> str:
+    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def key_of(obj: dict) -> tuple[str, str, str]:
+    meta = obj.get("metadata") or {}
+    return obj["kind"], meta.get("namespace") or "", meta["name"]
+
+
+class Store:
+    """SQLite-backed object store; safe to share between threads of one process."""
+
+    def __init__(self, path: str, *, clock=now_rfc3339):
+        self.path = str(path)
+        self._clock = clock
+        self._local = threading.local()
+        self._lock = threading.RLock()
+        self._subscribers: list = []
+        self._cond = threading.Condition()
+        with self._conn() as db:
+            db.executescript(_SCHEMA)
+
+    # -- connections and transactions -------------------------------------------------
+
+    def _conn(self) -> sqlite3.Connection:
+        db = getattr(self._local, "db", None)
+        if db is None:
+            db = sqlite3.connect(self.path, timeout=30.0, isolation_level=None,
+                                 check_same_thread=False)
+            db.execute("PRAGMA journal_mode=WAL")
+            # FULL: a committed IPAM allocation must survive a kill -9 and a power cut.
+            db.execute("PRAGMA synchronous=FULL")
+            self._local.db = db
+            self._local.depth = 0
+            self._local.pending = []
+        return db
+
+    @contextmanager
+    def transaction(self):
+        """Atomic unit of writes. Nested calls join the outermost transaction.
+
+        BEGIN IMMEDIATE takes the write lock up front, so read-modify-write sequences (IPAM)
+        from several processes serialise instead of failing at commit.
+        """
+        db = self._conn()
+        if self._local.depth == 0:
+            self._lock.acquire()
+            try:
+                db.execute("BEGIN IMMEDIATE")
+            except BaseException:
+                self._lock.release()
+                raise
+        self._local.depth += 1
+        ok = False
+        try:
+            yield self
+            ok = True
+        finally:
+            self._local.depth -= 1
+            if self._local.depth == 0:
+                pending, self._local.pending = self._local.pending, []
+                try:
+                    db.execute("COMMIT" if ok else "ROLLBACK")
+                finally:
+                    self._lock.release()
+                if ok:
+                    self._notify(pending)
+
+    def close(self) -> None:
+        db = getattr(self._local, "db", None)
+        if db is not None:
+            db.close()
+            self._local.db = None
+
+    # -- reads ---------------------------------------------------------------------------
+
+    def get(self, kind: str, name: str, namespace: str = "") -> dict | None:
+        row = self._conn().execute(
+            "SELECT body FROM objects WHERE kind=? AND namespace=? AND name=?",
+            (kind, namespace or "", name)).fetchone()
+        return json.loads(row[0]) if row else None
+
+    def must_get(self, kind: str, name: str, namespace: str = "") -> dict:
+        obj = self.get(kind, name, namespace)
+        if obj is None:
+            where = f"{namespace}/{name}" if namespace else name
+            raise NotFound(f"{kind} {where!r} not found")
+        return obj
+
+    def list(self, kind: str, namespace: str | None = None) -> list[dict]:
+        if namespace is None:
+            rows = self._conn().execute(
+                "SELECT body FROM objects WHERE kind=? ORDER BY namespace, name", (kind,))
+        else:
+            rows = self._conn().execute(
+                "SELECT body FROM objects WHERE kind=? AND namespace=? ORDER BY name",
+                (kind, namespace))
+        return [json.loads(r[0]) for r in rows]
+
+    def kinds(self) -> list[str]:
+        return [r[0] for r in self._conn().execute("SELECT DISTINCT kind FROM objects ORDER BY kind")]
+
+    def current_rv(self) -> int:
+        row = self._conn().execute("SELECT value FROM meta WHERE key='rv'").fetchone()
+        return int(row[0]) if row else 0
+
+    def events(self, since_rv: int, limit: int | None = None) -> list[Event]:
+        """Events with rv > since_rv, oldest first. Raises Conflict if history was trimmed."""
+        db = self._conn()
+        oldest = db.execute("SELECT MIN(rv) FROM events").fetchone()[0]
+        if oldest is not None and since_rv < oldest - 1 and since_rv < self.current_rv():
+            raise Conflict(f"watch from rv {since_rv} is too old (oldest kept {oldest}); relist")
+        sql = "SELECT rv, type, kind, namespace, name, body FROM events WHERE rv>? ORDER BY rv"
+        args: tuple = (since_rv,)
+        if limit:
+            sql += " LIMIT ?"
+            args += (limit,)
+        return [Event(r[0], r[1], r[2], r[3], r[4], json.loads(r[5])) for r in db.execute(sql, args)]
+
+    # -- writes --------------------------------------------------------------------------
+
+    def create(self, obj: dict) -> dict:
+        with self.transaction():
+            kind, ns, name = key_of(obj)
+            if self.get(kind, name, ns) is not None:
+                raise Conflict(f"{kind} {_where(ns, name)!r} already exists")
+            obj = copy.deepcopy(obj)
+            meta = obj.setdefault("metadata", {})
+            meta.setdefault("uid", str(uuid.uuid4()))
+            meta.setdefault("creationTimestamp", self._clock())
+            meta["generation"] = 1
+            return self._write(obj, "ADDED")
+
+    def update(self, obj: dict) -> dict:
+        """Replace an object. If obj carries metadata.resourceVersion it must match (CAS)."""
+        with self.transaction():
+            kind, ns, name = key_of(obj)
+            old = self.get(kind, name, ns)
+            if old is None:
+                raise NotFound(f"{kind} {_where(ns, name)!r} not found")
+            want = (obj.get("metadata") or {}).get("resourceVersion")
+            have = old["metadata"]["resourceVersion"]
+            if want is not None and str(want) != str(have):
+                raise Conflict(f"{kind} {_where(ns, name)!r} was modified "
+                               f"(resourceVersion {want} != {have})")
+            obj = copy.deepcopy(obj)
+            meta = obj.setdefault("metadata", {})
+            meta["uid"] = old["metadata"]["uid"]
+            meta["creationTimestamp"] = old["metadata"].get("creationTimestamp")
+            gen = old["metadata"].get("generation", 1)
+            if obj.get("spec") != old.get("spec"):
+                gen += 1
+            meta["generation"] = gen
+            if _without_rv(obj) == _without_rv(old):
+                return old
+            return self._write(obj, "MODIFIED")
+
+    def put(self, obj: dict) -> dict:
+        """Create or update without a resourceVersion check."""
+        with self.transaction():
+            kind, ns, name = key_of(obj)
+            obj = copy.deepcopy(obj)
+            obj.setdefault("metadata", {}).pop("resourceVersion", None)
+            if self.get(kind, name, ns) is None:
+                return self.create(obj)
+            return self.update(obj)
+
+    def delete(self, kind: str, name: str, namespace: str = "") -> dict | None:
+        with self.transaction():
+            old = self.get(kind, name, namespace)
+            if old is None:
+                return None
+            db = self._conn()
+            rv = self._bump()
+            db.execute("DELETE FROM objects WHERE kind=? AND namespace=? AND name=?",
+                       (kind, namespace or "", name))
+            old["metadata"]["resourceVersion"] = str(rv)
+            self._record(rv, "DELETED", kind, namespace or "", name, old)
+            return old
+
+    def _write(self, obj: dict, etype: str) -> dict:
+        kind, ns, name = key_of(obj)
+        rv = self._bump()
+        obj["metadata"]["resourceVersion"] = str(rv)
+        body = json.dumps(obj, sort_keys=True)
+        self._conn().execute(
+            "INSERT OR REPLACE INTO objects(kind, namespace, name, rv, body) VALUES (?,?,?,?,?)",
+            (kind, ns, name, rv, body))
+        self._record(rv, etype, kind, ns, name, obj)
+        return obj
+
+    def _bump(self) -> int:
+        rv = self.current_rv() + 1
+        self._conn().execute("INSERT OR REPLACE INTO meta(key, value) VALUES ('rv', ?)", (str(rv),))
+        return rv
+
+    def _record(self, rv, etype, kind, ns, name, obj) -> None:
+        db = self._conn()
+        db.execute("INSERT INTO events(rv, type, kind, namespace, name, body) VALUES (?,?,?,?,?,?)",
+                   (rv, etype, kind, ns, name, json.dumps(obj, sort_keys=True)))
+        if rv % 1000 == 0:
+            db.execute("DELETE FROM events WHERE rv<=?", (rv - EVENT_HISTORY,))
+        self._local.pending.append(Event(rv, etype, kind, ns, name, obj))
+
+    # -- watch ---------------------------------------------------------------------------
+
+    def subscribe(self, callback) -> callable:
+        """In-process notification after each commit: callback(list[Event]). Returns unsubscribe."""
+        self._subscribers.append(callback)
+        return lambda: self._subscribers.remove(callback) if callback in self._subscribers else None
+
+    def _notify(self, events: list[Event]) -> None:
+        if not events:
+            return
+        with self._cond:
+            self._cond.notify_all()
+        for cb in list(self._subscribers):
+            cb(events)
+
+    def wait_for_change(self, since_rv: int, timeout: float) -> int:
+        """Block until the store's rv passes since_rv or timeout elapses; returns the rv.
+
+        Changes committed by this process wake us at once; changes from other processes are
+        seen by polling the rv (cheap: one indexed read) every 50 ms.
+        """
+        import time
+        deadline = time.monotonic() + timeout
+        while True:
+            rv = self.current_rv()
+            left = deadline - time.monotonic()
+            if rv > since_rv or left <= 0:
+                return rv
+            with self._cond:
+                self._cond.wait(min(0.05, left))
+
+
+def _where(ns: str, name: str) -> str:
+    return f"{ns}/{name}" if ns else name
+
+
+def _without_rv(obj: dict) -> dict:
+    o = copy.deepcopy(obj)
+    o.get("metadata", {}).pop("resourceVersion", None)
+    return o

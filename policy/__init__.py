@@ -1,0 +1,1 @@
+"""calinet policy package."""

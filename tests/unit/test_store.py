@@ -1,0 +1,108 @@
+"""State store: resourceVersions, optimistic concurrency, events, transactions, persistence."""
+
+import multiprocessing
+
+import pytest
+
+from orchestrator.errors import Conflict, NotFound
+from orchestrator.store import Store
+
+
+def pod(name, ns="default", **spec):
+    return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "namespace": ns},
+            "spec": spec or {"containers": [{"name": "c", "image": "agnhost"}]}}
+
+
+@pytest.fixture
+def store(tmp_path):
+    s = Store(str(tmp_path / "state.db"), clock=lambda: "2026-01-01T00:00:00Z")
+    yield s
+    s.close()
+
+
+def test_create_sets_metadata_and_rv(store):
+    obj = store.create(pod("a"))
+    assert obj["metadata"]["resourceVersion"] == "1"
+    assert obj["metadata"]["uid"]
+    assert obj["metadata"]["creationTimestamp"] == "2026-01-01T00:00:00Z"
+    assert store.get("Pod", "a", "default") == obj
+    assert store.get("Pod", "a", "other") is None
+    with pytest.raises(Conflict, match="already exists"):
+        store.create(pod("a"))
+
+
+def test_update_cas_and_generation(store):
+    obj = store.create(pod("a"))
+    stale = dict(obj)
+    obj["spec"] = {"containers": [{"name": "c", "image": "nginx"}]}
+    new = store.update(obj)
+    assert new["metadata"]["generation"] == 2
+    assert int(new["metadata"]["resourceVersion"]) > int(stale["metadata"]["resourceVersion"])
+    with pytest.raises(Conflict, match="was modified"):
+        store.update(stale)
+    with pytest.raises(NotFound):
+        store.update(pod("missing"))
+
+
+def test_unchanged_update_does_not_bump(store):
+    obj = store.create(pod("a"))
+    again = store.update(dict(obj))
+    assert again["metadata"]["resourceVersion"] == obj["metadata"]["resourceVersion"]
+
+
+def test_events_and_delete(store):
+    store.create(pod("a"))
+    store.put(pod("a", containers=[{"name": "c", "image": "x"}]))
+    store.delete("Pod", "a", "default")
+    assert store.delete("Pod", "a", "default") is None
+    evs = store.events(0)
+    assert [e.type for e in evs] == ["ADDED", "MODIFIED", "DELETED"]
+    assert [e.rv for e in evs] == [1, 2, 3]
+    assert store.events(2)[0].type == "DELETED"
+
+
+def test_transaction_rolls_back_everything(store):
+    with pytest.raises(RuntimeError):
+        with store.transaction():
+            store.create(pod("a"))
+            store.create(pod("b"))
+            raise RuntimeError("boom")
+    assert store.list("Pod") == []
+    assert store.current_rv() == 0
+
+
+def test_subscribers_see_commits_only(store):
+    seen = []
+    store.subscribe(lambda evs: seen.extend(e.name for e in evs))
+    with store.transaction():
+        store.create(pod("a"))
+        assert seen == []
+    assert seen == ["a"]
+
+
+def test_list_sorted_and_namespaced(store):
+    for ns, n in [("b", "z"), ("a", "y"), ("a", "x")]:
+        store.create(pod(n, ns))
+    assert [o["metadata"]["name"] for o in store.list("Pod")] == ["x", "y", "z"]
+    assert [o["metadata"]["name"] for o in store.list("Pod", "b")] == ["z"]
+
+
+def _writer(path, prefix, n):
+    s = Store(path)
+    for i in range(n):
+        s.create(pod(f"{prefix}-{i}"))
+
+
+def test_two_processes_share_one_file(tmp_path):
+    path = str(tmp_path / "state.db")
+    Store(path).close()
+    procs = [multiprocessing.Process(target=_writer, args=(path, p, 30)) for p in "ab"]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(60)
+        assert p.exitcode == 0
+    s = Store(path)
+    assert len(s.list("Pod")) == 60
+    assert s.current_rv() == 60
+    assert sorted(e.rv for e in s.events(0)) == list(range(1, 61))

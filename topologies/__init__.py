@@ -1,0 +1,1 @@
+"""calinet topologies package."""
