@@ -10,6 +10,7 @@ import logging
 import os
 import subprocess
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from orchestrator.errors import CommandError
 
@@ -18,8 +19,9 @@ log = logging.getLogger(__name__)
 NETNS_DIR = "/var/run/netns"
 
 
-@dataclass(frozen=True)
-class Result:
+class Result(NamedTuple):
+    """Outcome of a command; unpacks as (returncode, stdout, stderr)."""
+
     returncode: int
     stdout: str
     stderr: str

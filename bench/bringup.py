@@ -1,0 +1,138 @@
+"""Bring-up benchmark: calinet vs plain Mininet + `ip netns add`, side by side in one run.
+
+Side effects: real Mininet clusters and namespaces (root), all removed before exit.
+
+For each size (3 nodes / 30 pods, 50 nodes / 500 pods) it measures
+  baseline: Mininet with N hosts on a Linux bridge, plus `ip netns add` of P namespaces
+  calinet:  Testbed up + a Deployment of P agnhost pods until every pod is Running with its IP
+and prints the ratio calinet / baseline, pods-ready time, and memory per node and per pod.
+Usage: sudo .venv/bin/python bench/bringup.py [--sizes 3x30,50x500] [--json OUT]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import secrets
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from mininet.log import setLogLevel  # noqa: E402
+from mininet.net import Mininet  # noqa: E402
+from mininet.node import LinuxBridge  # noqa: E402
+from mininet.topo import Topo  # noqa: E402
+
+from orchestrator.testbed import Testbed  # noqa: E402
+
+DEPLOY = """
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: bench, namespace: default}
+spec:
+  replicas: %d
+  selector: {matchLabels: {app: bench}}
+  template:
+    metadata: {labels: {app: bench}}
+    spec:
+      containers: [{name: c, image: agnhost, ports: [{containerPort: 80}]}]
+"""
+
+
+def rss_kib(pid: int) -> int:
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+class FlatTopo(Topo):
+    def build(self, n: int, switch: str):
+        s = self.addSwitch(switch)
+        for i in range(n):
+            self.addLink(self.addHost(f"h{i + 1}", ip=f"172.30.{i // 250}.{i % 250 + 1}/16"), s)
+
+
+def baseline(nodes: int, pods: int) -> float:
+    sw = f"cnb{secrets.token_hex(1)}s0"
+    names = [f"calinet-bench-{secrets.token_hex(3)}-{i}" for i in range(pods)]
+    t0 = time.monotonic()
+    net = Mininet(topo=FlatTopo(nodes, sw), switch=LinuxBridge, controller=None,
+                  autoSetMacs=False)
+    net.start()
+    for n in names:
+        subprocess.run(["ip", "netns", "add", n], check=True)
+    elapsed = time.monotonic() - t0
+    for n in names:
+        subprocess.run(["ip", "netns", "del", n], check=False)
+    net.stop()
+    subprocess.run(["ip", "link", "del", sw], capture_output=True)
+    return elapsed
+
+
+def calinet(nodes: int, pods: int) -> dict:
+    topo = {"name": f"bench-{nodes}", "nodes": [
+        {"name": f"node-{i + 1}", "capacity": {"pods": 110, "cpu": "64", "memory": "64Gi"}}
+        for i in range(nodes)]}
+    with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as f:
+        json.dump(topo, f)
+    t0 = time.monotonic()
+    tb = Testbed(f.name)
+    try:
+        tb.start()
+        t_nodes = time.monotonic() - t0
+        t1 = time.monotonic()
+        tb.apply(DEPLOY % pods)
+        tb.wait_ready(timeout=600)
+        t_pods = time.monotonic() - t1
+        total = time.monotonic() - t0
+        node_pids = tb.cluster.pids()
+        pod_pids = tb.runtime.pids()
+        mem_node = sum(rss_kib(p) for p in node_pids) / max(1, nodes)
+        mem_pod = sum(rss_kib(p) for p in pod_pids) / max(1, pods)
+    finally:
+        tb.stop()
+        os.unlink(f.name)
+    return {"total_s": total, "nodes_s": t_nodes, "pods_ready_s": t_pods,
+            "rss_per_node_kib": mem_node, "rss_per_pod_kib": mem_pod}
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--sizes", default="3x30,50x500")
+    ap.add_argument("--json")
+    args = ap.parse_args()
+    if os.geteuid() != 0:
+        print("bench/bringup.py needs root (sudo make bench)")
+        return 2
+    setLogLevel("warning")
+    rows = []
+    for size in args.sizes.split(","):
+        nodes, pods = map(int, size.split("x"))
+        base = baseline(nodes, pods)
+        cal = calinet(nodes, pods)
+        row = {"nodes": nodes, "pods": pods, "baseline_s": base, **cal,
+               "ratio": cal["total_s"] / base}
+        rows.append(row)
+        print(f"{nodes:>3} nodes / {pods:>4} pods: baseline {base:6.2f}s  calinet {cal['total_s']:6.2f}s "
+              f"(nodes {cal['nodes_s']:.2f}s + pods ready {cal['pods_ready_s']:.2f}s)  "
+              f"ratio {row['ratio']:.2f}x  RSS/node {cal['rss_per_node_kib'] / 1024:.1f} MiB  "
+              f"RSS/pod {cal['rss_per_pod_kib'] / 1024:.1f} MiB", flush=True)
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(rows, f, indent=2)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,178 @@
+"""normalize(): one API object in, a new defaulted and validated object out.
+
+Pure (``now`` is passed in). Dispatches on kind to the per-kind modules and does what the
+API server does on create: strict field check, metadata defaulting, server-owned status
+(dropped from input unless ``keep_status``), generation for workloads. normalize_all()
+validates a whole apply before anything is applied and rejects duplicates in it.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any, Iterable
+
+from orchestrator.api.cluster import (
+    namespace_labels,
+    normalize_namespace_spec,
+    normalize_node_spec,
+)
+from orchestrator.api.fields import (
+    as_map,
+    check_dns1123_label,
+    check_dns1123_subdomain,
+    check_known,
+    fail,
+    type_name,
+)
+from orchestrator.api.ippool import check_pool_overlap, normalize_ippool_spec
+from orchestrator.api.kinds import KINDS, KindInfo
+from orchestrator.api.loader import INPUT_SOURCE, Document
+from orchestrator.api.meta import check_timestamp, normalize_metadata, object_ref
+from orchestrator.api.pod import normalize_pod_spec, qos_class
+from orchestrator.api.workloads import normalize_deployment_spec, normalize_replicaset_spec
+from orchestrator.errors import ValidationError
+
+TOP_FIELDS = frozenset({"apiVersion", "kind", "metadata", "spec", "status"})
+# Node status is written by the node itself (kubelet; here the testbed), not dropped.
+_STATUS_FROM_WRITER = frozenset({"Node"})
+
+
+def normalize(obj: Any, *, source: str | None = None, index: int | None = None, now: str,
+              keep_status: bool = False) -> dict:
+    """A NEW dict: ``obj`` defaulted and validated, or ValidationError naming where.
+
+    ``now`` (RFC3339) becomes metadata.creationTimestamp when absent. An object with only
+    ``metadata.generateName`` comes back with ``name: ""``; the caller generates the name
+    (meta.generate_name) before storing it.
+    """
+    check_timestamp(now, "now")
+    ref = None
+    try:
+        if not isinstance(obj, dict):
+            fail(None, f"an API object must be a mapping, got {type_name(obj)}")
+        ref = _ref_of(obj)
+        return _normalize(_drop_nulls(copy.deepcopy(obj)), now=now, keep_status=keep_status)
+    except ValidationError as exc:
+        raise exc.located(source=source, index=index, obj=ref) from None
+
+
+def _drop_nulls(value: Any) -> Any:
+    """`field: null` means "not set" to the API server's JSON decoding; so it does here."""
+    if isinstance(value, dict):
+        return {k: _drop_nulls(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [_drop_nulls(v) for v in value]
+    return value
+
+
+def _ref_of(obj: dict) -> str:
+    kind = obj.get("kind")
+    kind = kind if isinstance(kind, str) and kind else "<no kind>"
+    info = KINDS.get(kind)
+    return object_ref(kind, obj.get("metadata"), info.namespaced if info else None)
+
+
+def kind_info_of(obj: dict) -> KindInfo:
+    """KindInfo for an object's kind/apiVersion; ValidationError when unknown or mismatched."""
+    kind, api_version = obj.get("kind"), obj.get("apiVersion")
+    if not kind:
+        fail("kind", "Required value: kind must be set")
+    if not api_version:
+        fail("apiVersion", "Required value: apiVersion must be set")
+    if not isinstance(kind, str) or not isinstance(api_version, str):
+        fail("kind", f"kind and apiVersion must be strings, got {kind!r} / {api_version!r}")
+    info = KINDS.get(kind)
+    if info is None:
+        known = ", ".join(f"{k} ({i.api_version})" for k, i in sorted(KINDS.items()))
+        fail("kind", f"unknown kind {kind!r} (apiVersion {api_version}); known kinds: {known}")
+    if api_version not in info.api_versions:
+        fail("apiVersion", f"no kind {kind!r} is registered for apiVersion {api_version!r}: "
+                           f"{kind} is served as {' / '.join(info.api_versions)}")
+    return info
+
+
+def _name_check(info: KindInfo):
+    return check_dns1123_label if info.kind == "Namespace" else check_dns1123_subdomain
+
+
+def _normalize(obj: dict, *, now: str, keep_status: bool) -> dict:
+    info = kind_info_of(obj)
+    check_known(obj, TOP_FIELDS, "")
+    meta = normalize_metadata(obj.get("metadata"), info, _name_check(info), now=now)
+    kind = info.kind
+    if kind == "Pod":
+        spec = normalize_pod_spec(obj.get("spec"), "spec")
+    elif kind == "Deployment":
+        spec = normalize_deployment_spec(obj.get("spec"), now=now)
+    elif kind == "ReplicaSet":
+        spec = normalize_replicaset_spec(obj.get("spec"), now=now)
+    elif kind == "Namespace":
+        spec = normalize_namespace_spec(obj.get("spec"))
+        if meta["name"]:
+            meta["labels"] = namespace_labels(meta)
+    elif kind == "Node":
+        spec = normalize_node_spec(obj.get("spec"))
+    elif kind == "IPPool":
+        spec = normalize_ippool_spec(obj.get("spec"))
+    else:  # a KINDS entry without a normalizer is a programming error, not bad input
+        raise AssertionError(f"no normalizer for kind {kind}")
+    if kind in ("Deployment", "ReplicaSet"):
+        meta.setdefault("generation", 1)
+
+    out = {"apiVersion": obj["apiVersion"], "kind": kind, "metadata": meta, "spec": spec}
+    status = obj.get("status")
+    if status is not None and (keep_status or kind in _STATUS_FROM_WRITER):
+        out["status"] = as_map(status, "status")
+    elif kind == "Pod":
+        out["status"] = {"phase": "Pending", "qosClass": qos_class(spec)}
+    elif kind == "Namespace":
+        out["status"] = {"phase": "Active"}
+    return out
+
+
+def _located(doc: Document, exc: ValidationError, ref: str | None) -> ValidationError:
+    field = exc.field
+    if doc.item is not None:
+        field = f"items[{doc.item}]" + (f".{field}" if field else "")
+    return ValidationError(exc.message, source=exc.source or doc.source,
+                           index=exc.index if exc.index is not None else doc.index,
+                           obj=exc.obj or ref, field=field)
+
+
+def normalize_all(documents: Iterable[Document | dict], *, now: str,
+                  keep_status: bool = False) -> list[dict]:
+    """Normalize every document, or raise the first error (so the caller applies nothing).
+
+    Also rejects the same kind/namespace/name twice, and IPPools whose CIDRs overlap each
+    other, within this one apply.
+    """
+    docs = [d if isinstance(d, Document) else Document(d, INPUT_SOURCE, i)
+            for i, d in enumerate(documents)]
+    out: list[dict] = []
+    seen: dict[tuple[str, str, str], Document] = {}
+    pools: list[dict] = []
+    for doc in docs:
+        try:
+            obj = normalize(doc.obj, now=now, keep_status=keep_status)
+        except ValidationError as exc:
+            ref = _ref_of(doc.obj) if isinstance(doc.obj, dict) else None
+            raise _located(doc, exc, ref) from None
+        ref = _ref_of(obj)
+        meta = obj["metadata"]
+        if meta["name"]:
+            key = (obj["kind"], meta.get("namespace", ""), meta["name"])
+            if key in seen:
+                first = seen[key]
+                where = f"{first.source} document {first.index}"
+                raise _located(doc, ValidationError(
+                    f"duplicate object: {ref} is already defined in this apply ({where})",
+                    field="metadata.name"), ref)
+            seen[key] = doc
+        if obj["kind"] == "IPPool":
+            try:
+                check_pool_overlap(obj, pools)
+            except ValidationError as exc:
+                raise _located(doc, exc, ref) from None
+            pools.append(obj)
+        out.append(obj)
+    return out

@@ -1,0 +1,61 @@
+"""Find the testbed a CLI command talks to: its state directory, store and testbed id.
+
+Side effects: reads /run/calinet (the registry of live testbeds) and opens the state store.
+Commands run from another terminal find a running testbed the way kubectl finds its cluster:
+--state-dir, then $CALINET_STATE_DIR, then the only live testbed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+
+from orchestrator.client import Client
+from orchestrator.errors import CalinetError
+from orchestrator.ledger import registered_testbeds
+from orchestrator.store import Store
+
+
+@dataclass
+class Context:
+    state_dir: str
+    store: Store
+    client: Client
+    testbed_id: str | None
+    live: bool
+
+
+def resolve_state_dir(explicit: str | None) -> str:
+    if explicit:
+        return explicit
+    env = os.environ.get("CALINET_STATE_DIR")
+    if env:
+        return env
+    live = [e for e in registered_testbeds() if e["alive"]]
+    if len(live) == 1:
+        return live[0]["state_dir"]
+    if len(live) > 1:
+        listing = ", ".join(f"{e['id']} ({e['state_dir']})" for e in live)
+        raise CalinetError(f"several testbeds are running: {listing}; "
+                           "choose one with --state-dir or CALINET_STATE_DIR")
+    raise CalinetError("no running testbed found (start one with `calinet up TOPOLOGY`); "
+                       "to read a stopped one's state pass --state-dir")
+
+
+def open_context(explicit: str | None) -> Context:
+    state_dir = resolve_state_dir(explicit)
+    db = os.path.join(state_dir, "state.db")
+    if not os.path.exists(db):
+        raise CalinetError(f"{state_dir} holds no calinet state (no state.db)")
+    store = Store(db)
+    tid, live = None, False
+    try:
+        with open(os.path.join(state_dir, "testbed.json")) as f:
+            tid = json.load(f).get("id")
+    except (OSError, ValueError):
+        pass
+    for e in registered_testbeds():
+        if e["id"] == tid and e["alive"]:
+            live = True
+    return Context(state_dir, store, Client(store), tid, live)

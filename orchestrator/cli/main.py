@@ -1,0 +1,186 @@
+"""`calinet` entry point: parses arguments and dispatches to the verbs in commands.py.
+
+Side effects: those of the verbs. Errors a user can fix print one line and exit 1; bad usage
+exits 2 (argparse).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+
+from orchestrator.errors import CalinetError
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="calinet", description=(
+        "A Mininet testbed of a Kubernetes cluster networked the way Calico does it."))
+    p.add_argument("--state-dir", help="state directory of the testbed to talk to "
+                   "(default: $CALINET_STATE_DIR, else the only running testbed)")
+    p.add_argument("-v", "--verbose", action="store_true")
+    sub = p.add_subparsers(dest="verb", required=True, metavar="VERB")
+
+    up = sub.add_parser("up", help="bring a cluster up and open the interactive shell")
+    up.add_argument("topology")
+    up.add_argument("-f", "--filename", action="append", default=[], help="manifest(s) to apply")
+    up.add_argument("--fresh", action="store_true", help="discard the state of a previous run")
+    up.add_argument("--no-shell", action="store_true", help="apply, show, tear down (no shell)")
+    up.add_argument("--timeout", type=float, default=120, help="seconds to wait for pods")
+
+    g = sub.add_parser("get", help="list objects (kubectl get)")
+    g.add_argument("kind")
+    g.add_argument("name", nargs="?")
+    _ns(g)
+    g.add_argument("-A", "--all-namespaces", action="store_true")
+    g.add_argument("-o", "--output", choices=["wide", "yaml", "json"])
+    g.add_argument("-l", "--selector")
+
+    d = sub.add_parser("describe", help="show one object in detail")
+    d.add_argument("kind")
+    d.add_argument("name")
+    _ns(d)
+
+    a = sub.add_parser("apply", help="create or update objects from manifests")
+    a.add_argument("-f", "--filename", action="append", required=True)
+
+    dl = sub.add_parser("delete", help="delete objects")
+    dl.add_argument("kind", nargs="?")
+    dl.add_argument("names", nargs="*")
+    dl.add_argument("-f", "--filename", action="append", default=[])
+    _ns(dl)
+
+    lb = sub.add_parser("label", help="set (key=value) or remove (key-) labels")
+    lb.add_argument("kind")
+    lb.add_argument("name")
+    lb.add_argument("labels", nargs="+")
+    _ns(lb)
+
+    lg = sub.add_parser("logs", help="container logs of a pod")
+    lg.add_argument("pod")
+    lg.add_argument("container", nargs="?")
+    lg.add_argument("-p", "--previous", action="store_true")
+    _ns(lg)
+
+    ex = sub.add_parser("exec", help="run a command in a pod's network namespace")
+    ex.add_argument("pod")
+    ex.add_argument("argv", nargs=argparse.REMAINDER)
+    _ns(ex)
+
+    pr = sub.add_parser("probe", help="can SRC connect to DST on PORT[/PROTO]?")
+    pr.add_argument("src")
+    pr.add_argument("dst")
+    pr.add_argument("port")
+    pr.add_argument("--timeout", type=float, default=1.0)
+    _ns(pr)
+
+    ip = sub.add_parser("ipam", help="IP address management (calicoctl ipam)")
+    ipsub = ip.add_subparsers(dest="ipam_verb", required=True)
+    show = ipsub.add_parser("show")
+    show.add_argument("--show-blocks", action="store_true")
+    show.add_argument("--show-borrowed", action="store_true")
+    show.add_argument("--show-configuration", action="store_true")
+    show.add_argument("--ip")
+    ipsub.add_parser("check")
+
+    v = sub.add_parser("validate", help="validate manifests without applying them")
+    v.add_argument("-f", "--filename", action="append", required=True)
+
+    c = sub.add_parser("clean", help="remove everything calinet created (also after a crash)")
+    c.add_argument("--all", action="store_true",
+                   help="also testbeds whose owner process is still running")
+
+    sub.add_parser("demo", help="the `make demo` tour: 3 nodes, a web app, pods, probes")
+    return p
+
+
+def _ns(p) -> None:
+    p.add_argument("-n", "--namespace", default="default")
+
+
+def main(argv=None) -> int:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
+    try:
+        return _dispatch(args)
+    except CalinetError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+def _need_root(verb: str) -> None:
+    if os.geteuid() != 0:
+        raise CalinetError(f"`calinet {verb}` needs root (network namespaces): run it with sudo")
+
+
+def _dispatch(args) -> int:
+    from orchestrator.cli import commands
+    from orchestrator.cli.context import open_context
+
+    verb = args.verb
+    if verb == "up":
+        _need_root(verb)
+        from orchestrator.cli.up import run_up
+        return run_up(args)
+    if verb == "demo":
+        _need_root(verb)
+        from orchestrator.cli.up import run_demo
+        return run_demo(args)
+    if verb == "validate":
+        print(commands.validate(args.filename))
+        return 0
+    if verb == "clean":
+        _need_root(verb)
+        from orchestrator.cleanup import clean_all
+        reports = clean_all(include_live=args.all)
+        for r in reports:
+            print(r.summary())
+        if not reports:
+            print("nothing to clean")
+        return 0
+    ctx = open_context(args.state_dir)
+    if verb == "get":
+        print(commands.get(ctx, args.kind, args.name, namespace=args.namespace,
+                           all_namespaces=args.all_namespaces, output=args.output,
+                           selector=args.selector))
+    elif verb == "describe":
+        print(commands.describe(ctx, args.kind, args.name, namespace=args.namespace))
+    elif verb == "apply":
+        print(commands.apply(ctx, args.filename))
+    elif verb == "delete":
+        print(commands.delete(ctx, args.kind, args.names, namespace=args.namespace,
+                              files=args.filename))
+    elif verb == "label":
+        print(commands.label(ctx, args.kind, args.name, args.labels, namespace=args.namespace))
+    elif verb == "logs":
+        sys.stdout.write(commands.logs(ctx, args.pod, args.container, namespace=args.namespace,
+                                       previous=args.previous))
+    elif verb == "exec":
+        _need_root(verb)
+        argv = args.argv[1:] if args.argv[:1] == ["--"] else args.argv
+        r = commands.exec_(ctx, args.pod, argv, namespace=args.namespace)
+        sys.stdout.write(r.stdout)
+        sys.stderr.write(r.stderr)
+        return r.returncode
+    elif verb == "probe":
+        _need_root(verb)
+        print(commands.probe_(ctx, args.src, args.dst, args.port, namespace=args.namespace,
+                              timeout=args.timeout))
+    elif verb == "ipam":
+        if args.ipam_verb == "check":
+            text, problems = commands.ipam_check(ctx)
+            print(text)
+            return 1 if problems else 0
+        print(commands.ipam_show(ctx, show_blocks=args.show_blocks,
+                                 show_borrowed=args.show_borrowed,
+                                 show_config=args.show_configuration, ip=args.ip))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,126 @@
+"""`calinet up` and `calinet demo`: bring a cluster up, show it, hand over a shell, tear down.
+
+Side effects: a whole Testbed (Mininet, namespaces, processes), always stopped on exit,
+Ctrl-C or error.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import time
+from pathlib import Path
+
+from rich.console import Console
+
+from orchestrator.cli import commands
+from orchestrator.cli.context import Context
+from orchestrator.errors import CalinetError, SupervisorTimeout
+from orchestrator.testbed import DEFAULT_STATE_ROOT, Testbed
+from topologies.spec import load_spec
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _context(tb) -> Context:
+    return Context(tb.state_dir, tb.store, tb.client, tb.id, True)
+
+
+def run_up(args) -> int:
+    console = Console(stderr=True)
+    spec = load_spec(args.topology)
+    state_dir = args.state_dir or os.environ.get("CALINET_STATE_DIR") or os.path.join(
+        DEFAULT_STATE_ROOT, spec.name)
+    if args.fresh and os.path.exists(os.path.join(state_dir, "state.db")):
+        shutil.rmtree(state_dir)
+    tb = Testbed(args.topology, state_dir=state_dir, progress=lambda m: console.log(m))
+    try:
+        with console.status(f"bringing up {spec.name} ({len(spec.nodes)} nodes)..."):
+            tb.start()
+        ctx = _context(tb)
+        for f in args.filename:
+            print(commands.apply(ctx, [f]))
+        _wait(tb, console, args.timeout)
+        print(commands.get(ctx, "nodes", output="wide"))
+        print(commands.get(ctx, "pods", all_namespaces=True, output="wide"))
+        if args.no_shell:
+            return 0
+        console.print(f"[bold]calinet shell[/bold] (state: {state_dir}). Mininet commands "
+                      "plus get/apply/delete/describe/label/logs/exec/probe/matrix/ipam; "
+                      "`help`, `exit` tears the cluster down.")
+        from orchestrator.cli.shell import CalinetCLI
+        CalinetCLI(tb)
+        return 0
+    finally:
+        with console.status("tearing down..."):
+            tb.stop()
+        console.log("cluster stopped; nothing left behind")
+
+
+def _wait(tb, console, timeout: float) -> None:
+    t0 = time.monotonic()
+    with console.status("waiting for pods to be Running..."):
+        try:
+            tb.wait_ready(timeout=timeout)
+        except SupervisorTimeout as exc:
+            console.print(f"[yellow]warning:[/yellow] {exc}")
+            return
+    if tb.store.list("Pod"):
+        console.log(f"all pods ready in {time.monotonic() - t0:.2f}s")
+
+
+def run_demo(args) -> int:
+    """The tour `sudo make demo` shows."""
+    console = Console()
+    topo = REPO / "topologies" / "examples" / "three-node.yaml"
+    manifest = REPO / "experiments" / "manifests" / "web.yaml"
+    t0 = time.monotonic()
+    tb = Testbed(str(topo), progress=lambda m: console.log(m))
+    try:
+        with console.status("bringing up a 3-node cluster..."):
+            tb.start()
+        ctx = _context(tb)
+        _section(console, "$ calinet apply -f experiments/manifests/web.yaml")
+        print(commands.apply(ctx, [str(manifest)]))
+        _wait(tb, console, 60)
+        _section(console, "$ calinet get nodes -o wide")
+        print(commands.get(ctx, "nodes", output="wide"))
+        _section(console, "$ calinet get pods -n demo -o wide")
+        print(commands.get(ctx, "pods", namespace="demo", output="wide"))
+        _section(console, "$ calinet ipam show --show-blocks")
+        print(commands.ipam_show(ctx, show_blocks=True))
+        pods = tb.pods("demo")
+        first = pods[0]
+        node = tb.pod_node(first)
+        _section(console, f"$ calinet exec {first} -- ip route     (Calico's pod routing)")
+        print(tb.exec(first, ["ip", "route"]).stdout.rstrip())
+        _section(console, f"$ {node}: ip route                (node routes: /32 per pod, blackhole per block)")
+        print(tb.node_exec(node, ["ip", "route"]).stdout.rstrip())
+        _section(console, "probes between pods (cross-node routes arrive with BGP)")
+        for src in pods:
+            for dst in pods:
+                if src == dst:
+                    continue
+                same = tb.pod_node(src) == tb.pod_node(dst)
+                ok = tb.probe(src, dst, 80, "TCP", timeout=0.3)
+                where = "same node " if same else "cross-node"
+                mark = "[green]connected[/green]" if ok else "[red]no route[/red]"
+                console.print(f"  {where}  {src:24} -> {dst:24} 80/TCP  {mark}")
+        _section(console, "$ calinet ipam check")
+        print(commands.ipam_check(ctx)[0])
+        console.log(f"demo done in {time.monotonic() - t0:.1f}s")
+        return 0
+    except CalinetError as exc:
+        console.print(f"[red]demo failed:[/red] {exc}")
+        return 1
+    finally:
+        with console.status("tearing down..."):
+            tb.stop()
+        console.log("cluster stopped; nothing left behind")
+
+
+def _section(console, title: str) -> None:
+    console.print()
+    console.print(f"[bold cyan]{title}[/bold cyan]")
+    sys.stdout.flush()

@@ -1,0 +1,183 @@
+"""The API-server side of apply / delete / label / get, working on a store.
+
+Side effects: writes to the store only. Used by the in-process `Testbed` and by CLI commands
+run from another terminal against a running testbed's state directory (as kubectl against a
+cluster). Every write is validated first and done in one transaction: an invalid document
+rejects the whole apply and nothing changes.
+"""
+
+from __future__ import annotations
+
+import copy
+
+from orchestrator import api
+from orchestrator.api.ippool import check_pool_overlap
+from orchestrator.errors import NotFound, ValidationError
+from orchestrator.store import now_rfc3339
+
+# Pod spec fields Kubernetes lets an update change (everything else is immutable).
+_POD_MUTABLE = ("activeDeadlineSeconds", "tolerations", "terminationGracePeriodSeconds")
+
+
+def split_key(key: str, default_ns: str = "default") -> tuple[str, str]:
+    if "/" in key:
+        ns, name = key.split("/", 1)
+        return ns, name
+    return default_ns, key
+
+
+def resource_name(obj: dict) -> str:
+    """kubectl's `kind.group` prefix: pod, deployment.apps, ippool.projectcalico.org."""
+    group = obj.get("apiVersion", "v1").rpartition("/")[0]
+    return obj["kind"].lower() + (f".{group}" if group else "")
+
+
+class Client:
+    def __init__(self, store, *, clock=now_rfc3339):
+        self.store = store
+        self.clock = clock
+
+    # -- apply ---------------------------------------------------------------------------
+
+    def apply(self, source) -> list[str]:
+        """kubectl apply: returns lines like 'pod/web-0 created' / 'configured' / 'unchanged'."""
+        docs = api.load_documents(source)
+        objs = api.normalize_all(docs, now=self.clock())
+        out = []
+        with self.store.transaction():
+            namespaces = {o["metadata"]["name"] for o in objs if o["kind"] == "Namespace"}
+            for obj, doc in zip(objs, docs):
+                info = api.resolve_kind(obj["kind"])
+                ns = obj["metadata"].get("namespace", "") if info.namespaced else ""
+                where = dict(source=getattr(doc, "source", None), index=getattr(doc, "index", None),
+                             obj=f"{obj['kind']} {ns + '/' if ns else ''}{obj['metadata']['name']}")
+                if ns and ns not in namespaces:
+                    nso = self.store.get("Namespace", ns)
+                    if nso is None:
+                        raise ValidationError(f'namespaces "{ns}" not found', field="metadata.namespace", **where)
+                    if nso["metadata"].get("deletionTimestamp"):
+                        raise ValidationError(f'namespace "{ns}" is being terminated',
+                                              field="metadata.namespace", **where)
+                if obj["kind"] == "IPPool":
+                    try:
+                        check_pool_overlap(obj, self.store.list("IPPool"))
+                    except ValidationError as exc:
+                        raise exc.located(**where) from None
+                out.append(self._apply_one(obj, info, ns, where))
+        return out
+
+    def _apply_one(self, obj: dict, info, ns: str, where: dict) -> str:
+        name = obj["metadata"]["name"]
+        label = f"{resource_name(obj)}/{name}"
+        old = self.store.get(obj["kind"], name, ns)
+        if old is None:
+            self.store.create(obj)
+            return f"{label} created"
+        new = copy.deepcopy(old)
+        self._check_immutable(obj, old, where)
+        meta = new["metadata"]
+        for field in ("labels", "annotations"):
+            if obj["metadata"].get(field) is not None or field in meta:
+                meta[field] = obj["metadata"].get(field) or {}
+        if "spec" in obj:
+            spec = copy.deepcopy(obj["spec"])
+            if obj["kind"] == "Pod" and old["spec"].get("nodeName"):
+                spec["nodeName"] = old["spec"]["nodeName"]  # set by the scheduler, not the user
+            new["spec"] = spec
+        new["metadata"].pop("resourceVersion", None)
+        stored = self.store.update(new)
+        changed = stored["metadata"]["resourceVersion"] != old["metadata"]["resourceVersion"]
+        return f"{label} {'configured' if changed else 'unchanged'}"
+
+    @staticmethod
+    def _check_immutable(obj: dict, old: dict, where: dict) -> None:
+        kind = obj["kind"]
+        if kind == "Pod":
+            a = {k: v for k, v in old["spec"].items() if k not in _POD_MUTABLE + ("nodeName",)}
+            b = {k: v for k, v in obj["spec"].items() if k not in _POD_MUTABLE + ("nodeName",)}
+            for c in a.get("containers", []) + b.get("containers", []):
+                c.pop("image", None)
+            if a != b:
+                raise ValidationError(
+                    "Forbidden: pod updates may not change fields other than "
+                    "`spec.containers[*].image`, `spec.activeDeadlineSeconds`, "
+                    "`spec.tolerations` (only additions) or "
+                    "`spec.terminationGracePeriodSeconds`", field="spec", **where)
+        if kind == "IPPool":
+            for f in ("cidr", "blockSize"):
+                if old["spec"].get(f) != obj["spec"].get(f):
+                    raise ValidationError(f"field is immutable (was {old['spec'].get(f)!r})",
+                                          field=f"spec.{f}", **where)
+        if kind in ("Deployment", "ReplicaSet"):
+            if old["spec"].get("selector") != obj["spec"].get("selector"):
+                raise ValidationError("field is immutable", field="spec.selector", **where)
+
+    # -- delete / label ------------------------------------------------------------------
+
+    def delete(self, kind: str, key: str) -> str:
+        info = api.resolve_kind(kind)
+        ns, name = split_key(key) if info.namespaced else ("", key)
+        obj = self.store.get(info.kind, name, ns)
+        if obj is None:
+            raise NotFound(f'{info.kind} "{key}" not found')
+        if info.kind == "Pod" and obj["spec"].get("nodeName"):
+            self._mark(obj)  # the node's kubelet tears the sandbox down, then removes it
+        elif info.kind == "Namespace":
+            if name in ("default", "kube-system"):
+                raise ValidationError(f'forbidden: namespace "{name}" may not be deleted')
+            self._mark(obj)  # the namespace controller empties it, then removes it
+        else:
+            self.store.delete(info.kind, name, ns)
+        return f'{info.kind.lower()}/{name} deleted'
+
+    def delete_source(self, source) -> list[str]:
+        docs = api.load_documents(source)
+        objs = api.normalize_all(docs, now=self.clock())
+        out = []
+        for obj in reversed(objs):
+            ns = obj["metadata"].get("namespace", "")
+            key = f"{ns}/{obj['metadata']['name']}" if ns else obj["metadata"]["name"]
+            try:
+                out.append(self.delete(obj["kind"], key))
+            except NotFound as exc:
+                out.append(str(exc))
+        return out
+
+    def _mark(self, obj: dict) -> None:
+        if obj["metadata"].get("deletionTimestamp"):
+            return
+        obj = copy.deepcopy(obj)
+        obj["metadata"]["deletionTimestamp"] = self.clock()
+        obj["metadata"].pop("resourceVersion", None)
+        self.store.update(obj)
+
+    def label(self, kind: str, key: str, labels: dict) -> str:
+        """Set labels (a value of None removes the key); validated like an apply."""
+        info = api.resolve_kind(kind)
+        ns, name = split_key(key) if info.namespaced else ("", key)
+        with self.store.transaction():
+            obj = self.store.get(info.kind, name, ns)
+            if obj is None:
+                raise NotFound(f'{info.kind} "{key}" not found')
+            new = copy.deepcopy(obj)
+            cur = new["metadata"].setdefault("labels", {})
+            for k, v in labels.items():
+                if v is None:
+                    cur.pop(k, None)
+                else:
+                    cur[k] = str(v)
+            api.normalize(new, keep_status=True, now=self.clock())  # validates the labels
+            new["metadata"].pop("resourceVersion", None)
+            self.store.update(new)
+        return f"{info.kind.lower()}/{name} labeled"
+
+    # -- reads ---------------------------------------------------------------------------
+
+    def get(self, kind: str, key: str) -> dict:
+        info = api.resolve_kind(kind)
+        ns, name = split_key(key) if info.namespaced else ("", key)
+        return self.store.must_get(info.kind, name, ns)
+
+    def list(self, kind: str, namespace: str | None = None) -> list[dict]:
+        info = api.resolve_kind(kind)
+        return self.store.list(info.kind, namespace if info.namespaced else None)

@@ -1,0 +1,46 @@
+"""Garbage collector and namespace controller: dependents follow their owners.
+
+Touches only the store. Objects whose controller owner no longer exists are deleted
+(pods gracefully, through `mark_deleted`); a Namespace marked for deletion loses everything
+in it and then goes itself, as in Kubernetes.
+"""
+
+from __future__ import annotations
+
+from orchestrator.controllers.common import controller_uid, is_deleting
+
+NAMESPACED_KINDS = ("Deployment", "ReplicaSet", "Pod")
+
+
+def reconcile(store, now: str, *, mark_deleted) -> bool:
+    wrote = False
+    uids = {o["metadata"]["uid"] for kind in ("Deployment", "ReplicaSet")
+            for o in store.list(kind)}
+    for kind in ("ReplicaSet", "Pod"):
+        for obj in store.list(kind):
+            owner = controller_uid(obj)
+            if owner and owner not in uids and not is_deleting(obj):
+                if kind == "Pod":
+                    mark_deleted(obj)
+                else:
+                    store.delete(kind, obj["metadata"]["name"], obj["metadata"]["namespace"])
+                wrote = True
+    for ns in store.list("Namespace"):
+        if not is_deleting(ns):
+            continue
+        name = ns["metadata"]["name"]
+        left = 0
+        for kind in NAMESPACED_KINDS:
+            for obj in store.list(kind, name):
+                left += 1
+                if kind == "Pod":
+                    if not is_deleting(obj):
+                        mark_deleted(obj)
+                        wrote = True
+                else:
+                    store.delete(kind, obj["metadata"]["name"], name)
+                    wrote = True
+        if left == 0:
+            store.delete("Namespace", name)
+            wrote = True
+    return wrote

@@ -1,0 +1,111 @@
+"""Controller manager: the one loop that runs every controller and every kubelet.
+
+Side effects: a supervisor thread (the only sleeping code in the control plane). It wakes on
+any store change (in this process at once, from other processes within 50 ms) and at least
+every `tick` seconds so container exits and restarts are noticed, then runs each reconciler in
+a fixed order until nothing more is written. One failing object or controller is logged and
+retried on the next pass; it never stops the loop.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import threading
+import time
+
+from orchestrator.controllers import deployment, garbage, replicaset, scheduling
+from orchestrator.store import now_rfc3339
+
+log = logging.getLogger(__name__)
+
+
+class ControllerManager:
+    def __init__(self, store, kubelets: dict, runtime, *, tick: float = 0.2, clock=now_rfc3339):
+        self.store = store
+        self.kubelets = kubelets  # node name -> Kubelet
+        self.runtime = runtime
+        self.tick = tick
+        self.clock = clock
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()  # one pass at a time (loop thread or sync_once)
+        self.errors: list[str] = []
+        self.passes = 0
+
+    # Pods on a node go through their kubelet (which tears the sandbox down first); pods
+    # never scheduled, or on a node whose kubelet is gone, are removed at once.
+    def mark_deleted(self, pod: dict) -> None:
+        node = pod["spec"].get("nodeName")
+        ns, name = pod["metadata"]["namespace"], pod["metadata"]["name"]
+        if node and node in self.kubelets:
+            cur = self.store.get("Pod", name, ns)
+            if cur and not cur["metadata"].get("deletionTimestamp"):
+                cur = copy.deepcopy(cur)
+                cur["metadata"]["deletionTimestamp"] = self.clock()
+                cur["metadata"].pop("resourceVersion", None)
+                self.store.update(cur)
+        else:
+            self.store.delete("Pod", name, ns)
+
+    def sync_once(self, max_rounds: int = 20) -> None:
+        """Run every reconciler until a round writes nothing (bounded)."""
+        with self._lock:
+            for _ in range(max_rounds):
+                now = self.clock()
+                self.runtime.poll(time.monotonic())
+                wrote = False
+                for name, fn in self._steps():
+                    try:
+                        wrote |= bool(fn(now))
+                    except Exception as exc:  # noqa: BLE001 - one bad object must not stop the loop
+                        msg = f"{name}: {type(exc).__name__}: {exc}"
+                        log.exception("controller %s failed", name)
+                        self.errors.append(msg)
+                        del self.errors[:-50]
+                self.passes += 1
+                if not wrote:
+                    return
+
+    def _steps(self):
+        yield "garbage-collector", lambda now: garbage.reconcile(
+            self.store, now, mark_deleted=self.mark_deleted)
+        yield "deployment", lambda now: deployment.reconcile(self.store, now)
+        yield "replicaset", lambda now: replicaset.reconcile(
+            self.store, now, mark_deleted=self.mark_deleted)
+        yield "scheduler", lambda now: scheduling.reconcile(self.store, now)
+        yield "kubelets", self._kubelets
+
+    def _kubelets(self, now: str) -> bool:
+        by_node: dict[str, list] = {n: [] for n in self.kubelets}
+        for pod in self.store.list("Pod"):
+            node = pod["spec"].get("nodeName")
+            if node in by_node:
+                by_node[node].append(pod)
+        wrote = False
+        for node, kubelet in self.kubelets.items():
+            try:
+                wrote |= kubelet.sync(by_node[node], now)
+            except Exception as exc:  # noqa: BLE001
+                log.exception("kubelet %s failed", node)
+                self.errors.append(f"kubelet {node}: {type(exc).__name__}: {exc}")
+        return wrote
+
+    # -- thread --------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="calinet-controllers", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            # Every wake (a change, or the tick for container exits and restarts) runs a
+            # pass; passes that find nothing to do write nothing and cost a few reads.
+            self.sync_once()
+            self.store.wait_for_change(self.store.current_rv(), self.tick)
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self._stop.set()
+        if self._thread:
+            self._thread.join(timeout)
+            self._thread = None

@@ -1,0 +1,94 @@
+"""ReplicaSet controller: keeps `spec.replicas` active pods matching the template.
+
+Touches only the store. Pods get Kubernetes-style names `<rs>-<5 safe chars>` and an owner
+reference; surplus pods are chosen the way Kubernetes does (unscheduled, then pending, then
+not ready, then newest first).
+"""
+
+from __future__ import annotations
+
+import copy
+
+from orchestrator.api.labels import label_selector_matches
+from orchestrator.controllers.common import (
+    controller_uid,
+    is_deleting,
+    owner_ref,
+    pod_active,
+    pod_ready,
+    random_suffix,
+)
+
+
+def _pods_of(rs: dict, pods: list[dict]) -> list[dict]:
+    uid = rs["metadata"]["uid"]
+    return [p for p in pods if controller_uid(p) == uid]
+
+
+def _new_pod(rs: dict, existing: set[str]) -> dict:
+    tmpl = copy.deepcopy(rs["spec"]["template"])
+    meta = tmpl.setdefault("metadata", {})
+    base = rs["metadata"]["name"]
+    while True:
+        name = f"{base}-{random_suffix(5)}"
+        if name not in existing:
+            break
+    meta.update({"name": name, "namespace": rs["metadata"]["namespace"],
+                 "generateName": f"{base}-", "ownerReferences": [owner_ref(rs)]})
+    meta.setdefault("labels", {})
+    return {"apiVersion": "v1", "kind": "Pod", "metadata": meta, "spec": tmpl["spec"]}
+
+
+def _delete_rank(pod: dict):
+    st = pod.get("status") or {}
+    scheduled = bool(pod["spec"].get("nodeName"))
+    running = st.get("phase") == "Running"
+    # Sort ascending = delete first; newest first among equals (creationTimestamp desc).
+    return (scheduled, running, pod_ready(pod), _neg(pod["metadata"].get("creationTimestamp", "")),
+            _neg(pod["metadata"]["name"]))
+
+
+def _neg(s: str):
+    return tuple(-ord(c) for c in s)
+
+
+def reconcile(store, now: str, *, mark_deleted) -> bool:
+    """One pass over every ReplicaSet. `mark_deleted(pod)` starts a graceful pod deletion."""
+    wrote = False
+    all_pods = store.list("Pod")
+    for rs in store.list("ReplicaSet"):
+        if is_deleting(rs):
+            continue
+        ns = rs["metadata"]["namespace"]
+        pods = [p for p in _pods_of(rs, all_pods)]
+        active = [p for p in pods if pod_active(p)]
+        want = int(rs["spec"].get("replicas", 1))
+        names = {p["metadata"]["name"] for p in all_pods if p["metadata"]["namespace"] == ns}
+        if len(active) < want:
+            for _ in range(want - len(active)):
+                pod = _new_pod(rs, names)
+                names.add(pod["metadata"]["name"])
+                store.create(pod)
+                wrote = True
+        elif len(active) > want:
+            for pod in sorted(active, key=_delete_rank)[:len(active) - want]:
+                mark_deleted(pod)
+                wrote = True
+        pods = _pods_of(rs, store.list("Pod", ns))
+        active = [p for p in pods if pod_active(p)]
+        sel = rs["spec"].get("selector") or {}
+        status = {
+            "replicas": len(active),
+            "fullyLabeledReplicas": sum(
+                1 for p in active if label_selector_matches(sel, p["metadata"].get("labels", {}))),
+            "readyReplicas": sum(1 for p in active if pod_ready(p)),
+            "availableReplicas": sum(1 for p in active if pod_ready(p)),
+            "observedGeneration": rs["metadata"].get("generation", 1),
+        }
+        if rs.get("status") != status:
+            rs = copy.deepcopy(rs)
+            rs["status"] = status
+            rs["metadata"].pop("resourceVersion", None)
+            store.update(rs)
+            wrote = True
+    return wrote

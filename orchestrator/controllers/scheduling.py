@@ -1,0 +1,58 @@
+"""Scheduler loop: binds pending pods to nodes using the pure scheduler. Touches the store."""
+
+from __future__ import annotations
+
+import copy
+
+from orchestrator import scheduler
+from orchestrator.controllers.common import is_deleting
+
+
+def _set_condition(pod: dict, cond: dict) -> None:
+    conds = pod.setdefault("status", {}).setdefault("conditions", [])
+    for i, c in enumerate(conds):
+        if c.get("type") == cond["type"]:
+            conds[i] = cond
+            return
+    conds.append(cond)
+
+
+def reconcile(store, now: str) -> bool:
+    pods = store.list("Pod")
+    pending = [p for p in pods if not p["spec"].get("nodeName") and not is_deleting(p)]
+    if not pending:
+        return False
+    nodes = store.list("Node")
+    infos = scheduler.node_infos(nodes, [p for p in pods if p["spec"].get("nodeName")])
+    decisions = scheduler.schedule_many(pending, infos)
+    wrote = False
+    with store.transaction():
+        for pod, decision in zip(pending, decisions):
+            pod = copy.deepcopy(pod)
+            pod["metadata"].pop("resourceVersion", None)
+            if decision.node:
+                pod["spec"]["nodeName"] = decision.node
+                _set_condition(pod, {"type": "PodScheduled", "status": "True",
+                                     "lastTransitionTime": now})
+                pod["status"]["phase"] = "Pending"
+            else:
+                pod.setdefault("status", {})["phase"] = "Pending"
+                _set_condition(pod, {"type": "PodScheduled", "status": "False",
+                                     "reason": "Unschedulable", "message": decision.reasons,
+                                     "lastTransitionTime": now})
+            before = store.get("Pod", pod["metadata"]["name"], pod["metadata"]["namespace"])
+            if before and _same_ignoring_time(before, pod):
+                continue
+            store.update(pod)
+            wrote = True
+    return wrote
+
+
+def _same_ignoring_time(a: dict, b: dict) -> bool:
+    def strip(p):
+        p = copy.deepcopy(p)
+        p["metadata"].pop("resourceVersion", None)
+        for c in (p.get("status") or {}).get("conditions") or []:
+            c.pop("lastTransitionTime", None)
+        return p
+    return strip(a) == strip(b)

@@ -1,0 +1,176 @@
+"""IPAM persisted through the state store: load, run the pure allocator, write back atomically.
+
+Side effects: reads and writes IPPool, Node (read only), IPAMBlock, BlockAffinity, IPAMHandle
+and IPAMConfig objects in the SQLite store. Each operation is one store transaction (BEGIN
+IMMEDIATE), so concurrent callers in other processes serialise, and a crash either keeps a
+whole allocation or none of it: an address is never lost nor handed out twice.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Mapping, Sequence
+
+from orchestrator.errors import ValidationError
+from orchestrator.ipam import allocator, codec, report
+from orchestrator.ipam.model import IPAMConfig, IPAMState, Outcome, Pool
+from orchestrator.ipam.selector import pool_selects_node
+
+log = logging.getLogger(__name__)
+
+
+def ensure_default_pool(store) -> list[Pool]:
+    """Create Calico's default-ipv4-ippool (10.244.0.0/16, /26 blocks) if no IPPool exists.
+    Returns the pools now stored."""
+    with store.transaction():
+        if not store.list("IPPool"):
+            store.create(codec.pool_object(codec.DEFAULT_POOL_NAME, codec.DEFAULT_POOL_CIDR, 26))
+            log.info("created IPPool %s %s", codec.DEFAULT_POOL_NAME, codec.DEFAULT_POOL_CIDR)
+        return [codec.pool_from_object(o) for o in store.list("IPPool")]
+
+
+class IPAM:
+    """Calico-style IPAM bound to a Store."""
+
+    def __init__(self, store):
+        self.store = store
+
+    # -- loading ---------------------------------------------------------------------------
+
+    def pools(self) -> list[Pool]:
+        """All IPPools (disabled ones included), in name order as Calico lists them."""
+        return [codec.pool_from_object(o) for o in self.store.list("IPPool")]
+
+    def config(self) -> IPAMConfig:
+        return codec.config_from_object(self.store.get("IPAMConfig", "default"))
+
+    def set_config(self, config: IPAMConfig) -> None:
+        self.store.put(codec.config_object(config))
+
+    def state(self) -> IPAMState:
+        """The whole IPAM state; raises ValidationError if a stored block is corrupt."""
+        return self._load(strict=True)[0]
+
+    def _load(self, *, strict: bool) -> tuple[IPAMState, dict[str, str]]:
+        blocks, invalid = {}, {}
+        for obj in self.store.list("IPAMBlock"):
+            problem = codec.validate_block_spec(obj.get("spec") or {})
+            if problem:
+                if strict:
+                    raise ValidationError(problem, obj=f"IPAMBlock {obj['metadata']['name']}")
+                invalid[(obj.get("spec") or {}).get("cidr") or obj["metadata"]["name"]] = problem
+                continue
+            blk = codec.block_from_object(obj)
+            blocks[blk.cidr] = blk
+        handles = dict(codec.handle_from_object(o) for o in self.store.list("IPAMHandle"))
+        return IPAMState(blocks, handles, self.config()), invalid
+
+    def _pools_for(self, node: str, pool_names: Sequence[str] | None,
+                   node_labels: Mapping[str, str] | None) -> list[Pool]:
+        pools = self.pools()
+        if pool_names is not None:
+            by_name = {p.name: p for p in pools}
+            chosen = []
+            for name in pool_names:
+                if name not in by_name:
+                    raise ValidationError(f"requested IP pool {name!r} does not exist")
+                if by_name[name].disabled:
+                    raise ValidationError(f"requested IP pool {name!r} is disabled")
+                chosen.append(by_name[name])
+            pools = chosen
+        if node_labels is None:
+            node_obj = self.store.get("Node", node)
+            node_labels = ((node_obj or {}).get("metadata") or {}).get("labels") or {}
+        return [p for p in pools if not p.disabled and pool_selects_node(p.node_selector, node_labels)]
+
+    # -- writing ---------------------------------------------------------------------------
+
+    def _commit(self, before: IPAMState, outcome: Outcome) -> None:
+        after = outcome.state
+        for cidr in sorted(outcome.changed_blocks):
+            old, new = before.blocks.get(cidr), after.blocks.get(cidr)
+            if new is not None:
+                self.store.put(codec.block_object(new, after.config))
+            else:
+                self.store.delete("IPAMBlock", codec.block_name(cidr))
+            old_aff = old.affinity if old else None
+            new_aff = new.affinity if new else None
+            if old_aff and old_aff != new_aff:
+                self.store.delete("BlockAffinity", codec.affinity_name(old_aff, cidr))
+            if new_aff and new_aff != old_aff:
+                self.store.put(codec.affinity_object(new_aff, cidr))
+        for handle in sorted(outcome.changed_handles):
+            counts = after.handles.get(handle)
+            if counts:
+                self.store.put(codec.handle_object(handle, counts))
+            else:
+                self.store.delete("IPAMHandle", handle)
+
+    def _run(self, fn) -> Outcome:
+        with self.store.transaction():
+            before = self.state()
+            outcome = fn(before)
+            if outcome.changed:
+                self._commit(before, outcome)
+            return outcome
+
+    # -- operations ------------------------------------------------------------------------
+
+    def auto_assign(self, handle: str, node: str, attrs: Mapping[str, str] | None = None,
+                    pool_names: Sequence[str] | None = None,
+                    node_labels: Mapping[str, str] | None = None, version: int = 4) -> str:
+        """Assign (or return the already assigned) address of ``handle`` on ``node``.
+
+        Pools: ``pool_names`` if given, else every enabled IPv``version`` IPPool whose
+        nodeSelector matches the node's labels (``node_labels`` or the stored Node object)."""
+        def step(state):
+            pools = [p for p in self._pools_for(node, pool_names, node_labels)
+                     if p.version == version]
+            return allocator.auto_assign(state, handle, node, pools, attrs)
+        outcome = self._run(step)
+        if outcome.changed:
+            log.info("assigned %s to %s on %s", outcome.ip, handle, node)
+        return outcome.ip
+
+    def assign_ip(self, ip: str, handle: str, node: str,
+                  attrs: Mapping[str, str] | None = None) -> str:
+        outcome = self._run(lambda s: allocator.assign_ip(s, ip, handle, node, self.pools(), attrs))
+        return outcome.ip
+
+    def release_by_handle(self, handle: str) -> list[str]:
+        outcome = self._run(lambda s: allocator.release(s, handle))
+        if outcome.ips:
+            log.info("released %s of %s", ", ".join(outcome.ips), handle)
+        return list(outcome.ips)
+
+    def release_ip(self, ip: str, seq: int | None = None) -> bool:
+        return bool(self._run(lambda s: allocator.release_ip(s, ip, seq)).ips)
+
+    def release_node(self, node: str) -> None:
+        """Drop a departed node's block affinities (empty blocks deleted, others orphaned)."""
+        self._run(lambda s: allocator.release_node_affinity(s, node))
+
+    # -- queries ---------------------------------------------------------------------------
+
+    def ips_for_handle(self, handle: str) -> list[str]:
+        return allocator.ips_for_handle(self.state(), handle)
+
+    def blocks_for_node(self, node: str) -> list[str]:
+        return allocator.blocks_for_node(self.state(), node)
+
+    def borrowed(self) -> list[dict]:
+        return allocator.borrowed_ips(self.state())
+
+    def attributes(self, ip: str) -> dict | None:
+        alloc = allocator.allocation_of(self.state(), ip)
+        return None if alloc is None else {"handle": alloc.handle, **alloc.attrs}
+
+    def show(self, **kwargs) -> str:
+        """calicoctl ipam show; keyword arguments as report.show."""
+        return report.show(self.state(), self.pools(), **kwargs)
+
+    def check(self, in_use: Mapping[str, str | Iterable[str]], **kwargs) -> tuple[str, int]:
+        """calicoctl ipam check against ``in_use`` (ip -> "ns/pod"); tolerates corrupt blocks
+        and reports them."""
+        state, invalid = self._load(strict=False)
+        return report.check(state, self.pools(), in_use, invalid_blocks=invalid, **kwargs)

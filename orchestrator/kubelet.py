@@ -1,0 +1,228 @@
+"""Kubelet of one node: pod sandboxes (IPAM + CNI) and containers for the pods bound to it.
+
+Side effects: through its collaborators only: IPAM writes to the store, CNI plumbs netns and
+veths, the container runtime starts processes, the ledger records them first. Pods of one sync
+are plumbed as a batch (a constant number of forks per node, see cni.py), which is what keeps
+bring-up of hundreds of pods within seconds.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+from dataclasses import dataclass
+
+from orchestrator import blackholes, images, naming
+from orchestrator.cni import SandboxSpec
+from orchestrator.controllers.common import is_deleting
+from orchestrator.errors import CalinetError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class NodeRef:
+    name: str
+    pid: int
+    ip: str
+
+
+def pod_key(pod: dict) -> str:
+    return f"{pod['metadata']['namespace']}/{pod['metadata']['name']}"
+
+
+class Kubelet:
+    def __init__(self, node: NodeRef, testbed_id: str, *, store, ipam, cni, runtime, ledger):
+        self.node = node
+        self.testbed_id = testbed_id
+        self.store = store
+        self.ipam = ipam
+        self.cni = cni
+        self.runtime = runtime
+        self.ledger = ledger
+        self.sandboxes: dict[str, SandboxSpec] = {}
+        self.uids: dict[str, str] = {}
+        self.failures: dict[str, tuple[str, str]] = {}  # key -> (reason, message)
+        self._blackholes: frozenset | None = None
+        self.grace: dict[str, float] = {}  # key -> terminationGracePeriodSeconds
+
+    # -- sync ----------------------------------------------------------------------------
+
+    def sync(self, pods: list[dict], now: str) -> bool:
+        """Converge this node to the pods bound to it; returns True if anything was written."""
+        wrote = False
+        by_key = {pod_key(p): p for p in pods}
+        gone = [k for k in self.sandboxes if k not in by_key or is_deleting(by_key[k])
+                or by_key[k]["metadata"]["uid"] != self.uids.get(k)]
+        if gone:
+            self._teardown(gone)
+            wrote = True
+        for k in [k for k, p in by_key.items() if is_deleting(p)]:
+            p = by_key.pop(k)
+            self.failures.pop(k, None)
+            self.store.delete("Pod", p["metadata"]["name"], p["metadata"]["namespace"])
+            wrote = True
+        new = [p for k, p in by_key.items() if k not in self.sandboxes
+               and (p.get("status") or {}).get("phase") not in ("Succeeded", "Failed")]
+        if new:
+            self._create(new, now)
+        self._sync_blackholes()
+        for p in by_key.values():
+            wrote |= self._write_status(p, now)
+        return wrote
+
+    def _sync_blackholes(self) -> None:
+        blocks = frozenset(self.ipam.blocks_for_node(self.node.name))
+        if blocks != self._blackholes:
+            blackholes.sync(self.cni.runner, self.node.pid, blocks)
+            self._blackholes = blocks
+
+    def _create(self, pods: list[dict], now: str) -> None:
+        specs, ready_pods = [], []
+        with self.store.transaction():
+            for p in pods:
+                k = pod_key(p)
+                ns, name = p["metadata"]["namespace"], p["metadata"]["name"]
+                try:
+                    ip = self.ipam.auto_assign(
+                        naming.ipam_handle(p["metadata"]["uid"]), self.node.name,
+                        {"namespace": ns, "pod": name, "node": self.node.name})
+                except CalinetError as exc:
+                    self.failures[k] = ("FailedCreatePodSandBox", f"IPAM: {exc}")
+                    continue
+                specs.append(SandboxSpec(
+                    namespace=ns, pod=name, ip=ip,
+                    netns=naming.pod_netns(self.testbed_id, ns, name),
+                    veth=naming.veth_name(ns, name), node_pid=self.node.pid))
+                ready_pods.append(p)
+        if not specs:
+            return
+        self.ledger.netns([s.netns for s in specs])
+        try:
+            self.cni.add_many(specs)
+            done = list(zip(specs, ready_pods))
+        except CalinetError as exc:
+            log.warning("node %s: batch CNI ADD failed (%s); retrying pod by pod", self.node.name, exc)
+            done = []
+            for s, p in zip(specs, ready_pods):
+                try:
+                    self.cni.add(s)
+                    done.append((s, p))
+                except CalinetError as one:
+                    self.failures[pod_key(p)] = ("FailedCreatePodSandBox", f"CNI: {one}")
+        for s, p in done:
+            k = pod_key(p)
+            self.sandboxes[k] = s
+            self.uids[k] = p["metadata"]["uid"]
+            self.grace[k] = float(p["spec"].get("terminationGracePeriodSeconds", 30))
+            self.failures.pop(k, None)
+            self._start_containers(p, s)
+
+    def _start_containers(self, pod: dict, sandbox: SandboxSpec) -> None:
+        k = pod_key(pod)
+        policy = pod["spec"].get("restartPolicy", "Always")
+        # The downward API (env from status.podIP) needs the sandbox address already.
+        pod = copy.deepcopy(pod)
+        pod.setdefault("status", {}).update(podIP=sandbox.ip, hostIP=self.node.ip)
+        for c in pod["spec"]["containers"]:
+            try:
+                program = images.resolve(c, pod)
+            except CalinetError as exc:
+                self.runtime.fail(k, c["name"], c.get("image", ""),
+                                  getattr(exc, "reason", "ErrImagePull"), str(exc))
+                continue
+            # Every spawned pid (restarts too) reaches the ledger through on_spawn.
+            self.runtime.start(k, sandbox.netns, c["name"], program, policy,
+                               image=c.get("image", ""))
+
+    def _teardown(self, keys: list[str]) -> None:
+        specs = []
+        for k in keys:
+            self.runtime.stop_pod(k, grace=self.grace.pop(k, 30))
+            specs.append(self.sandboxes.pop(k))
+            uid = self.uids.pop(k, None)
+            if uid:
+                self.ipam.release_by_handle(naming.ipam_handle(uid))
+        self.cni.delete_many(specs)
+
+    def teardown_all(self) -> None:
+        if self.sandboxes:
+            self._teardown(list(self.sandboxes))
+
+    # -- status --------------------------------------------------------------------------
+
+    def _write_status(self, pod: dict, now: str) -> bool:
+        k = pod_key(pod)
+        status = self._status(pod, k, now)
+        old = pod.get("status") or {}
+        if _comparable(old) == _comparable(status):
+            return False
+        pod = copy.deepcopy(pod)
+        pod["status"] = status
+        pod["metadata"].pop("resourceVersion", None)
+        self.store.update(pod)
+        return True
+
+    def _status(self, pod: dict, k: str, now: str) -> dict:
+        old = pod.get("status") or {}
+        st: dict = {"phase": "Pending", "hostIP": self.node.ip,
+                    "hostIPs": [{"ip": self.node.ip}]}
+        sched = next((c for c in old.get("conditions", []) if c["type"] == "PodScheduled"),
+                     {"type": "PodScheduled", "status": "True", "lastTransitionTime": now})
+        sandbox = self.sandboxes.get(k)
+        if sandbox is None:
+            reason, message = self.failures.get(k, ("ContainerCreating", ""))
+            if old.get("phase") in ("Succeeded", "Failed"):
+                return old
+            st["containerStatuses"] = [
+                {"name": c["name"], "image": c.get("image", ""), "ready": False,
+                 "restartCount": 0, "started": False,
+                 "state": {"waiting": {"reason": reason, "message": message}
+                           if message else {"reason": reason}}}
+                for c in pod["spec"]["containers"]]
+            st["conditions"] = [sched] + _conds(False, False, now, old)
+            return st
+        statuses = self.runtime.statuses(k)
+        st["podIP"] = sandbox.ip
+        st["podIPs"] = [{"ip": sandbox.ip}]
+        st["startTime"] = old.get("startTime") or now
+        st["containerStatuses"] = statuses
+        st["phase"] = _phase(pod, statuses)
+        ready = st["phase"] == "Running" and all(s.get("ready") for s in statuses)
+        st["conditions"] = [sched] + _conds(True, ready, now, old)
+        return st
+
+
+def _phase(pod: dict, statuses: list[dict]) -> str:
+    policy = pod["spec"].get("restartPolicy", "Always")
+    states = [s.get("state", {}) for s in statuses]
+    if any("running" in s for s in states):
+        return "Running"
+    if states and all("terminated" in s for s in states):
+        codes = [s["terminated"].get("exitCode", 1) for s in states]
+        if policy == "Never":
+            return "Succeeded" if all(c == 0 for c in codes) else "Failed"
+        if policy == "OnFailure" and all(c == 0 for c in codes):
+            return "Succeeded"
+    if any(s.get("restartCount", 0) > 0 for s in statuses):
+        return "Running"  # Kubernetes keeps a crash-looping pod Running
+    return "Pending"
+
+
+def _conds(initialized: bool, ready: bool, now: str, old: dict) -> list[dict]:
+    prev = {c["type"]: c for c in old.get("conditions", [])}
+    out = []
+    for t, v in (("Initialized", initialized), ("ContainersReady", ready), ("Ready", ready)):
+        s = "True" if v else "False"
+        p = prev.get(t)
+        ts = p["lastTransitionTime"] if p and p.get("status") == s else now
+        out.append({"type": t, "status": s, "lastTransitionTime": ts})
+    return out
+
+
+def _comparable(st: dict) -> dict:
+    st = copy.deepcopy(st)
+    for c in st.get("conditions", []) or []:
+        c.pop("lastTransitionTime", None)
+    st.pop("startTime", None)
+    return st

@@ -1,0 +1,38 @@
+"""v1 Node and system Namespace objects derived from the topology. Pure."""
+
+from __future__ import annotations
+
+KUBELET_VERSION = "v1.31.0-calinet"
+
+
+def node_object(spec, ip: str, existing: dict | None = None) -> dict:
+    """The Node a kubelet would register for this topology node.
+
+    `spec.unschedulable` (cordon) is kept from an existing object so a restart does not
+    uncordon a node.
+    """
+    unschedulable = bool(((existing or {}).get("spec") or {}).get("unschedulable", False))
+    cap = spec.capacity.as_resources()
+    return {
+        "apiVersion": "v1", "kind": "Node",
+        "metadata": {"name": spec.name, "labels": dict(spec.labels),
+                     "annotations": {"projectcalico.org/IPv4Address": f"{ip}"}},
+        "spec": {"taints": [t.as_dict() for t in spec.taints],
+                 "unschedulable": unschedulable},
+        "status": {
+            "capacity": cap, "allocatable": dict(cap),
+            "addresses": [{"type": "InternalIP", "address": ip},
+                          {"type": "Hostname", "address": spec.name}],
+            "conditions": [{"type": "Ready", "status": "True", "reason": "KubeletReady",
+                            "message": "kubelet is posting ready status"}],
+            "nodeInfo": {"kubeletVersion": KUBELET_VERSION, "operatingSystem": "linux",
+                         "architecture": "amd64"},
+        },
+    }
+
+
+def system_namespaces() -> list[dict]:
+    return [{"apiVersion": "v1", "kind": "Namespace",
+             "metadata": {"name": n, "labels": {"kubernetes.io/metadata.name": n}},
+             "spec": {}, "status": {"phase": "Active"}}
+            for n in ("default", "kube-system", "kube-public", "kube-node-lease")]

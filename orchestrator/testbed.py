@@ -1,0 +1,327 @@
+"""`Testbed`: the Python API. Brings a cluster up from a topology file and wires everything.
+
+Side effects: everything (Mininet, namespaces, processes, the state directory), always
+recorded in the ownership ledger before it is created and removed on stop, pass or fail.
+
+    with Testbed("topologies/examples/three-node.yaml") as tb:
+        tb.apply("experiments/manifests/web.yaml")
+        tb.wait_ready(timeout=60)
+        tb.probe("demo/client", "demo/web-xxxxx", 80, "TCP")
+"""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import os
+import secrets
+import shutil
+import tempfile
+import time
+
+from orchestrator import naming, probe
+from orchestrator.cleanup import clean_state_dir, owned_links, owned_netns
+from orchestrator.client import Client, split_key
+from orchestrator.cni import CNI
+from orchestrator.containers import ContainerRuntime
+from orchestrator.controllers.common import pod_ready
+from orchestrator.controllers.manager import ControllerManager
+from orchestrator.errors import CalinetError, NotFound, SupervisorTimeout
+from orchestrator.ipam.store import IPAM, ensure_default_pool
+from orchestrator.kubelet import Kubelet, NodeRef
+from orchestrator.ledger import Ledger
+from orchestrator.nodes import node_object, system_namespaces
+from orchestrator.runner import DEFAULT, Result
+from orchestrator.store import Store
+from topologies.net import start_cluster
+from topologies.spec import load_spec
+
+log = logging.getLogger(__name__)
+
+DEFAULT_STATE_ROOT = "/var/lib/calinet"
+
+
+def _new_testbed_id() -> str:
+    while True:
+        tid = secrets.token_hex(2)
+        if not owned_netns(tid) and not owned_links(tid):
+            return tid
+
+
+class Testbed:
+    """A running emulated cluster. Use as a context manager, or call start()/stop()."""
+
+    __test__ = False  # not a pytest test class, despite the name
+
+    def __init__(self, topology, *, state_dir: str | None = None, progress=None,
+                 tick: float = 0.2, keep_state: bool | None = None):
+        self.spec = load_spec(topology)
+        self._own_state_dir = state_dir is None
+        self.state_dir = state_dir or tempfile.mkdtemp(prefix="calinet-state-")
+        # A temporary state dir goes with the testbed; a named one is kept for restarts.
+        self.keep_state = (not self._own_state_dir) if keep_state is None else keep_state
+        self.progress = progress or (lambda msg: log.info("%s", msg))
+        self.tick = tick
+        self.runner = DEFAULT
+        self.id: str | None = None
+        self.store: Store | None = None
+        self.cluster = None
+        self.manager: ControllerManager | None = None
+        self.kubelets: dict[str, Kubelet] = {}
+        self._lockfile = None
+
+    # -- lifecycle -----------------------------------------------------------------------
+
+    def __enter__(self) -> "Testbed":
+        self.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    def start(self) -> "Testbed":
+        t0 = time.monotonic()
+        os.makedirs(self.state_dir, exist_ok=True)
+        self._lock_state_dir()
+        try:
+            self._start(t0)
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _lock_state_dir(self) -> None:
+        self._lockfile = open(os.path.join(self.state_dir, "lock"), "w")
+        try:
+            fcntl.flock(self._lockfile, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            self._lockfile.close()
+            self._lockfile = None
+            raise CalinetError(f"state directory {self.state_dir} is in use by a running "
+                               "testbed; stop it first or choose another state directory"
+                               ) from None
+
+    def _start(self, t0: float) -> None:
+        ledger = Ledger(self.state_dir)
+        leftover = clean_state_dir(self.state_dir, self.runner)
+        if leftover.testbed_id and (leftover.processes or leftover.netns or leftover.links):
+            self.progress(f"cleaned up after a previous run: {leftover.summary()}")
+        self.id = _new_testbed_id()
+        ledger.begin(self.id)
+        self.ledger = ledger
+        self.store = Store(os.path.join(self.state_dir, "state.db"))
+        self.client = Client(self.store)
+        with open(os.path.join(self.state_dir, "testbed.json"), "w") as f:
+            import json
+            json.dump({"id": self.id, "topology": self.spec.name, "owner": os.getpid()}, f)
+        n = len(self.spec.nodes)
+        self.progress(f"starting {n} node(s) of cluster {self.spec.name!r} (testbed {self.id})")
+        ledger.links([naming.switch_name(self.id, i) for i in range(len(self.spec.racks) + 2)])
+        self.cluster = start_cluster(self.spec, self.id)
+        ledger.pids(self.cluster.pids())
+        self.progress(f"nodes up in {time.monotonic() - t0:.2f}s; starting control plane")
+        with self.store.transaction():
+            for obj in system_namespaces():
+                if self.store.get("Namespace", obj["metadata"]["name"]) is None:
+                    self.store.create(obj)
+            for node in self.spec.nodes:
+                handle = self.cluster.nodes[node.name]
+                self.store.put(node_object(node, handle.ip, self.store.get("Node", node.name)))
+            ensure_default_pool(self.store)
+        self.ipam = IPAM(self.store)
+        self.runtime = ContainerRuntime(self.state_dir, self.runner,
+                                        on_spawn=lambda pid: ledger.pids([pid]))
+        cni = CNI(self.runner)
+        for name, handle in self.cluster.nodes.items():
+            self.kubelets[name] = Kubelet(NodeRef(name, handle.pid, handle.ip), self.id,
+                                          store=self.store, ipam=self.ipam, cni=cni,
+                                          runtime=self.runtime, ledger=ledger)
+        self.manager = ControllerManager(self.store, self.kubelets, self.runtime, tick=self.tick)
+        self.manager.sync_once()
+        self.manager.start()
+        self.progress(f"cluster {self.spec.name!r} ready in {time.monotonic() - t0:.2f}s")
+
+    def stop(self) -> None:
+        """Tear everything down (idempotent). The store is kept only for a named state dir."""
+        if self.manager:
+            self.manager.stop()
+            self.manager = None
+        if getattr(self, "runtime", None):
+            self.runtime.stop_all(grace=5)  # in parallel, before sandboxes go one by one
+        for kubelet in self.kubelets.values():
+            try:
+                kubelet.teardown_all()
+            except CalinetError as exc:
+                log.warning("teardown of node %s: %s", kubelet.node.name, exc)
+        self.kubelets = {}
+        if getattr(self, "runtime", None):
+            self.runtime.stop_all()
+        if self.cluster:
+            self.cluster.stop()
+            self.cluster = None
+        if self.id:
+            clean_state_dir(self.state_dir, self.runner)  # whatever is left, by ownership
+        if self.store:
+            self.store.close()
+            self.store = None
+        if self._lockfile:
+            self._lockfile.close()
+            self._lockfile = None
+        if not self.keep_state and os.path.isdir(self.state_dir):
+            shutil.rmtree(self.state_dir, ignore_errors=True)
+
+    # -- API objects ---------------------------------------------------------------------
+
+    def apply(self, source) -> list[str]:
+        """Apply manifests (path, YAML text, dict or list of dicts); all or nothing."""
+        return self.client.apply(source)
+
+    def delete(self, kind: str, key: str | None = None) -> list[str]:
+        """delete("Pod", "ns/name"), or delete(<manifest source>) for every object in it."""
+        if key is None:
+            return self.client.delete_source(kind)
+        return [self.client.delete(kind, key)]
+
+    def label(self, kind: str, key: str, labels: dict) -> str:
+        return self.client.label(kind, key, labels)
+
+    def get(self, kind: str, key: str) -> dict:
+        return self.client.get(kind, key)
+
+    def list(self, kind: str, namespace: str | None = None) -> list[dict]:
+        return self.client.list(kind, namespace)
+
+    def pods(self, namespace: str | None = None) -> list[str]:
+        return [f"{p['metadata']['namespace']}/{p['metadata']['name']}"
+                for p in self.store.list("Pod", namespace)]
+
+    # -- waiting -------------------------------------------------------------------------
+
+    def wait_ready(self, timeout: float = 60.0) -> None:
+        """Wait until every pod is Running and Ready with an IP and every workload is complete."""
+        deadline = time.monotonic() + timeout
+        while True:
+            problems = self._not_ready()
+            if not problems:
+                return
+            if time.monotonic() > deadline:
+                raise SupervisorTimeout(f"not ready after {timeout:.0f}s: " + "; ".join(problems[:20]))
+            self.store.wait_for_change(self.store.current_rv(), 0.05)
+
+    def _not_ready(self) -> list[str]:
+        out = []
+        for kind in ("Deployment", "ReplicaSet"):
+            for o in self.store.list(kind):
+                want = o["spec"].get("replicas", 1)
+                have = (o.get("status") or {}).get("readyReplicas", 0)
+                if have != want or (o.get("status") or {}).get("replicas", 0) != want:
+                    out.append(f"{kind} {o['metadata']['namespace']}/{o['metadata']['name']} "
+                               f"{have}/{want} ready")
+        for p in self.store.list("Pod"):
+            st = p.get("status") or {}
+            if st.get("phase") == "Succeeded":
+                continue
+            if not (st.get("phase") == "Running" and st.get("podIP") and pod_ready(p)):
+                out.append(f"Pod {p['metadata']['namespace']}/{p['metadata']['name']} "
+                           f"{_why(p)}")
+        return out
+
+    # -- pods ----------------------------------------------------------------------------
+
+    def _pod(self, key: str) -> dict:
+        ns, name = split_key(key)
+        pod = self.store.get("Pod", name, ns)
+        if pod is None:
+            raise NotFound(f'pod "{ns}/{name}" not found')
+        return pod
+
+    def pod_ip(self, key: str) -> str:
+        ip = (self._pod(key).get("status") or {}).get("podIP")
+        if not ip:
+            raise NotFound(f'pod "{key}" has no IP yet ({_why(self._pod(key))})')
+        return ip
+
+    def pod_node(self, key: str) -> str:
+        node = self._pod(key)["spec"].get("nodeName")
+        if not node:
+            raise NotFound(f'pod "{key}" is not scheduled ({_why(self._pod(key))})')
+        return node
+
+    def pod_netns(self, key: str) -> str:
+        ns, name = split_key(key)
+        self.pod_ip(key)
+        return naming.pod_netns(self.id, ns, name)
+
+    def exec(self, key: str, argv, timeout: float = 30.0, input: str | None = None) -> Result:
+        """Run argv inside the pod's network namespace -> (returncode, stdout, stderr)."""
+        return self.runner.run(argv, netns=self.pod_netns(key), input=input, timeout=timeout,
+                               check=False)
+
+    def probe(self, src: str, dst: str, port: int, protocol: str = "TCP",
+              timeout: float = 1.0) -> bool:
+        """Can pod src open a connection to dst (a pod key or an IP) on port/protocol?"""
+        dst_ip = dst if _is_ip(dst) else self.pod_ip(dst)
+        return probe.probe(self.pod_netns(src), dst_ip, int(port), protocol.upper(), timeout).ok
+
+    def matrix(self, port: int = 80, protocol: str = "TCP", pods=None,
+               timeout: float = 1.0) -> dict:
+        """All ordered pairs of running pods (src != dst) probed in parallel: {(src, dst): bool}."""
+        keys = list(pods) if pods is not None else [
+            k for k in self.pods() if (self._pod(k).get("status") or {}).get("podIP")]
+        netns = {k: self.pod_netns(k) for k in keys}
+        ips = {k: self.pod_ip(k) for k in keys}
+        pairs = [(s, d) for s in keys for d in keys if s != d]
+        res = probe.matrix([(netns[s], ips[d]) for s, d in pairs], int(port),
+                           protocol.upper(), timeout)
+        return {(s, d): bool(res[(netns[s], ips[d])]) for s, d in pairs}
+
+    # -- nodes ---------------------------------------------------------------------------
+
+    def nodes(self) -> list[str]:
+        return [n.name for n in self.spec.nodes]
+
+    def node_ip(self, node: str) -> str:
+        return self._node(node).ip
+
+    def _node(self, node: str):
+        try:
+            return self.cluster.nodes[node]
+        except KeyError:
+            raise NotFound(f'node "{node}" not found; nodes: {", ".join(self.nodes())}') from None
+
+    def node_exec(self, node: str, argv, timeout: float = 30.0) -> Result:
+        return self.runner.run(argv, pid=self._node(node).pid, timeout=timeout, check=False)
+
+    # -- IPAM ----------------------------------------------------------------------------
+
+    def ipam_show(self, **kw) -> str:
+        return self.ipam.show(**kw)
+
+    def ipam_check(self) -> tuple[str, int]:
+        in_use = {}
+        for p in self.store.list("Pod"):
+            ip = (p.get("status") or {}).get("podIP")
+            if ip:
+                in_use[ip] = f"{p['metadata']['namespace']}/{p['metadata']['name']}"
+        return self.ipam.check(in_use)
+
+
+def _is_ip(text: str) -> bool:
+    import ipaddress
+    try:
+        ipaddress.ip_address(text)
+        return True
+    except ValueError:
+        return False
+
+
+def _why(pod: dict) -> str:
+    st = pod.get("status") or {}
+    for c in st.get("conditions", []):
+        if c.get("type") == "PodScheduled" and c.get("status") == "False":
+            return f"Pending: {c.get('reason')}: {c.get('message', '')}"
+    for cs in st.get("containerStatuses", []):
+        w = (cs.get("state") or {}).get("waiting")
+        if w:
+            return f"{st.get('phase', 'Pending')}: {w.get('reason')} {w.get('message', '')}".strip()
+    return st.get("phase", "Pending")

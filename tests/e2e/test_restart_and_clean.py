@@ -1,0 +1,101 @@
+"""kill -9 of the orchestrator: `calinet clean` leaves nothing behind, and a restart on the
+same state directory loses nothing and never hands out an IP twice."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from orchestrator.cleanup import owned_links, owned_netns
+from orchestrator.ledger import Ledger, proc_start_time
+from orchestrator.testbed import Testbed
+
+REPO = Path(__file__).resolve().parents[2]
+EXAMPLES = REPO / "topologies" / "examples"
+
+pytestmark = [pytest.mark.root, pytest.mark.mininet, pytest.mark.slow]
+
+MANIFEST = """
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: app, namespace: default}
+spec:
+  replicas: %d
+  selector: {matchLabels: {app: app}}
+  template:
+    metadata: {labels: {app: app}}
+    spec:
+      containers: [{name: c, image: agnhost, ports: [{containerPort: 8080}]}]
+"""
+
+CHILD = """
+import json, sys, time
+from orchestrator.testbed import Testbed
+tb = Testbed(sys.argv[1], state_dir=sys.argv[2])
+tb.start()
+tb.apply(sys.argv[3])
+tb.wait_ready(timeout=60)
+print(json.dumps({"id": tb.id, "ips": {k: tb.pod_ip(k) for k in tb.pods()}}), flush=True)
+time.sleep(600)
+"""
+
+
+def _start_and_kill(state_dir: str, replicas: int) -> dict:
+    proc = subprocess.Popen([sys.executable, "-c", CHILD, str(EXAMPLES / "three-node.yaml"),
+                             state_dir, MANIFEST % replicas], cwd=REPO, stdout=subprocess.PIPE,
+                            text=True)
+    try:
+        line = proc.stdout.readline()
+        assert line, "child testbed did not come up"
+        info = json.loads(line)
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(10)
+    return info
+
+
+def _leftovers(tid: str, pids: dict) -> list:
+    alive = [p for p, s in pids.items() if proc_start_time(p) == s]
+    return owned_netns(tid) + owned_links(tid) + alive
+
+
+def test_clean_after_kill_leaves_nothing(tmp_path):
+    state = str(tmp_path / "state")
+    info = _start_and_kill(state, 6)
+    contents = Ledger(state).read()
+    assert contents.testbed_id == info["id"]
+    time.sleep(0.5)
+    assert _leftovers(info["id"], contents.pids), "the kill should leave state for clean to find"
+    r = subprocess.run([sys.executable, "-m", "orchestrator.cli.main", "clean"], cwd=REPO,
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert info["id"] in r.stdout
+    deadline = time.monotonic() + 5
+    while _leftovers(info["id"], contents.pids) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert _leftovers(info["id"], contents.pids) == []
+    assert not os.path.exists(f"/run/calinet/{info['id']}.json")
+
+
+def test_restart_on_same_state_dir_keeps_ips_and_never_duplicates(tmp_path):
+    state = str(tmp_path / "state")
+    info = _start_and_kill(state, 8)
+    with Testbed(str(EXAMPLES / "three-node.yaml"), state_dir=state, keep_state=False) as tb:
+        tb.wait_ready(timeout=60)
+        assert {k: tb.pod_ip(k) for k in tb.pods()} == info["ips"]
+        # The old run's namespaces and processes are gone, replaced by this run's.
+        assert owned_netns(info["id"]) == [] and owned_links(info["id"]) == []
+        tb.apply(MANIFEST % 20)
+        tb.wait_ready(timeout=60)
+        ips = [tb.pod_ip(k) for k in tb.pods()]
+        assert len(ips) == 20 and len(set(ips)) == 20
+        assert set(info["ips"].values()) <= set(ips)
+        text, problems = tb.ipam_check()
+        assert problems == 0, text

@@ -1,0 +1,112 @@
+"""Deployment / ReplicaSet / garbage-collector controllers against a real store (no root)."""
+
+from __future__ import annotations
+
+import pytest
+
+from orchestrator.controllers import deployment, garbage, replicaset
+from orchestrator.controllers.common import controller_uid
+from orchestrator.store import Store
+
+NOW = "2026-01-01T00:00:00Z"
+
+
+def dep(replicas=3, image="agnhost"):
+    return {"apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": {"name": "web", "namespace": "default", "labels": {"app": "web"}},
+            "spec": {"replicas": replicas, "selector": {"matchLabels": {"app": "web"}},
+                     "template": {"metadata": {"labels": {"app": "web"}},
+                                  "spec": {"containers": [{"name": "c", "image": image}]}}}}
+
+
+@pytest.fixture
+def store(tmp_path):
+    s = Store(str(tmp_path / "s.db"))
+    yield s
+    s.close()
+
+
+def run(store, rounds=5):
+    deleted = []
+
+    def mark(pod):
+        deleted.append(pod["metadata"]["name"])
+        store.delete("Pod", pod["metadata"]["name"], pod["metadata"]["namespace"])
+
+    for _ in range(rounds):
+        wrote = garbage.reconcile(store, NOW, mark_deleted=mark)
+        wrote |= deployment.reconcile(store, NOW)
+        wrote |= replicaset.reconcile(store, NOW, mark_deleted=mark)
+        if not wrote:
+            break
+    return deleted
+
+
+def test_deployment_creates_replicaset_and_pods(store):
+    d = store.create(dep(3))
+    run(store)
+    rss = store.list("ReplicaSet")
+    assert len(rss) == 1
+    rs = rss[0]
+    h = rs["metadata"]["labels"]["pod-template-hash"]
+    assert rs["metadata"]["name"] == f"web-{h}"
+    assert controller_uid(rs) == d["metadata"]["uid"]
+    pods = store.list("Pod")
+    assert len(pods) == 3
+    for p in pods:
+        assert p["metadata"]["name"].startswith(f"web-{h}-")
+        assert len(p["metadata"]["name"]) == len(f"web-{h}-") + 5
+        assert p["metadata"]["labels"] == {"app": "web", "pod-template-hash": h}
+        assert controller_uid(p) == rs["metadata"]["uid"]
+    assert store.get("Deployment", "web", "default")["status"]["replicas"] == 3
+
+
+def test_scale_down_removes_surplus_and_scale_up_adds(store):
+    store.create(dep(5))
+    run(store)
+    d = store.get("Deployment", "web", "default")
+    d["spec"]["replicas"] = 2
+    store.update(d)
+    deleted = run(store)
+    assert len(deleted) == 3
+    assert len(store.list("Pod")) == 2
+    d = store.get("Deployment", "web", "default")
+    d["spec"]["replicas"] = 4
+    store.update(d)
+    run(store)
+    assert len(store.list("Pod")) == 4
+
+
+def test_template_change_makes_new_replicaset_and_retires_old(store):
+    store.create(dep(2))
+    run(store)
+    d = store.get("Deployment", "web", "default")
+    d["spec"]["template"]["spec"]["containers"][0]["image"] = "nginx"
+    store.update(d)
+    run(store)
+    rss = sorted(store.list("ReplicaSet"), key=lambda r: r["metadata"]["annotations"]
+                 ["deployment.kubernetes.io/revision"])
+    assert [r["spec"]["replicas"] for r in rss] == [0, 2]
+    assert {p["spec"]["containers"][0]["image"] for p in store.list("Pod")} == {"nginx"}
+
+
+def test_garbage_collector_follows_owner_deletion(store):
+    store.create(dep(2))
+    run(store)
+    store.delete("Deployment", "web", "default")
+    run(store)
+    assert store.list("ReplicaSet") == [] and store.list("Pod") == []
+
+
+def test_namespace_deletion_empties_it_first(store):
+    store.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "x"}})
+    d = dep(2)
+    d["metadata"]["namespace"] = "x"
+    store.create(d)
+    run(store)
+    ns = store.get("Namespace", "x")
+    ns["metadata"]["deletionTimestamp"] = NOW
+    store.update(ns)
+    run(store)
+    assert store.get("Namespace", "x") is None
+    assert store.list("Pod") == [] and store.list("Deployment") == []

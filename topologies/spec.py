@@ -1,0 +1,431 @@
+"""Cluster topology spec: a YAML file -> a validated, frozen ``ClusterSpec``.
+
+Pure (reads the file it is given, nothing else). Schema (see topologies/README.md)::
+
+    name: three-node                  # cluster name, RFC 1123 label
+    underlay:                         # optional
+      cidr: 172.18.0.0/16             # default; node IPs .2, .3, ... in node order (like docker)
+      bandwidth: 1000                 # Mbit/s on every node link (0 < bw <= 1000), optional
+    racks:                            # optional; absent = one L2 switch for all nodes
+      - {name: rack-a, nodes: [node-1, node-2]}
+    nodes:
+      - name: node-1                  # RFC 1123 label, unique
+        role: control-plane           # control-plane | worker (default worker)
+        schedulable: true             # default: false for control-plane, true for workers
+        labels: {k: v}
+        capacity: {cpu: "4", memory: 8Gi, pods: 110}   # defaults 2, 4Gi, 110
+        taints: [{key: k, value: v, effect: NoSchedule}]
+        ip: 172.18.0.10               # optional, inside the underlay
+        bandwidth: 100                # optional per-node override, Mbit/s
+        routeReflectorClusterID: 224.0.0.1               # optional dotted quad
+    generate:                         # optional mapping or list: {count, prefix, start, ...node fields}
+      {count: 50, prefix: node-, role: worker}           # node-1 .. node-50, after explicit nodes
+
+Every node gets kubernetes.io/hostname, kubernetes.io/os=linux, kubernetes.io/arch=amd64,
+node-role.kubernetes.io/control-plane="" (control plane) and topology.kubernetes.io/zone=<rack>.
+An unschedulable control-plane node gets node-role.kubernetes.io/control-plane:NoSchedule (as
+kubeadm does); an unschedulable worker gets node.kubernetes.io/unschedulable:NoSchedule (cordon).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from orchestrator.errors import ValidationError
+from topologies.addressing import assign_node_ips
+from topologies.quantity import parse_quantity
+
+DEFAULT_CIDR = "172.18.0.0/16"
+DEFAULT_CPU, DEFAULT_MEMORY, DEFAULT_PODS = "2", "4Gi", 110
+# Mininet's TCLink (htb) accepts 0..1000 Mbit/s and ignores anything else.
+MAX_BANDWIDTH = 1000
+ROLES = ("control-plane", "worker")
+EFFECTS = ("NoSchedule", "PreferNoSchedule", "NoExecute")
+CONTROL_PLANE_LABEL = "node-role.kubernetes.io/control-plane"
+UNSCHEDULABLE_TAINT = "node.kubernetes.io/unschedulable"
+HOSTNAME_LABEL = "kubernetes.io/hostname"
+ZONE_LABEL = "topology.kubernetes.io/zone"
+
+_TOP_KEYS = {"name", "underlay", "racks", "nodes", "generate"}
+_UNDERLAY_KEYS = {"cidr", "bandwidth"}
+_RACK_KEYS = {"name", "nodes"}
+_NODE_KEYS = {"name", "role", "schedulable", "labels", "capacity", "taints", "ip", "bandwidth",
+              "routeReflectorClusterID"}
+_GENERATE_KEYS = (_NODE_KEYS - {"name", "ip"}) | {"count", "prefix", "start"}
+_CAPACITY_KEYS = {"cpu", "memory", "pods"}
+_TAINT_KEYS = {"key", "value", "effect"}
+
+_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+_DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+_LABEL_NAME = re.compile(r"^[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$")
+
+
+@dataclass(frozen=True)
+class Taint:
+    key: str
+    effect: str
+    value: str = ""
+
+    def as_dict(self) -> dict:
+        d = {"key": self.key, "effect": self.effect}
+        if self.value:
+            d["value"] = self.value
+        return d
+
+
+@dataclass(frozen=True)
+class Capacity:
+    cpu: str                 # as written, Kubernetes quantity form ("2", "500m")
+    memory: str              # as written ("4Gi")
+    pods: int
+    cpu_millis: int
+    memory_bytes: int
+
+    def as_resources(self) -> dict:
+        """Node status.capacity form: every value a string, as the API server returns it."""
+        return {"cpu": self.cpu, "memory": self.memory, "pods": str(self.pods)}
+
+
+@dataclass(frozen=True)
+class NodeSpec:
+    name: str
+    role: str
+    ip: str
+    capacity: Capacity
+    labels: dict = field(hash=False)
+    taints: tuple = ()
+    schedulable: bool = True
+    rack: str | None = None
+    bandwidth: float | None = None          # Mbit/s on the node's link; None = unshaped
+    route_reflector_cluster_id: str | None = None
+
+    @property
+    def is_control_plane(self) -> bool:
+        return self.role == "control-plane"
+
+
+@dataclass(frozen=True)
+class RackSpec:
+    name: str
+    nodes: tuple
+
+
+@dataclass(frozen=True)
+class UnderlaySpec:
+    cidr: str
+    prefixlen: int
+    bandwidth: float | None = None
+
+
+@dataclass(frozen=True)
+class ClusterSpec:
+    name: str
+    underlay: UnderlaySpec
+    nodes: tuple
+    racks: tuple = ()
+    source: str = "<dict>"
+
+    @property
+    def node_names(self) -> list[str]:
+        return [n.name for n in self.nodes]
+
+    def node(self, name: str) -> NodeSpec:
+        for n in self.nodes:
+            if n.name == name:
+                return n
+        raise KeyError(name)
+
+
+# ---------------------------------------------------------------------------------- loading
+
+def load_spec(path_or_text) -> ClusterSpec:
+    """Load a spec from a file path (str or Path) or from YAML text (anything with a newline)."""
+    if isinstance(path_or_text, Path) or (
+            isinstance(path_or_text, str) and "\n" not in path_or_text
+            and not path_or_text.lstrip().startswith("{")):
+        path = Path(path_or_text)
+        source = str(path)
+        try:
+            text = path.read_text()
+        except OSError as exc:
+            raise ValidationError(f"cannot read topology file: {exc.strerror}",
+                                  source=source) from None
+    else:
+        text, source = str(path_or_text), "<text>"
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise ValidationError(f"invalid YAML{where}: {getattr(exc, 'problem', exc)}",
+                              source=source) from None
+    return spec_from_dict(data, source)
+
+
+def spec_from_dict(d, source: str = "<dict>") -> ClusterSpec:
+    """Validate a parsed document and return the spec; errors name ``source`` and the field."""
+    try:
+        return _build(d, source)
+    except ValidationError as exc:
+        raise exc.located(source=source) from None
+
+
+def _err(msg: str, fld: str | None = None) -> ValidationError:
+    return ValidationError(msg, field=fld)
+
+
+def _mapping(v, fld: str, keys: set) -> dict:
+    if not isinstance(v, dict):
+        raise _err(f"must be a mapping, got {type(v).__name__}", fld)
+    unknown = sorted(str(k) for k in v if k not in keys)
+    if unknown:
+        raise _err(f"unknown key(s) {', '.join(unknown)} (allowed: {', '.join(sorted(keys))})",
+                   fld)
+    return v
+
+
+def _sub(parent: str, key: str) -> str:
+    return f"{parent}.{key}" if parent else key
+
+
+def _build(d, source: str) -> ClusterSpec:
+    if d is None:
+        raise _err("empty topology document")
+    d = _mapping(d, "", _TOP_KEYS)
+    name = d.get("name")
+    if not isinstance(name, str) or not _DNS_LABEL.match(name) or len(name) > 63:
+        raise _err(f"cluster name {name!r} must be an RFC 1123 label", "name")
+    underlay = _underlay(d.get("underlay", {}))
+    raw_nodes = d.get("nodes", [])
+    if not isinstance(raw_nodes, list):
+        raise _err("must be a list of nodes", "nodes")
+    drafts = [_node(n, f"nodes[{i}]") for i, n in enumerate(raw_nodes)]
+    drafts += _generated(d.get("generate"))
+    if not drafts:
+        raise _err("the cluster needs at least one node (nodes or generate)", "nodes")
+    seen: dict[str, str] = {}
+    for dr in drafts:
+        if dr["name"] in seen:
+            raise _err(f"duplicate node name {dr['name']!r} (also {seen[dr['name']]})",
+                       dr["path"] + ".name")
+        seen[dr["name"]] = dr["path"]
+    racks, rack_of = _racks(d.get("racks"), seen)
+    ips = assign_node_ips([(dr["name"], dr["ip"], dr["path"] + ".ip") for dr in drafts],
+                          underlay.cidr)
+    nodes = tuple(_finish(dr, ips[dr["name"]], rack_of.get(dr["name"]), underlay)
+                  for dr in drafts)
+    return ClusterSpec(name=name, underlay=underlay, nodes=nodes, racks=racks, source=source)
+
+
+def _underlay(u) -> UnderlaySpec:
+    u = _mapping(u or {}, "underlay", _UNDERLAY_KEYS)
+    cidr = u.get("cidr", DEFAULT_CIDR)
+    try:
+        net = ipaddress.IPv4Network(str(cidr), strict=True)
+    except ValueError as exc:
+        raise _err(f"{cidr!r} is not an IPv4 network: {exc}", "underlay.cidr") from None
+    if net.prefixlen > 30:
+        raise _err(f"{cidr} is too small for nodes (at most /30)", "underlay.cidr")
+    return UnderlaySpec(cidr=str(net), prefixlen=net.prefixlen,
+                        bandwidth=_bandwidth(u.get("bandwidth"), "underlay.bandwidth"))
+
+
+def _bandwidth(v, fld: str) -> float | None:
+    if v is None:
+        return None
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        raise _err(f"bandwidth must be a number of Mbit/s, got {v!r}", fld)
+    if not 0 < v <= MAX_BANDWIDTH:
+        raise _err(f"bandwidth {v} Mbit/s is outside 0 < bw <= {MAX_BANDWIDTH} "
+                   "(the range Mininet's tc htb links accept)", fld)
+    return float(v)
+
+
+def _node(n, path: str, *, generated: bool = False) -> dict:
+    """Check one node's fields; return a draft dict (IP and rack are filled in later)."""
+    n = _mapping(n, path, _GENERATE_KEYS if generated else _NODE_KEYS)
+    draft = {"path": path}
+    if not generated:
+        name = n.get("name")
+        if not isinstance(name, str) or len(name) > 63 or not _DNS_LABEL.match(name):
+            raise _err(f"node name {name!r} must be an RFC 1123 label "
+                       "(lowercase letters, digits, '-', at most 63)", _sub(path, "name"))
+        draft["name"] = name
+        draft["ip"] = n.get("ip")
+    role = n.get("role", "worker")
+    if role not in ROLES:
+        raise _err(f"role {role!r} must be one of {', '.join(ROLES)}", _sub(path, "role"))
+    draft["role"] = role
+    sched = n.get("schedulable", role != "control-plane")
+    if not isinstance(sched, bool):
+        raise _err(f"schedulable must be true or false, got {sched!r}", _sub(path, "schedulable"))
+    draft["schedulable"] = sched
+    draft["labels"] = _labels(n.get("labels", {}), _sub(path, "labels"))
+    draft["capacity"] = _capacity(n.get("capacity", {}), _sub(path, "capacity"))
+    draft["taints"] = _taints(n.get("taints", []), _sub(path, "taints"))
+    draft["bandwidth"] = _bandwidth(n.get("bandwidth"), _sub(path, "bandwidth"))
+    rr = n.get("routeReflectorClusterID")
+    if rr is not None:
+        try:
+            rr = str(ipaddress.IPv4Address(str(rr)))
+        except ValueError:
+            raise _err(f"{rr!r} is not a dotted-quad IPv4 address",
+                       _sub(path, "routeReflectorClusterID")) from None
+    draft["rr"] = rr
+    return draft
+
+
+def _generated(g) -> list[dict]:
+    if g is None:
+        return []
+    items = [("generate", g)] if isinstance(g, dict) else None
+    if items is None:
+        if not isinstance(g, list):
+            raise _err("must be a mapping or a list of mappings", "generate")
+        items = [(f"generate[{i}]", x) for i, x in enumerate(g)]
+    out = []
+    for path, item in items:
+        _mapping(item, path, _GENERATE_KEYS)
+        count, start = item.get("count"), item.get("start", 1)
+        for key, val, low in (("count", count, 1), ("start", start, 0)):
+            if isinstance(val, bool) or not isinstance(val, int) or val < low:
+                raise _err(f"{key} must be an integer >= {low}, got {val!r}", f"{path}.{key}")
+        prefix = item.get("prefix", "node-")
+        if not isinstance(prefix, str):
+            raise _err("prefix must be a string", f"{path}.prefix")
+        template = _node(item, path, generated=True)
+        for i in range(start, start + count):
+            name = f"{prefix}{i}"
+            if len(name) > 63 or not _DNS_LABEL.match(name):
+                raise _err(f"generated node name {name!r} is not an RFC 1123 label",
+                           f"{path}.prefix")
+            out.append(dict(template, name=name, ip=None, path=f"{path}[{name}]"))
+    return out
+
+
+def _label_key(k, fld: str) -> str:
+    if not isinstance(k, str) or not k:
+        raise _err(f"label key {k!r} must be a non-empty string", fld)
+    prefix, _, name = k.rpartition("/")
+    if "/" in k and (not prefix or len(prefix) > 253 or not _DNS_SUBDOMAIN.match(prefix)):
+        raise _err(f"label key {k!r}: prefix must be a DNS subdomain", fld)
+    if len(name) > 63 or not _LABEL_NAME.match(name):
+        raise _err(f"label key {k!r}: name must be at most 63 alphanumerics, '-', '_', '.'", fld)
+    return k
+
+
+def _labels(labels, fld: str) -> dict:
+    if not isinstance(labels, dict):
+        raise _err("must be a mapping of label key to value", fld)
+    out = {}
+    for k, v in labels.items():
+        _label_key(k, f"{fld}.{k}")
+        if v is None:
+            v = ""
+        if isinstance(v, bool) or not isinstance(v, (str, int, float)):
+            raise _err(f"label value {v!r} must be a string", f"{fld}.{k}")
+        v = str(v)
+        if v and (len(v) > 63 or not _LABEL_NAME.match(v)):
+            raise _err(f"label value {v!r} must be at most 63 alphanumerics, '-', '_', '.'",
+                       f"{fld}.{k}")
+        out[k] = v
+    return out
+
+
+def _taints(taints, fld: str) -> tuple:
+    if not isinstance(taints, list):
+        raise _err("must be a list of {key, value, effect}", fld)
+    out = []
+    for i, t in enumerate(taints):
+        p = f"{fld}[{i}]"
+        _mapping(t, p, _TAINT_KEYS)
+        key = _label_key(t.get("key"), f"{p}.key")
+        value = "" if t.get("value") is None else str(t.get("value"))
+        if value and (len(value) > 63 or not _LABEL_NAME.match(value)):
+            raise _err(f"taint value {value!r} is not a valid label value", f"{p}.value")
+        effect = t.get("effect")
+        if effect not in EFFECTS:
+            raise _err(f"effect {effect!r} must be one of {', '.join(EFFECTS)}", f"{p}.effect")
+        out.append(Taint(key=key, value=value, effect=effect))
+    return tuple(out)
+
+
+def _capacity(c, fld: str) -> Capacity:
+    c = _mapping(c or {}, fld, _CAPACITY_KEYS)
+    cpu = str(c.get("cpu", DEFAULT_CPU)).strip()
+    memory = str(c.get("memory", DEFAULT_MEMORY)).strip()
+    cpu_millis = parse_quantity(c.get("cpu", DEFAULT_CPU), f"{fld}.cpu") * 1000
+    if cpu_millis <= 0 or cpu_millis != cpu_millis.to_integral_value():
+        raise _err(f"cpu {cpu!r} must be positive with at most millicore precision", f"{fld}.cpu")
+    mem = parse_quantity(c.get("memory", DEFAULT_MEMORY), f"{fld}.memory")
+    if mem <= 0 or mem != mem.to_integral_value():
+        raise _err(f"memory {memory!r} must be a positive whole number of bytes", f"{fld}.memory")
+    pods = c.get("pods", DEFAULT_PODS)
+    if isinstance(pods, str) and pods.strip().isdigit():
+        pods = int(pods)
+    if isinstance(pods, bool) or not isinstance(pods, int) or pods < 1:
+        raise _err(f"pods must be a positive integer, got {pods!r}", f"{fld}.pods")
+    return Capacity(cpu=cpu, memory=memory, pods=pods, cpu_millis=int(cpu_millis),
+                    memory_bytes=int(mem))
+
+
+def _racks(racks, known: dict) -> tuple[tuple, dict]:
+    if racks is None:
+        return (), {}
+    if not isinstance(racks, list) or not racks:
+        raise _err("must be a non-empty list of {name, nodes}", "racks")
+    out, rack_of, names = [], {}, set()
+    for i, r in enumerate(racks):
+        p = f"racks[{i}]"
+        _mapping(r, p, _RACK_KEYS)
+        name = r.get("name")
+        if not isinstance(name, str) or len(name) > 63 or not _DNS_LABEL.match(name):
+            raise _err(f"rack name {name!r} must be an RFC 1123 label", f"{p}.name")
+        if name in names:
+            raise _err(f"duplicate rack name {name!r}", f"{p}.name")
+        names.add(name)
+        members = r.get("nodes")
+        if not isinstance(members, list) or not members:
+            raise _err("must be a non-empty list of node names", f"{p}.nodes")
+        for j, node in enumerate(members):
+            if node not in known:
+                raise _err(f"unknown node {node!r}", f"{p}.nodes[{j}]")
+            if node in rack_of:
+                raise _err(f"node {node!r} is already in rack {rack_of[node]!r}",
+                           f"{p}.nodes[{j}]")
+            rack_of[node] = name
+        out.append(RackSpec(name=name, nodes=tuple(members)))
+    for node, path in known.items():
+        if node not in rack_of:
+            raise _err(f"node {node!r} is in no rack (racks are given, so every node needs one)",
+                       path)
+    return tuple(out), rack_of
+
+
+def _finish(dr: dict, ip: str, rack: str | None, underlay: UnderlaySpec) -> NodeSpec:
+    name, path = dr["name"], dr["path"]
+    user = dr["labels"]
+    if user.get(HOSTNAME_LABEL, name) != name:
+        raise _err(f"{HOSTNAME_LABEL} must equal the node name {name!r}",
+                   f"{path}.labels.{HOSTNAME_LABEL}")
+    labels = {"kubernetes.io/arch": "amd64", HOSTNAME_LABEL: name, "kubernetes.io/os": "linux"}
+    if dr["role"] == "control-plane":
+        labels[CONTROL_PLANE_LABEL] = ""
+    if rack:
+        labels[ZONE_LABEL] = rack
+    labels.update(user)
+    taints = list(dr["taints"])
+    if not dr["schedulable"]:
+        key = CONTROL_PLANE_LABEL if dr["role"] == "control-plane" else UNSCHEDULABLE_TAINT
+        if not any(t.key == key and t.effect == "NoSchedule" for t in taints):
+            taints.append(Taint(key=key, effect="NoSchedule"))
+    bw = dr["bandwidth"] if dr["bandwidth"] is not None else underlay.bandwidth
+    return NodeSpec(name=name, role=dr["role"], ip=ip, capacity=dr["capacity"],
+                    labels=dict(sorted(labels.items())), taints=tuple(taints),
+                    schedulable=dr["schedulable"], rack=rack, bandwidth=bw,
+                    route_reflector_cluster_id=dr["rr"])

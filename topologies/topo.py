@@ -1,0 +1,90 @@
+"""ClusterSpec -> Mininet ``Topo`` graph (hosts = nodes, switches = underlay bridges).
+
+Pure: builds Mininet's in-memory graph only; nothing is created until net.py realises it.
+Flat cluster: one switch, index 1. Racks: ToR switch per rack (index 1..N in rack order) and a
+spine switch (index 0) with one uplink per ToR. Every node's underlay interface is ``eth0``
+inside its own namespace; switch ports are "<switch>-ethN" in the root namespace.
+"""
+
+from __future__ import annotations
+
+from mininet.topo import Topo
+
+from orchestrator import naming
+from orchestrator.errors import ValidationError
+from topologies.spec import ClusterSpec
+
+NODE_INTF = "eth0"
+IFNAMSIZ = 15  # usable characters of a Linux interface name
+
+
+class CalinetTopo(Topo):
+    """The cluster's underlay graph. Host names are the node names.
+
+    Host opts: ``ip`` ("a.b.c.d/len"). Link opts: ``intfName1`` = eth0 on the node side and
+    ``bw`` (Mbit/s, for Mininet's TCLink) when the node's link is shaped.
+    """
+
+    def __init__(self, spec: ClusterSpec, testbed_id: str, **opts):
+        if not naming.is_testbed_id(testbed_id):
+            raise ValidationError(f"testbed id {testbed_id!r} must be 4 lowercase hex digits")
+        self.spec = spec
+        self.testbed_id = testbed_id
+        self.node_switch: dict[str, str] = {}   # node name -> switch it hangs off
+        self.spine: str | None = None
+        Topo.__init__(self, **opts)
+
+    def build(self, **_opts):
+        spec, tb = self.spec, self.testbed_id
+        if spec.racks:
+            self.spine = self.addSwitch(naming.switch_name(tb, 0))
+            tors = {}
+            for i, rack in enumerate(spec.racks, start=1):
+                tors[rack.name] = self.addSwitch(naming.switch_name(tb, i))
+            for node in spec.nodes:
+                self._add_node(node, tors[node.rack])
+            for rack in spec.racks:
+                self.addLink(tors[rack.name], self.spine)
+        else:
+            sw = self.addSwitch(naming.switch_name(tb, 1))
+            for node in spec.nodes:
+                self._add_node(node, sw)
+        self._check_names()
+
+    def _add_node(self, node, switch: str) -> None:
+        if node.name in self.g.node:
+            raise ValidationError(f"node name {node.name!r} collides with an underlay switch name",
+                                  source=self.spec.source, field="nodes")
+        self.addHost(node.name, ip=f"{node.ip}/{self.spec.underlay.prefixlen}")
+        opts = {"intfName1": NODE_INTF}
+        if node.bandwidth is not None:
+            opts["bw"] = node.bandwidth
+        self.addLink(node.name, switch, **opts)
+        self.node_switch[node.name] = switch
+
+    def switch_ports(self) -> dict[str, list[str]]:
+        """Switch name -> its port interface names, in port order (root namespace)."""
+        out: dict[str, list[str]] = {s: [] for s in self.switches()}
+        for _a, _b, info in self.links(withInfo=True):
+            for side in ("1", "2"):
+                node = info["node" + side]
+                if self.isSwitch(node):
+                    out[node].append((info["port" + side], f"{node}-eth{info['port' + side]}"))
+        return {s: [name for _p, name in sorted(ports)] for s, ports in out.items()}
+
+    def node_port(self, node: str) -> str:
+        """Name of the switch port the node's eth0 is plugged into."""
+        sw = self.node_switch[node]
+        for _a, _b, info in self.links(withInfo=True):
+            if info["node1"] == node and info["node2"] == sw:
+                return f"{sw}-eth{info['port2']}"
+        raise KeyError(node)
+
+    def _check_names(self) -> None:
+        for sw, ports in self.switch_ports().items():
+            for name in [sw, *ports]:
+                if len(name) > IFNAMSIZ:
+                    raise ValidationError(
+                        f"interface name {name!r} exceeds {IFNAMSIZ} characters: too many "
+                        f"ports on switch {sw} (split the nodes into racks)",
+                        source=self.spec.source, field="nodes")
