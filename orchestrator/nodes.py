@@ -5,7 +5,8 @@ from __future__ import annotations
 KUBELET_VERSION = "v1.31.0-calinet"
 
 
-def node_object(spec, ip: str, existing: dict | None = None) -> dict:
+def node_object(spec, ip: str, existing: dict | None = None, *, os_image: str = "",
+                kernel: str = "") -> dict:
     """The Node a kubelet would register for this topology node.
 
     `spec.unschedulable` (cordon) is kept from an existing object so a restart does not
@@ -26,9 +27,25 @@ def node_object(spec, ip: str, existing: dict | None = None) -> dict:
             "conditions": [{"type": "Ready", "status": "True", "reason": "KubeletReady",
                             "message": "kubelet is posting ready status"}],
             "nodeInfo": {"kubeletVersion": KUBELET_VERSION, "operatingSystem": "linux",
-                         "architecture": "amd64"},
+                         "architecture": "amd64", "osImage": os_image or "unknown",
+                         "kernelVersion": kernel or "unknown",
+                         "containerRuntimeVersion": "calinet://netns"},
         },
     }
+
+
+def host_facts() -> dict:
+    """osImage and kernelVersion of the machine (every emulated node shares its kernel)."""
+    import platform
+    image = "Linux"
+    try:
+        with open("/etc/os-release") as f:
+            for line in f:
+                if line.startswith("PRETTY_NAME="):
+                    image = line.split("=", 1)[1].strip().strip('"')
+    except OSError:
+        pass
+    return {"os_image": image, "kernel": platform.release()}
 
 
 def system_namespaces() -> list[dict]:

@@ -30,7 +30,7 @@ from orchestrator.errors import CalinetError, NotFound, SupervisorTimeout
 from orchestrator.ipam.store import IPAM, ensure_default_pool
 from orchestrator.kubelet import Kubelet, NodeRef
 from orchestrator.ledger import Ledger
-from orchestrator.nodes import node_object, system_namespaces
+from orchestrator.nodes import host_facts, node_object, system_namespaces
 from orchestrator.runner import DEFAULT, Result
 from orchestrator.store import Store
 from topologies.net import start_cluster
@@ -124,9 +124,11 @@ class Testbed:
             for obj in system_namespaces():
                 if self.store.get("Namespace", obj["metadata"]["name"]) is None:
                     self.store.create(obj)
+            facts = host_facts()
             for node in self.spec.nodes:
                 handle = self.cluster.nodes[node.name]
-                self.store.put(node_object(node, handle.ip, self.store.get("Node", node.name)))
+                self.store.put(node_object(node, handle.ip, self.store.get("Node", node.name),
+                                           **facts))
             ensure_default_pool(self.store)
         self.ipam = IPAM(self.store)
         self.runtime = ContainerRuntime(self.state_dir, self.runner,

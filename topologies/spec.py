@@ -38,7 +38,7 @@ import yaml
 
 from orchestrator.errors import ValidationError
 from topologies.addressing import assign_node_ips
-from topologies.quantity import parse_quantity
+from orchestrator.quantity import parse_quantity
 
 DEFAULT_CIDR = "172.18.0.0/16"
 DEFAULT_CPU, DEFAULT_MEMORY, DEFAULT_PODS = "2", "4Gi", 110
@@ -360,10 +360,10 @@ def _capacity(c, fld: str) -> Capacity:
     cpu = str(c.get("cpu", DEFAULT_CPU)).strip()
     memory = str(c.get("memory", DEFAULT_MEMORY)).strip()
     cpu_millis = parse_quantity(c.get("cpu", DEFAULT_CPU), f"{fld}.cpu") * 1000
-    if cpu_millis <= 0 or cpu_millis != cpu_millis.to_integral_value():
+    if cpu_millis <= 0 or cpu_millis.denominator != 1:
         raise _err(f"cpu {cpu!r} must be positive with at most millicore precision", f"{fld}.cpu")
     mem = parse_quantity(c.get("memory", DEFAULT_MEMORY), f"{fld}.memory")
-    if mem <= 0 or mem != mem.to_integral_value():
+    if mem <= 0 or mem.denominator != 1:
         raise _err(f"memory {memory!r} must be a positive whole number of bytes", f"{fld}.memory")
     pods = c.get("pods", DEFAULT_PODS)
     if isinstance(pods, str) and pods.strip().isdigit():

@@ -6,9 +6,11 @@ own commands on the nodes (`node-1 ip route`, `pingall` over the underlay).
 
 from __future__ import annotations
 
+import cmd
 import shlex
 
 from mininet.cli import CLI
+from mininet.log import lg, setLogLevel
 
 from orchestrator.cli import commands
 from orchestrator.cli.context import Context
@@ -17,8 +19,14 @@ from orchestrator.errors import CalinetError
 
 class CalinetCLI(CLI):
     prompt = "calinet> "
+    # Node names like "node-1" must parse as one word for Mininet's `<node> <command>`.
+    identchars = cmd.Cmd.identchars + "-."
 
     def __init__(self, testbed, **kw):
+        # Mininet's CLI prints through its logger at level "output"; calinet keeps Mininet
+        # at "warning" while building, so lower it for the shell.
+        setLogLevel("output")
+        lg.propagate = False  # Mininet has its own handler; do not print twice via root
         self.tb = testbed
         self.ctx = Context(testbed.state_dir, testbed.store, testbed.client, testbed.id, True)
         super().__init__(testbed.cluster.net, **kw)

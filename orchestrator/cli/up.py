@@ -14,6 +14,7 @@ from pathlib import Path
 
 from rich.console import Console
 
+from orchestrator import probe
 from orchestrator.cli import commands
 from orchestrator.cli.context import Context
 from orchestrator.errors import CalinetError, SupervisorTimeout
@@ -72,7 +73,7 @@ def _wait(tb, console, timeout: float) -> None:
 
 def run_demo(args) -> int:
     """The tour `sudo make demo` shows."""
-    console = Console()
+    console = Console(soft_wrap=True)
     topo = REPO / "topologies" / "examples" / "three-node.yaml"
     manifest = REPO / "experiments" / "manifests" / "web.yaml"
     t0 = time.monotonic()
@@ -97,16 +98,18 @@ def run_demo(args) -> int:
         print(tb.exec(first, ["ip", "route"]).stdout.rstrip())
         _section(console, f"$ {node}: ip route                (node routes: /32 per pod, blackhole per block)")
         print(tb.node_exec(node, ["ip", "route"]).stdout.rstrip())
-        _section(console, "probes between pods (cross-node routes arrive with BGP)")
+        _section(console, "$ calinet probe SRC DST 80/TCP  for every pod pair "
+                 "(cross-node routes arrive with BGP)")
+        servers = [p for p in pods if "/web-" in p]
         for src in pods:
-            for dst in pods:
+            for dst in servers:
                 if src == dst:
                     continue
                 same = tb.pod_node(src) == tb.pod_node(dst)
-                ok = tb.probe(src, dst, 80, "TCP", timeout=0.3)
+                r = probe.probe(tb.pod_netns(src), tb.pod_ip(dst), 80, "TCP", 0.3)
                 where = "same node " if same else "cross-node"
-                mark = "[green]connected[/green]" if ok else "[red]no route[/red]"
-                console.print(f"  {where}  {src:24} -> {dst:24} 80/TCP  {mark}")
+                mark = "[green]connected[/green]" if r.ok else f"[red]{r.detail}[/red]"
+                console.print(f"  {where}  {src:28} -> {dst:28} {mark}")
         _section(console, "$ calinet ipam check")
         print(commands.ipam_check(ctx)[0])
         console.log(f"demo done in {time.monotonic() - t0:.1f}s")

@@ -8,7 +8,7 @@ import pytest
 
 from orchestrator.errors import ValidationError
 from topologies.addressing import assign_node_ips
-from topologies.quantity import parse_quantity
+from orchestrator.quantity import parse_quantity
 from topologies.spec import load_spec, spec_from_dict
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "topologies" / "examples"
@@ -192,13 +192,13 @@ def test_spec_is_deterministic():
     ({"name": "t", "underlay": {"cidr": "10.0.0.0/8", "mtu": 9000}, "nodes": [{"name": "a"}]},
      "underlay", "unknown key(s) mtu"),
     ({"name": "t", "nodes": [{"name": "a", "capacity": {"cpu": "lots"}}]},
-     "nodes[0].capacity.cpu", "resource quantity"),
+     "nodes[0].capacity.cpu", "quantities must match"),
     ({"name": "t", "nodes": [{"name": "a", "capacity": {"cpu": "0.0001"}}]},
      "nodes[0].capacity.cpu", "millicore"),
     ({"name": "t", "nodes": [{"name": "a", "capacity": {"memory": "4Gb"}}]},
-     "nodes[0].capacity.memory", "resource quantity"),
+     "nodes[0].capacity.memory", "quantities must match"),
     ({"name": "t", "nodes": [{"name": "a", "capacity": {"memory": "-1"}}]},
-     "nodes[0].capacity.memory", "resource quantity"),
+     "nodes[0].capacity.memory", "positive whole number"),
     ({"name": "t", "nodes": [{"name": "a", "capacity": {"pods": 0}}]},
      "nodes[0].capacity.pods", "positive integer"),
     ({"name": "t", "nodes": [{"name": "a", "capacity": {"gpu": 1}}]},
@@ -238,7 +238,7 @@ def test_spec_is_deterministic():
     ({"name": "t", "generate": {"count": 2, "ip": "172.18.0.5"}}, "generate", "unknown key(s) ip"),
     ({"name": "t", "generate": {"count": 2, "prefix": "N_"}}, "generate.prefix", "RFC 1123"),
     ({"name": "t", "generate": {"count": 2, "capacity": {"cpu": "x"}}}, "generate.capacity.cpu",
-     "resource quantity"),
+     "quantities must match"),
     ({"name": "t", "generate": [{"count": 1}, {"count": 1, "role": "boss"}]}, "generate[1].role",
      "role"),
 ])
