@@ -26,7 +26,7 @@ sys.path.insert(0, str(REPO))
 
 from mininet.log import setLogLevel  # noqa: E402
 from mininet.net import Mininet  # noqa: E402
-from mininet.node import LinuxBridge  # noqa: E402
+from mininet.nodelib import LinuxBridge  # noqa: E402
 from mininet.topo import Topo  # noqa: E402
 
 from orchestrator.testbed import Testbed  # noqa: E402

@@ -44,6 +44,7 @@ class Kubelet:
         self.uids: dict[str, str] = {}
         self.failures: dict[str, tuple[str, str]] = {}  # key -> (reason, message)
         self._blackholes: frozenset | None = None
+        self._blocks_dirty = True
         self.grace: dict[str, float] = {}  # key -> terminationGracePeriodSeconds
 
     # -- sync ----------------------------------------------------------------------------
@@ -66,35 +67,38 @@ class Kubelet:
                and (p.get("status") or {}).get("phase") not in ("Succeeded", "Failed")]
         if new:
             self._create(new, now)
-        self._sync_blackholes()
-        for p in by_key.values():
-            wrote |= self._write_status(p, now)
+        if self._blocks_dirty:
+            self._sync_blackholes()
+        # One transaction (one fsync) for all status updates of this node.
+        with self.store.transaction():
+            for p in by_key.values():
+                wrote |= self._write_status(p, now)
         return wrote
 
     def _sync_blackholes(self) -> None:
+        """Blackholes follow this node's affine blocks; only after IPAM changed here."""
         blocks = frozenset(self.ipam.blocks_for_node(self.node.name))
         if blocks != self._blackholes:
             blackholes.sync(self.cni.runner, self.node.pid, blocks)
             self._blackholes = blocks
+        self._blocks_dirty = False
 
     def _create(self, pods: list[dict], now: str) -> None:
         specs, ready_pods = [], []
-        with self.store.transaction():
-            for p in pods:
-                k = pod_key(p)
-                ns, name = p["metadata"]["namespace"], p["metadata"]["name"]
-                try:
-                    ip = self.ipam.auto_assign(
-                        naming.ipam_handle(p["metadata"]["uid"]), self.node.name,
-                        {"namespace": ns, "pod": name, "node": self.node.name})
-                except CalinetError as exc:
-                    self.failures[k] = ("FailedCreatePodSandBox", f"IPAM: {exc}")
-                    continue
-                specs.append(SandboxSpec(
-                    namespace=ns, pod=name, ip=ip,
-                    netns=naming.pod_netns(self.testbed_id, ns, name),
-                    veth=naming.veth_name(ns, name), node_pid=self.node.pid))
-                ready_pods.append(p)
+        requests = [(naming.ipam_handle(p["metadata"]["uid"]),
+                     {"namespace": p["metadata"]["namespace"], "pod": p["metadata"]["name"],
+                      "node": self.node.name}) for p in pods]
+        # One IPAM transaction for the whole batch; a failure is the pod's own, not the batch's.
+        for p, ip in zip(pods, self.ipam.auto_assign_many(self.node.name, requests)):
+            if isinstance(ip, Exception):
+                self.failures[pod_key(p)] = ("FailedCreatePodSandBox", f"IPAM: {ip}")
+                continue
+            ns, name = p["metadata"]["namespace"], p["metadata"]["name"]
+            specs.append(SandboxSpec(
+                namespace=ns, pod=name, ip=ip, netns=naming.pod_netns(self.testbed_id, ns, name),
+                veth=naming.veth_name(ns, name), node_pid=self.node.pid))
+            ready_pods.append(p)
+        self._blocks_dirty = True
         if not specs:
             return
         self.ledger.netns([s.netns for s in specs])
@@ -136,14 +140,16 @@ class Kubelet:
                                image=c.get("image", ""))
 
     def _teardown(self, keys: list[str]) -> None:
-        specs = []
+        specs, handles = [], []
         for k in keys:
             self.runtime.stop_pod(k, grace=self.grace.pop(k, 30))
             specs.append(self.sandboxes.pop(k))
             uid = self.uids.pop(k, None)
             if uid:
-                self.ipam.release_by_handle(naming.ipam_handle(uid))
+                handles.append(naming.ipam_handle(uid))
         self.cni.delete_many(specs)
+        self.ipam.release_many(handles)
+        self._blocks_dirty = True
 
     def teardown_all(self) -> None:
         if self.sandboxes:

@@ -13,6 +13,7 @@ import copy
 import logging
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 from orchestrator.controllers import deployment, garbage, replicaset, scheduling
 from orchestrator.store import now_rfc3339
@@ -32,6 +33,7 @@ class ControllerManager:
         self._lock = threading.Lock()  # one pass at a time (loop thread or sync_once)
         self.errors: list[str] = []
         self.passes = 0
+        self._pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="calinet-kubelet")
 
     # Pods on a node go through their kubelet (which tears the sandbox down first); pods
     # never scheduled, or on a node whose kubelet is gone, are removed at once.
@@ -82,14 +84,16 @@ class ControllerManager:
             node = pod["spec"].get("nodeName")
             if node in by_node:
                 by_node[node].append(pod)
-        wrote = False
-        for node, kubelet in self.kubelets.items():
+        def one(node: str) -> bool:
             try:
-                wrote |= kubelet.sync(by_node[node], now)
-            except Exception as exc:  # noqa: BLE001
+                return self.kubelets[node].sync(by_node[node], now)
+            except Exception as exc:  # noqa: BLE001 - one node's failure must not stop others
                 log.exception("kubelet %s failed", node)
                 self.errors.append(f"kubelet {node}: {type(exc).__name__}: {exc}")
-        return wrote
+                return False
+        # Kubelets are independent, as on real nodes: their forks (ip, sysctl, containers)
+        # overlap on the cores while store writes serialise on the store's lock.
+        return any(list(self._pool.map(one, list(self.kubelets))))
 
     # -- thread --------------------------------------------------------------------------
 
@@ -109,3 +113,4 @@ class ControllerManager:
         if self._thread:
             self._thread.join(timeout)
             self._thread = None
+        self._pool.shutdown(wait=True)

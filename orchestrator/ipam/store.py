@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable, Mapping, Sequence
 
-from orchestrator.errors import ValidationError
+from orchestrator.errors import CalinetError, ValidationError
 from orchestrator.ipam import allocator, codec, report
 from orchestrator.ipam.model import IPAMConfig, IPAMState, Outcome, Pool
 from orchestrator.ipam.selector import pool_selects_node
@@ -131,6 +131,50 @@ class IPAM:
         if outcome.changed:
             log.info("assigned %s to %s on %s", outcome.ip, handle, node)
         return outcome.ip
+
+    def auto_assign_many(self, node: str, requests: Sequence[tuple[str, Mapping[str, str]]],
+                         version: int = 4) -> list:
+        """auto_assign for many handles on one node: one state load, one transaction.
+
+        Returns, per request, the address or the CalinetError that request met (the others
+        still get theirs), so one exhausted pod does not fail its neighbours.
+        """
+        results: list = []
+        with self.store.transaction():
+            before = self.state()
+            pools = [p for p in self._pools_for(node, None, None) if p.version == version]
+            state, blocks, handles = before, set(), set()
+            for handle, attrs in requests:
+                try:
+                    out = allocator.auto_assign(state, handle, node, pools, attrs)
+                except CalinetError as exc:
+                    results.append(exc)
+                    continue
+                state = out.state
+                blocks |= out.changed_blocks
+                handles |= out.changed_handles
+                results.append(out.ip)
+            merged = Outcome(state, (), frozenset(blocks), frozenset(handles))
+            if merged.changed:
+                self._commit(before, merged)
+        return results
+
+    def release_many(self, handles: Sequence[str]) -> list[str]:
+        """release_by_handle for many handles in one state load and one transaction."""
+        released: list[str] = []
+        with self.store.transaction():
+            before = self.state()
+            state, blocks, changed = before, set(), set()
+            for handle in handles:
+                out = allocator.release(state, handle)
+                state = out.state
+                blocks |= out.changed_blocks
+                changed |= out.changed_handles
+                released += out.ips
+            merged = Outcome(state, (), frozenset(blocks), frozenset(changed))
+            if merged.changed:
+                self._commit(before, merged)
+        return released
 
     def assign_ip(self, ip: str, handle: str, node: str,
                   attrs: Mapping[str, str] | None = None) -> str:
