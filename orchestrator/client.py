@@ -93,8 +93,9 @@ class Client:
     def _check_immutable(obj: dict, old: dict, where: dict) -> None:
         kind = obj["kind"]
         if kind == "Pod":
-            a = {k: v for k, v in old["spec"].items() if k not in _POD_MUTABLE + ("nodeName",)}
-            b = {k: v for k, v in obj["spec"].items() if k not in _POD_MUTABLE + ("nodeName",)}
+            skip = _POD_MUTABLE + ("nodeName",)
+            a = copy.deepcopy({k: v for k, v in old["spec"].items() if k not in skip})
+            b = copy.deepcopy({k: v for k, v in obj["spec"].items() if k not in skip})
             for c in a.get("containers", []) + b.get("containers", []):
                 c.pop("image", None)
             if a != b:
