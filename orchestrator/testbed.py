@@ -199,11 +199,22 @@ class Testbed:
 
     # -- waiting -------------------------------------------------------------------------
 
-    def wait_ready(self, timeout: float = 60.0) -> None:
-        """Wait until every pod is Running and Ready with an IP and every workload is complete."""
+    def wait_ready(self, timeout: float = 60.0, on_progress=None) -> None:
+        """Wait until every pod is Running and Ready with an IP and every workload is complete.
+
+        on_progress(ready_pods, total_pods) is called whenever the count changes.
+        """
         deadline = time.monotonic() + timeout
+        last = None
         while True:
             problems = self._not_ready()
+            if on_progress is not None:
+                pods = [p for p in self.store.list("Pod")
+                        if (p.get("status") or {}).get("phase") != "Succeeded"]
+                count = (sum(1 for p in pods if pod_ready(p)), len(pods))
+                if count != last:
+                    on_progress(*count)
+                    last = count
             if not problems:
                 return
             if time.monotonic() > deadline:

@@ -61,9 +61,10 @@ def run_up(args) -> int:
 
 def _wait(tb, console, timeout: float) -> None:
     t0 = time.monotonic()
-    with console.status("waiting for pods to be Running..."):
+    with console.status("waiting for pods to be Running...") as status:
         try:
-            tb.wait_ready(timeout=timeout)
+            tb.wait_ready(timeout=timeout, on_progress=lambda ready, total: status.update(
+                f"waiting for pods to be Running... {ready}/{total} ready"))
         except SupervisorTimeout as exc:
             console.print(f"[yellow]warning:[/yellow] {exc}")
             return

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from orchestrator.errors import ValidationError
-from topologies.addressing import assign_node_ips
 from orchestrator.quantity import parse_quantity
+from topologies.addressing import assign_node_ips
 from topologies.spec import load_spec, spec_from_dict
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "topologies" / "examples"
