@@ -44,6 +44,8 @@ def _netns_inode(path: str) -> int | None:
 
 def _pids_in_netns(inodes: set[int]) -> list[int]:
     found = []
+    if not inodes:
+        return found
     me = os.getpid()
     for entry in os.listdir("/proc"):
         if not entry.isdigit() or int(entry) == me:
@@ -121,11 +123,18 @@ def clean_state_dir(state_dir: str, runner: Runner = DEFAULT) -> CleanReport:
     netns = sorted(set(contents.netns) | set(owned_netns(tid)))
     inodes = {i for i in (_netns_inode(f"{NETNS_DIR}/{n}") for n in netns) if i}
     # Mininet node shells hold unnamed namespaces: anything living in them is ours too.
-    for pid, start in contents.pids.items():
+    # Only node shells count (not every recorded pid: the zygote lives in our own netns).
+    for pid, start in contents.node_pids.items():
         if proc_start_time(pid) == start:
             ino = _netns_inode(f"/proc/{pid}/ns/net")
-            if ino and ino != _netns_inode("/proc/1/ns/net"):
+            if ino:
                 inodes.add(ino)
+    # Never sweep the namespace calinet itself runs in (the machine's own processes live
+    # there); if it cannot be identified, sweep nothing by namespace at all.
+    own = _netns_inode("/proc/self/ns/net")
+    if own is None:
+        inodes = set()
+    inodes.discard(own)
     victims = dict(contents.pids)
     for p in _pids_in_netns(inodes):
         victims.setdefault(p, proc_start_time(p))

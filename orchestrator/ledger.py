@@ -38,6 +38,7 @@ class LedgerContents:
     netns: set = field(default_factory=set)
     links: set = field(default_factory=set)
     pids: dict = field(default_factory=dict)  # pid -> start time
+    node_pids: dict = field(default_factory=dict)  # Mininet node shells: pid -> start time
 
     def owner_alive(self) -> bool:
         return (self.owner_pid is not None
@@ -81,6 +82,10 @@ class Ledger:
     def pids(self, pids) -> None:
         self._append([{"pid": p, "start": proc_start_time(p)} for p in pids])
 
+    def node_pids(self, pids) -> None:
+        """Pids whose network namespace is a node's: everything in it is ours at cleanup."""
+        self._append([{"pid": p, "start": proc_start_time(p), "node": True} for p in pids])
+
     def read(self) -> LedgerContents:
         out = LedgerContents()
         try:
@@ -101,6 +106,8 @@ class Ledger:
                 out.links.add(e["link"])
             elif "pid" in e and e.get("start"):
                 out.pids[int(e["pid"])] = e["start"]
+                if e.get("node"):
+                    out.node_pids[int(e["pid"])] = e["start"]
         return out
 
     def finish(self, testbed_id: str | None) -> None:

@@ -118,7 +118,9 @@ class Testbed:
         self.progress(f"starting {n} node(s) of cluster {self.spec.name!r} (testbed {self.id})")
         ledger.links([naming.switch_name(self.id, i) for i in range(len(self.spec.racks) + 2)])
         self.cluster = start_cluster(self.spec, self.id)
-        ledger.pids(self.cluster.pids())
+        node_pids = [h.pid for h in self.cluster.nodes.values()]
+        ledger.node_pids(node_pids)
+        ledger.pids([p for p in self.cluster.pids() if p not in node_pids])
         self.progress(f"nodes up in {time.monotonic() - t0:.2f}s; starting control plane")
         with self.store.transaction():
             for obj in system_namespaces():

@@ -99,3 +99,33 @@ def test_restart_on_same_state_dir_keeps_ips_and_never_duplicates(tmp_path):
         assert set(info["ips"].values()) <= set(ips)
         text, problems = tb.ipam_check()
         assert problems == 0, text
+
+
+CHILD_MIDWAY = """
+import sys
+from orchestrator.testbed import Testbed
+tb = Testbed(sys.argv[1], state_dir=sys.argv[2])
+tb.start()
+tb.apply(sys.argv[3])
+print("applied", flush=True)
+tb.wait_ready(timeout=60)
+"""
+
+
+@pytest.mark.parametrize("delay", [0.05, 0.3])
+def test_kill_during_allocation_never_double_allocates(tmp_path, delay):
+    state = str(tmp_path / "state")
+    proc = subprocess.Popen([sys.executable, "-c", CHILD_MIDWAY, str(EXAMPLES / "three-node.yaml"),
+                             state, MANIFEST % 40], cwd=REPO, stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline().strip() == "applied"
+        time.sleep(delay)
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(10)
+    with Testbed(str(EXAMPLES / "three-node.yaml"), state_dir=state, keep_state=False) as tb:
+        tb.wait_ready(timeout=60)
+        ips = [tb.pod_ip(k) for k in tb.pods()]
+        assert len(ips) == 40 and len(set(ips)) == 40
+        text, problems = tb.ipam_check()
+        assert problems == 0, text

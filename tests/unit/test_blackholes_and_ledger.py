@@ -49,3 +49,20 @@ def test_ledger_records_and_reads_back(tmp_path):
 def test_proc_start_time_handles_odd_comm_and_missing_pid():
     assert proc_start_time(os.getpid()).isdigit()
     assert proc_start_time(2 ** 22 + 12345) is None
+
+
+def test_cleanup_never_sweeps_its_own_namespace(tmp_path, monkeypatch):
+    """A recorded node pid that lives in our own netns (a bridge shell, the zygote) must not
+    make cleanup kill every process of the machine's namespace."""
+    from orchestrator import cleanup
+    led = Ledger(str(tmp_path))
+    with open(led.path, "w") as f:
+        f.write(json.dumps({"run": "ab12", "owner": 1, "start": "0"}) + "\n")
+    led.node_pids([os.getpid()])  # our own process: its netns is ours
+    swept = []
+    monkeypatch.setattr(cleanup, "_pids_in_netns", lambda inodes: swept.append(set(inodes)) or [])
+    monkeypatch.setattr(cleanup, "stop_pids", lambda pids, grace=2.0: [])
+    monkeypatch.setattr(cleanup, "owned_links", lambda tid, runner=None: [])
+    monkeypatch.setattr(cleanup, "owned_netns", lambda tid: [])
+    cleanup.clean_state_dir(str(tmp_path), RecordingRunner())
+    assert swept == [set()]
