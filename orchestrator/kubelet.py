@@ -114,20 +114,34 @@ class Kubelet:
                     done.append((s, p))
                 except CalinetError as one:
                     self.failures[pod_key(p)] = ("FailedCreatePodSandBox", f"CNI: {one}")
+        specs_to_start = []
         for s, p in done:
             k = pod_key(p)
             self.sandboxes[k] = s
             self.uids[k] = p["metadata"]["uid"]
             self.grace[k] = float(p["spec"].get("terminationGracePeriodSeconds", 30))
             self.failures.pop(k, None)
-            self._start_containers(p, s)
+            specs_to_start += self._container_specs(p, s)
+        if specs_to_start:
+            try:
+                # All forks of the batch are requested before any is awaited.
+                self.runtime.start_many(specs_to_start)
+            except CalinetError as exc:
+                log.warning("node %s: batch container start failed (%s); one by one",
+                            self.node.name, exc)
+                for spec in specs_to_start:
+                    try:
+                        self.runtime.start_many([spec])
+                    except CalinetError as one:
+                        self.runtime.fail(spec[0], spec[2], spec[5], "CreateContainerError", str(one))
 
-    def _start_containers(self, pod: dict, sandbox: SandboxSpec) -> None:
+    def _container_specs(self, pod: dict, sandbox: SandboxSpec) -> list[tuple]:
         k = pod_key(pod)
         policy = pod["spec"].get("restartPolicy", "Always")
         # The downward API (env from status.podIP) needs the sandbox address already.
         pod = copy.deepcopy(pod)
         pod.setdefault("status", {}).update(podIP=sandbox.ip, hostIP=self.node.ip)
+        out = []
         for c in pod["spec"]["containers"]:
             try:
                 program = images.resolve(c, pod)
@@ -136,8 +150,8 @@ class Kubelet:
                                   getattr(exc, "reason", "ErrImagePull"), str(exc))
                 continue
             # Every spawned pid (restarts too) reaches the ledger through on_spawn.
-            self.runtime.start(k, sandbox.netns, c["name"], program, policy,
-                               image=c.get("image", ""))
+            out.append((k, sandbox.netns, c["name"], program, policy, c.get("image", "")))
+        return out
 
     def _teardown(self, keys: list[str]) -> None:
         specs, handles = [], []

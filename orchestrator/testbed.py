@@ -221,7 +221,11 @@ class Testbed:
                 return
             if time.monotonic() > deadline:
                 raise SupervisorTimeout(f"not ready after {timeout:.0f}s: " + "; ".join(problems[:20]))
-            self.store.wait_for_change(self.store.current_rv(), 0.05)
+            # Checking reads every pod; at most every 50 ms, and only after a change, so a
+            # waiting caller does not compete with the control plane for the interpreter.
+            rv = self.store.current_rv()
+            time.sleep(0.05)
+            self.store.wait_for_change(rv, max(0.0, min(1.0, deadline - time.monotonic())))
 
     def _not_ready(self) -> list[str]:
         out = []

@@ -37,8 +37,8 @@ from pathlib import Path
 import yaml
 
 from orchestrator.errors import ValidationError
-from topologies.addressing import assign_node_ips
 from orchestrator.quantity import parse_quantity
+from topologies.addressing import assign_node_ips
 
 DEFAULT_CIDR = "172.18.0.0/16"
 DEFAULT_CPU, DEFAULT_MEMORY, DEFAULT_PODS = "2", "4Gi", 110

@@ -17,6 +17,8 @@ from orchestrator.errors import ValidationError
 HERE = os.path.dirname(os.path.abspath(__file__))
 AGNHOST = os.path.join(HERE, "agnhost.py")
 HTTP_SERVER = os.path.join(HERE, "http_server.py")
+ZYGOTE = os.path.join(HERE, "zygote.py")
+SCRIPT_MODES = {AGNHOST: "", HTTP_SERVER: "http"}   # serve.main's default_mode per script
 
 
 class ImageError(ValidationError):
@@ -34,11 +36,15 @@ class ImageError(ValidationError):
 class ImageProgram:
     """What a container runs: argv and its environment (the container's own variables;
     the runtime adds PATH/HOME). ``ready_socket`` ("TCP", 80) marks the socket whose
-    listening makes the container ready; None means ready once running."""
+    listening makes the container ready; None means ready once running. ``serve_args``
+    (not None) marks one of our built-in servers: the runtime may fork it from its zygote as
+    serve.main(serve_args, serve_mode) instead of exec'ing ``argv`` (which means the same)."""
     argv: list[str]
     env: dict[str, str]
     image: str = ""
     ready_socket: tuple[str, int] | None = None
+    serve_args: list[str] | None = None
+    serve_mode: str = ""
 
 
 @dataclass(frozen=True)
@@ -58,14 +64,15 @@ class Context:
 
 def server(ctx: Context, specs: list[str], script: str = AGNHOST) -> ImageProgram:
     """Our server script serving ``specs`` ("80/TCP", "81/UDP/hostname"...)."""
-    argv = [sys.executable, "-S", "-E", script, "--hostname", ctx.hostname]
+    args = ["--hostname", ctx.hostname]
     for s in specs:
-        argv += ["--port", s]
+        args += ["--port", s]
     # The first TCP port (else UDP) listening is the sign the server is up.
     parsed = [(s.split("/") + ["TCP"])[:2] for s in specs]
     ready = next(((proto, int(p)) for proto in ("TCP", "UDP") for p, pr in parsed
                   if pr == proto), None)
-    return ImageProgram(argv, dict(ctx.env), ctx.image, ready)
+    return ImageProgram([sys.executable, "-S", "-E", script, *args], dict(ctx.env), ctx.image,
+                        ready, serve_args=args, serve_mode=SCRIPT_MODES[script])
 
 
 def container_ports(ctx: Context, default: list[str] | None = None) -> list[str]:
