@@ -15,9 +15,9 @@ import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-from orchestrator import naming
+from orchestrator import naming, rtnl
 from orchestrator.errors import ApplyError, CommandError, ValidationError
-from orchestrator.runner import DEFAULT, NETNS_DIR, Runner
+from orchestrator.runner import DEFAULT, NETNS_DIR, RecordingRunner, Runner
 
 POD_IFACE = "eth0"
 # (sysctl path template, wanted value); <i> is the host-side veth.
@@ -343,8 +343,11 @@ def _ipv6() -> bool:
 class CNI:
     """Applies SandboxSpecs: ADD / DEL / CHECK, bulk per node, idempotent."""
 
-    def __init__(self, runner: Runner = DEFAULT):
+    def __init__(self, runner: Runner = DEFAULT, *, netlink: bool | None = None):
         self.runner = runner
+        # Fresh pod sides over in-process netlink; a runner that only records commands (unit
+        # tests) sees them as `ip -n <ns> -batch` instead, unless netlink=True is asked for.
+        self.netlink = (not isinstance(runner, RecordingRunner)) if netlink is None else netlink
 
     # -- reads
     def _netns_present(self, name: str) -> bool:
@@ -399,9 +402,16 @@ class CNI:
             except CommandError as exc:
                 raise ApplyError(f"CNI sysctls on node pid {pid} failed: {exc}",
                                  " ".join(argv)) from exc
-        if plan.pod_fix:
-            with ThreadPoolExecutor(max_workers=min(POD_WORKERS, len(plan.pod_fix))) as pool:
-                list(pool.map(self._pod_batch, plan.pod_fix))
+        # A fresh sandbox is configured over netlink in-process (no fork per pod); one being
+        # repaired goes through `ip -batch`, whose `addr flush` drops a stale address.
+        fresh = {s.netns for s in plan.create} if self.netlink else set()
+        for s in plan.pod_fix:
+            if s.netns in fresh:
+                rtnl.configure_pod(s.netns, s.ip, naming.POD_GATEWAY, POD_IFACE)
+        repair = [s for s in plan.pod_fix if s.netns not in fresh]
+        if repair:
+            with ThreadPoolExecutor(max_workers=min(POD_WORKERS, len(repair))) as pool:
+                list(pool.map(self._pod_batch, repair))
 
     def _pod_batch(self, spec: SandboxSpec) -> None:
         self._batch(render_pod_batch(spec), netns=spec.netns, what=f"{spec.obj} eth0 setup")

@@ -79,8 +79,10 @@ class Store:
             db = sqlite3.connect(self.path, timeout=30.0, isolation_level=None,
                                  check_same_thread=False)
             db.execute("PRAGMA journal_mode=WAL")
-            # FULL: a committed IPAM allocation must survive a kill -9 and a power cut.
-            db.execute("PRAGMA synchronous=FULL")
+            # NORMAL in WAL mode: a committed transaction survives a kill -9 of any process
+            # (it is in the kernel's page cache); only an OS crash may lose the last few
+            # commits, never corrupt the file. FULL would fsync every pod status write.
+            db.execute("PRAGMA synchronous=NORMAL")
             self._local.db = db
             self._local.depth = 0
             self._local.pending = []

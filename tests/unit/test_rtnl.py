@@ -1,0 +1,33 @@
+"""Netlink message encoding for the pod side of the CNI (pure; the root tests apply it)."""
+
+import socket
+import struct
+
+from orchestrator import rtnl
+
+
+def test_messages_are_well_formed_and_sequenced():
+    msgs = rtnl.pod_messages("10.244.0.5", "169.254.1.1", lo=1, eth0=7)
+    assert [struct.unpack_from("=IHHII", m)[3] for m in msgs] == [1, 2, 3, 4, 5]
+    for m in msgs:
+        length, kind, flags, _, _ = struct.unpack_from("=IHHII", m)
+        assert length == len(m) and length % 4 == 0
+        assert flags & rtnl.NLM_F_REQUEST and flags & rtnl.NLM_F_ACK
+    kinds = [struct.unpack_from("=H", m, 4)[0] for m in msgs]
+    assert kinds == [rtnl.RTM_NEWLINK] * 2 + [rtnl.RTM_NEWADDR] + [rtnl.RTM_NEWROUTE] * 2
+    # the address message: AF_INET, /32, on ifindex 7, IFA_LOCAL = the pod IP
+    fam, plen, _, scope, idx = struct.unpack_from("=BBBBI", msgs[2], 16)
+    assert (fam, plen, scope, idx) == (socket.AF_INET, 32, 0, 7)
+    assert socket.inet_aton("10.244.0.5") in msgs[2]
+    # the gateway route is link scope with a /32 destination; the default route has a gateway
+    r1 = struct.unpack_from("=BBBBBBBBI", msgs[3], 16)
+    r2 = struct.unpack_from("=BBBBBBBBI", msgs[4], 16)
+    assert r1[1] == 32 and r1[6] == rtnl.RT_SCOPE_LINK
+    assert r2[1] == 0 and r2[6] == rtnl.RT_SCOPE_UNIVERSE
+    assert struct.pack("=HH", 8, rtnl.RTA_GATEWAY) + socket.inet_aton("169.254.1.1") in msgs[4]
+
+
+def test_parse_acks_reads_errors_by_sequence():
+    ok = struct.pack("=IHHII", 36, rtnl.NLMSG_ERROR, 0, 4, 0) + struct.pack("=i", 0) + b"\0" * 16
+    bad = struct.pack("=IHHII", 36, rtnl.NLMSG_ERROR, 0, 5, 0) + struct.pack("=i", -17) + b"\0" * 16
+    assert rtnl.parse_acks(ok + bad) == {4: 0, 5: 17}
