@@ -209,6 +209,8 @@ class Testbed:
         deadline = time.monotonic() + timeout
         last = None
         while True:
+            # rv first: a change landing while we check wakes the wait below at once.
+            rv = self.store.current_rv()
             problems = self._not_ready()
             if on_progress is not None:
                 pods = [p for p in self.store.list("Pod")
@@ -223,7 +225,6 @@ class Testbed:
                 raise SupervisorTimeout(f"not ready after {timeout:.0f}s: " + "; ".join(problems[:20]))
             # Checking reads every pod; at most every 50 ms, and only after a change, so a
             # waiting caller does not compete with the control plane for the interpreter.
-            rv = self.store.current_rv()
             time.sleep(0.05)
             self.store.wait_for_change(rv, max(0.0, min(1.0, deadline - time.monotonic())))
 
