@@ -1,0 +1,121 @@
+"""ExaBGP 5.0 configuration and environment for one node's speaker.
+
+Pure. The text is what Calico's bird.cfg says, in ExaBGP's words: one `neighbor` block per
+peer with the node address as router-id and local-address, local/peer AS, hold time, IPv4
+unicast, graceful restart, and an `api` block handing every parsed update and neighbor change
+to the node's agent process. Order is deterministic so golden files are stable.
+
+ExaBGP has no route-reflector knob (it never forwards routes between peers by itself): the
+agent reflects routes, announcing them with originator-id and cluster-list (bgp.codec). The
+neighbor description carries Calico's protocol name (Mesh_/Global_/Node_<ip>) and, for
+RR clients, "rr-client <cluster-id>" so a human reading the file sees the role.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from bgp.model import BGPConfiguration, NodeBGP
+from bgp.peering import GLOBAL, MESH, Neighbor
+from orchestrator.errors import ValidationError
+
+PROCESS = "agent"
+_PREFIX = {MESH: "Mesh", GLOBAL: "Global"}
+# Calico's logSeverityScreen -> ExaBGP 5 level names (5.x rejects syslog-style "CRIT").
+_LEVELS = {"Debug": "DEBUG", "Info": "INFO", "Warning": "WARNING", "Error": "ERROR",
+           "Fatal": "CRITICAL"}
+
+
+def protocol_name(nb: Neighbor) -> str:
+    """BIRD protocol name Calico gives the session: Mesh_10_0_0_2, Global_..., Node_..."""
+    return f"{_PREFIX.get(nb.type, 'Node')}_{nb.ip.replace('.', '_')}"
+
+
+def _quote_argv(argv: Sequence[str]) -> str:
+    for arg in argv:
+        if not arg or any(c in arg for c in ' \t\n;{}[]"\'#'):
+            # ExaBGP's tokeniser splits `run` on blanks and has no escaping.
+            raise ValidationError(f"agent argument {arg!r} must be non-empty without blanks, "
+                                  "quotes, ';', '#' or brackets", field="agent_argv")
+    return " ".join(argv)
+
+
+def render(node: NodeBGP, neighbors: Sequence[Neighbor], config: BGPConfiguration,
+           agent_argv: Sequence[str], *, peer_port: int | None = None) -> str:
+    """exabgp.conf for ``node``; ``agent_argv`` is the API process (absolute program path).
+
+    ``peer_port`` is the port other nodes listen on (default: config.listenPort); outside
+    peers (no node) are contacted on 179.
+    """
+    if not agent_argv or not str(agent_argv[0]).startswith("/"):
+        raise ValidationError("agent program must be an absolute path", field="agent_argv")
+    local_as = node.as_number(config)
+    port = peer_port or config.listenPort
+    out = [
+        f"# ExaBGP speaker of node {node.name} ({node.ip}), rendered by calinet.",
+        f"process {PROCESS} {{",
+        f"    run {_quote_argv([str(a) for a in agent_argv])};",
+        "    encoder json;",
+        "}",
+    ]
+    for nb in neighbors:
+        desc = protocol_name(nb)
+        if nb.rr_client:
+            desc += f" rr-client {nb.cluster_id}"
+        out += [
+            "",
+            f"neighbor {nb.ip} {{",
+            f'    description "{desc}";',
+            f"    router-id {node.ip};",
+            f"    local-address {node.ip};",
+            f"    local-as {local_as};",
+            f"    peer-as {nb.asNumber};",
+            f"    hold-time {config.holdTime};",
+            f"    passive {'true' if nb.passive else 'false'};",
+        ]
+        if not nb.passive:
+            out.append(f"    connect {port if nb.node else 179};")
+        out += [
+            "    family {",
+            "        ipv4 unicast;",
+            "    }",
+            "    capability {",
+            f"        graceful-restart {config.nodeMeshMaxRestartTime};",
+            "    }",
+            "    api {",
+            f"        processes [ {PROCESS} ];",
+            "        neighbor-changes;",
+            "        receive {",
+            "            parsed;",
+            "            update;",
+            "            notification;",
+            "        }",
+            "    }",
+            "}",
+        ]
+    return "\n".join(out) + "\n"
+
+
+def environment(node: NodeBGP, config: BGPConfiguration) -> dict[str, str]:
+    """ExaBGP settings as environment variables (sorted keys).
+
+    - api.ack false: the agent writes commands and never reads "done", so acks would fill the
+      pipe and stall the speaker;
+    - api.cli false: no named pipes under /run, which speakers in many nodes would share;
+    - tcp.bind = the node address so the speaker listens (passive sessions need it);
+    - daemon.user root / drop false: stays root to bind 179 and run the agent unchanged;
+    - tcp.delay is never set (it holds announcements until a minute boundary).
+    """
+    env = {
+        "exabgp.api.ack": "false",
+        "exabgp.api.cli": "false",
+        "exabgp.api.encoder": "json",
+        "exabgp.daemon.daemonize": "false",
+        "exabgp.daemon.drop": "false",
+        "exabgp.daemon.user": "root",
+        "exabgp.log.destination": "stdout",
+        "exabgp.log.level": _LEVELS[config.logSeverityScreen],
+        "exabgp.tcp.bind": node.ip,
+        "exabgp.tcp.port": str(config.listenPort),
+    }
+    return dict(sorted(env.items()))

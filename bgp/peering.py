@@ -1,0 +1,126 @@
+"""Who peers with whom: the peer list Calico's confd renders into each node's bird.cfg.
+
+Pure. Rules (confd bird.cfg.template / bgp_processor.go):
+- node-to-node mesh when enabled: every node with every other node, except route reflectors
+  (nodes with a routeReflectorClusterID), which the mesh skips; never a node with itself;
+- a BGPPeer applies to the nodes it selects (node, nodeSelector, or all nodes when it has
+  neither: a "global" peer); its target is peerIP/asNumber, or every node its peerSelector
+  matches. A peerSelector peering is set up in both directions (Calico's automatic reverse
+  peering), so a route reflector also peers with the clients that selected it;
+- on a route reflector, a same-AS peer outside its cluster is an `rr client` (RR-RR in the
+  same cluster is a plain iBGP session);
+- between two nodes that configure each other, the one whose peer has the greater address
+  (compared as strings, as Calico does) is passive, so each session is opened from one side;
+- one session per peer address: the first rule that names it wins (mesh, then peers by name).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, replace
+
+from bgp.model import BGPConfiguration, BGPPeer, NodeBGP, selects
+from orchestrator.errors import ValidationError
+
+MESH = "node-to-node mesh"
+GLOBAL = "global"
+NODE_SPECIFIC = "node specific"
+
+
+@dataclass(frozen=True)
+class Neighbor:
+    ip: str
+    asNumber: int
+    type: str
+    rr_client: bool = False
+    passive: bool = False
+    node: str | None = None        # the peer's node name when the peer is a cluster node
+    cluster_id: str | None = None  # the local cluster ID when rr_client
+
+
+def _applies(peer: BGPPeer, node: NodeBGP) -> bool:
+    if peer.is_global:
+        return True
+    if peer.node:
+        return peer.node == node.name
+    return selects(peer.nodeSelector, node.label_map)
+
+
+def _targets(peer: BGPPeer, local: NodeBGP, nodes: Sequence[NodeBGP],
+             by_ip: dict[str, NodeBGP]) -> list[tuple[str, int | None, NodeBGP | None]]:
+    out: list = []
+    if peer.peerSelector:
+        if _applies(peer, local):
+            out += [(n.ip, None, n) for n in nodes if selects(peer.peerSelector, n.label_map)]
+        if selects(peer.peerSelector, local.label_map):
+            out += [(n.ip, None, n) for n in nodes if _applies(peer, n)]
+    elif _applies(peer, local):
+        out.append((peer.peerIP, peer.asNumber, by_ip.get(peer.peerIP)))
+    return out
+
+
+def peerings(nodes: Iterable[NodeBGP], config: BGPConfiguration,
+             peers: Iterable[BGPPeer]) -> dict[str, list[Neighbor]]:
+    """node name -> its BGP neighbors, sorted by address."""
+    nodes = sorted(nodes, key=lambda n: n.name)
+    by_ip: dict[str, NodeBGP] = {}
+    for n in nodes:
+        if n.ip in by_ip:
+            raise ValidationError(f"address {n.ip} also used by node {by_ip[n.ip].name}",
+                                  obj=f"Node {n.name}", field="spec.bgp.ipv4Address")
+        by_ip[n.ip] = n
+    peers = sorted(peers, key=lambda p: p.name)
+    raw: dict[str, dict[str, Neighbor]] = {}
+    for local in nodes:
+        chosen: dict[str, Neighbor] = {}
+        if config.nodeToNodeMeshEnabled and not local.is_route_reflector:
+            for other in nodes:
+                if other.ip != local.ip and not other.is_route_reflector:
+                    chosen.setdefault(other.ip, Neighbor(other.ip, other.as_number(config),
+                                                         MESH, node=other.name))
+        for peer in peers:
+            kind = GLOBAL if peer.is_global else NODE_SPECIFIC
+            for ip, asn, other in _targets(peer, local, nodes, by_ip):
+                if ip == local.ip or ip in chosen:
+                    continue
+                if asn is None:
+                    asn = other.as_number(config)
+                chosen[ip] = Neighbor(ip, asn, kind, node=other.name if other else None)
+        raw[local.name] = {ip: _rr(local, nb, config, by_ip) for ip, nb in chosen.items()}
+    out = {}
+    for local in nodes:
+        mine = raw[local.name]
+        out[local.name] = [
+            replace(nb, passive=_passive(local, nb, by_ip, raw))
+            for nb in sorted(mine.values(), key=lambda nb: ipaddress.IPv4Address(nb.ip))
+        ]
+    return out
+
+
+def _rr(local: NodeBGP, nb: Neighbor, config: BGPConfiguration,
+        by_ip: dict[str, NodeBGP]) -> Neighbor:
+    if not local.is_route_reflector or nb.asNumber != local.as_number(config):
+        return nb
+    other = by_ip.get(nb.ip)
+    peer_cluster = other.routeReflectorClusterID if other else None
+    if peer_cluster == local.routeReflectorClusterID:
+        return nb
+    return replace(nb, rr_client=True, cluster_id=local.routeReflectorClusterID)
+
+
+def _passive(local: NodeBGP, nb: Neighbor, by_ip: dict[str, NodeBGP],
+             raw: dict[str, dict[str, Neighbor]]) -> bool:
+    other = by_ip.get(nb.ip)
+    if other is None or local.ip not in raw[other.name]:
+        return False  # an outside router, or a node that does not peer back: we must connect
+    return nb.ip > local.ip  # string comparison, exactly as Calico's template
+
+
+def session_count(table: dict[str, list[Neighbor]]) -> int:
+    """Distinct BGP sessions (a pair of nodes that configure each other counts once)."""
+    pairs = set()
+    for name, nbs in table.items():
+        for nb in nbs:
+            pairs.add(frozenset((name, nb.node or nb.ip)))
+    return len(pairs)

@@ -1,0 +1,220 @@
+"""The agent's routing decisions: a RIB per peer, best paths, kernel routes, reflection.
+
+Pure. `RIB.apply` folds codec events (updates, peer state, end-of-RIB) into per-peer tables;
+`desired_routes` turns the best paths plus the node's own blocks into exactly the routes
+Calico's BIRD installs (`blackhole <own block> proto bird`, `<remote prefix> via <node IP>
+proto bird`); `render_batch` is the `ip -batch` text from the current routes to those.
+A /32 another node borrowed from one of our blocks is installed via that node even though it
+lies inside our own blackholed block: longest prefix wins, which is what Calico issue #3246
+got wrong. `advertised` and `reflected` say what the agent should announce itself and, on a
+route reflector, on behalf of its clients (RFC 4456 originator-id / cluster-list).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, replace
+
+from bgp import codec
+from bgp.peering import Neighbor
+from orchestrator.naming import RTPROT_BIRD
+
+UNICAST = "unicast"
+BLACKHOLE = "blackhole"
+
+
+@dataclass(frozen=True)
+class Route:
+    prefix: str
+    type: str = UNICAST     # "unicast" | "blackhole"
+    via: str | None = None  # next hop of a unicast route
+
+
+def _net(prefix: str) -> ipaddress.IPv4Network:
+    return ipaddress.IPv4Network(prefix)
+
+
+def _sort_key(prefix: str):
+    net = _net(prefix)
+    return int(net.network_address), net.prefixlen
+
+
+class RIB:
+    """Adj-RIB-In per peer plus the peers' session state.
+
+    ``router_id`` and ``cluster_id`` are the local node's: paths that carry them come back
+    from a reflector (our own route, or a reflection loop) and are dropped, per RFC 4456.
+    """
+
+    def __init__(self, router_id: str, cluster_id: str | None = None):
+        self.router_id = router_id
+        self.cluster_id = cluster_id
+        self.paths: dict[str, dict[str, codec.Path]] = {}
+        self.up: set[str] = set()
+        self.stale: dict[str, set[str]] = {}  # peer -> prefixes kept across a restart
+
+    def apply(self, event, *, retain_stale: bool = False) -> None:
+        """Fold one event. A peer going down loses its routes, unless ``retain_stale``
+        (graceful restart: forwarding continues until the peer's end-of-RIB or the agent's
+        restart timer, see `expire_stale`)."""
+        if isinstance(event, codec.RouteUpdate):
+            table = self.paths.setdefault(event.peer, {})
+            stale = self.stale.get(event.peer, set())
+            for prefix in event.withdrawn:
+                table.pop(prefix, None)
+                stale.discard(prefix)
+            for path in event.announced:
+                stale.discard(path.prefix)
+                if self._looped(path):
+                    table.pop(path.prefix, None)
+                else:
+                    table[path.prefix] = path
+        elif isinstance(event, codec.PeerState):
+            if event.state == "up":
+                self.up.add(event.peer)
+            elif event.state == "down":
+                self.up.discard(event.peer)
+                if retain_stale and self.paths.get(event.peer):
+                    self.stale[event.peer] = set(self.paths[event.peer])
+                else:
+                    self.paths.pop(event.peer, None)
+                    self.stale.pop(event.peer, None)
+        elif isinstance(event, codec.EOR):
+            self.expire_stale(event.peer)
+
+    def expire_stale(self, peer: str) -> None:
+        """Drop what a restarted peer did not re-announce (EOR seen, or restart time over)."""
+        for prefix in self.stale.pop(peer, set()):
+            self.paths.get(peer, {}).pop(prefix, None)
+
+    def _looped(self, path: codec.Path) -> bool:
+        return (path.originator_id == self.router_id
+                or (self.cluster_id is not None and self.cluster_id in path.cluster_list))
+
+    def best(self) -> dict[str, tuple[str, codec.Path]]:
+        """prefix -> (peer, path) by iBGP preference: highest local-pref, shortest cluster
+        list, lowest originator (the peer's router id when none), lowest peer address."""
+        out: dict[str, tuple] = {}
+        for peer in sorted(self.paths, key=ipaddress.IPv4Address):
+            for prefix, path in self.paths[peer].items():
+                key = (-path.local_preference, len(path.cluster_list),
+                       int(ipaddress.IPv4Address(path.originator_id or peer)),
+                       int(ipaddress.IPv4Address(peer)))
+                if prefix not in out or key < out[prefix][0]:
+                    out[prefix] = (key, peer, path)
+        return {p: (v[1], v[2]) for p, v in sorted(out.items(), key=lambda i: _sort_key(i[0]))}
+
+
+def restart_expected(event: codec.PeerState) -> bool:
+    """Whether a peer going down should keep its routes as stale (graceful restart).
+
+    RFC 4724: only a session that ends without a NOTIFICATION (the speaker died or
+    restarted: ExaBGP 5.0 reports "closing connection") is a restart; a hold-timer expiry
+    ("notification sent (4,0)") or a Cease received means the routes go now.
+    """
+    return event.state == "down" and not event.reason.startswith("notification")
+
+
+def desired_routes(rib: RIB, own_blocks: Iterable[str], borrowed_here: Iterable[str],
+                   node_ip: str) -> list[Route]:
+    """The node's `proto bird` routes, sorted by prefix.
+
+    ``own_blocks``: CIDRs of the node's affine blocks (blackholed, never routed away, even if
+    a stale peer still announces one). ``borrowed_here``: IPs (or /32s) of local pods taken
+    from other nodes' blocks; their `dev caliX` routes belong to the CNI, so no BGP route may
+    replace them. A remote /32 inside one of our blocks is kept: it beats the blackhole.
+    """
+    own = {str(_net(b)) for b in own_blocks}
+    local = {str(_net(f"{ip.split('/')[0]}/32")) for ip in borrowed_here}
+    out = [Route(b, BLACKHOLE) for b in own]
+    for prefix, (_peer, path) in rib.best().items():
+        if prefix in own or prefix in local or path.next_hop == node_ip:
+            continue
+        out.append(Route(prefix, UNICAST, path.next_hop))
+    return sorted(out, key=lambda r: _sort_key(r.prefix))
+
+
+def advertised(own_blocks: Iterable[str], borrowed_here: Iterable[str]) -> list[str]:
+    """What a node announces, as Calico's export filter does: each affine block (but not /32
+    blocks, which bird_aggr skips) and a /32 per IP borrowed from another node's block."""
+    blocks = [str(_net(b)) for b in own_blocks if _net(b).prefixlen < 32]
+    borrowed = [str(_net(f"{ip.split('/')[0]}/32")) for ip in borrowed_here]
+    return sorted(set(blocks) | set(borrowed), key=_sort_key)
+
+
+def reflected(rib: RIB, neighbors: Sequence[Neighbor]) -> dict[str, dict[str, codec.Path]]:
+    """Route reflector duty: neighbor ip -> prefix -> path to send it (RFC 4456).
+
+    A best path from a client goes to every other peer; one from a non-client only to
+    clients. The next hop is kept (Calico's RR does not rewrite it for iBGP); originator-id
+    is set once (the first reflector's view of the origin) and our cluster ID is prepended.
+    Empty when this node is no reflector.
+    """
+    if rib.cluster_id is None or not any(nb.rr_client for nb in neighbors):
+        return {}
+    clients = {nb.ip for nb in neighbors if nb.rr_client}
+    out: dict[str, dict[str, codec.Path]] = {nb.ip: {} for nb in neighbors}
+    for prefix, (peer, path) in rib.best().items():
+        sent = replace(path, originator_id=path.originator_id or peer,
+                       cluster_list=(rib.cluster_id, *path.cluster_list))
+        for nb in neighbors:
+            if nb.ip == peer or nb.ip == sent.originator_id:
+                continue
+            if peer in clients or nb.ip in clients:
+                out[nb.ip][prefix] = sent
+    return out
+
+
+def reflection_commands(before: Mapping[str, Mapping[str, codec.Path]],
+                        after: Mapping[str, Mapping[str, codec.Path]]) -> list[str]:
+    """ExaBGP commands that turn the reflected set ``before`` into ``after``."""
+    cmds = []
+    for nb in sorted(set(before) | set(after), key=ipaddress.IPv4Address):
+        old, new = before.get(nb, {}), after.get(nb, {})
+        for prefix in sorted(set(old) - set(new), key=_sort_key):
+            cmds.append(codec.withdraw(prefix, neighbors=[nb]))
+        for prefix in sorted(new, key=_sort_key):
+            p = new[prefix]
+            if old.get(prefix) != p:
+                cmds.append(codec.announce(prefix, p.next_hop, neighbors=[nb],
+                                           originator_id=p.originator_id,
+                                           cluster_list=p.cluster_list,
+                                           local_preference=p.local_preference))
+    return cmds
+
+
+def parse_current(ip_json: Sequence[Mapping]) -> list[Route]:
+    """Routes from `ip -j route show proto bird` (or proto 12), sorted by prefix."""
+    out = []
+    for r in ip_json:
+        dst = r.get("dst", "")
+        prefix = "0.0.0.0/0" if dst == "default" else str(_net(dst if "/" in dst else dst + "/32"))
+        if r.get("type") == BLACKHOLE:
+            out.append(Route(prefix, BLACKHOLE))
+        elif r.get("gateway"):
+            out.append(Route(prefix, UNICAST, r["gateway"]))
+    return sorted(out, key=lambda r: _sort_key(r.prefix))
+
+
+def render_batch(current: Iterable[Route], desired: Iterable[Route]) -> str:
+    """`ip -batch` text turning our current routes into the desired ones; "" when equal.
+
+    Deletions first (by prefix), then `route replace` for new or changed routes; replace
+    swaps a blackhole for a unicast route of the same prefix in one step.
+    """
+    cur = {r.prefix: r for r in current}
+    want = {r.prefix: r for r in desired}
+    lines = []
+    for prefix in sorted(set(cur) - set(want), key=_sort_key):
+        kind = "blackhole " if cur[prefix].type == BLACKHOLE else ""
+        lines.append(f"route del {kind}{prefix} proto {RTPROT_BIRD}")
+    for prefix in sorted(want, key=_sort_key):
+        r = want[prefix]
+        if cur.get(prefix) == r:
+            continue
+        if r.type == BLACKHOLE:
+            lines.append(f"route replace blackhole {prefix} proto {RTPROT_BIRD}")
+        else:
+            lines.append(f"route replace {prefix} via {r.via} proto {RTPROT_BIRD}")
+    return "".join(line + "\n" for line in lines)
