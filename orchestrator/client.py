@@ -116,6 +116,10 @@ class Client:
     # -- delete / label ------------------------------------------------------------------
 
     def delete(self, kind: str, key: str) -> str:
+        with self.store.transaction():
+            return self._delete(kind, key)
+
+    def _delete(self, kind: str, key: str) -> str:
         info = api.resolve_kind(kind)
         ns, name = split_key(key) if info.namespaced else ("", key)
         obj = self.store.get(info.kind, name, ns)
@@ -145,12 +149,10 @@ class Client:
         return out
 
     def _mark(self, obj: dict) -> None:
-        if obj["metadata"].get("deletionTimestamp"):
-            return
-        obj = copy.deepcopy(obj)
-        obj["metadata"]["deletionTimestamp"] = self.clock()
-        obj["metadata"].pop("resourceVersion", None)
-        self.store.update(obj)
+        stamp = self.clock()
+        self.store.patch(obj["kind"], obj["metadata"]["name"],
+                         obj["metadata"].get("namespace", ""),
+                         lambda o: o["metadata"].setdefault("deletionTimestamp", stamp))
 
     def label(self, kind: str, key: str, labels: dict) -> str:
         """Set labels (a value of None removes the key); validated like an apply."""

@@ -182,6 +182,12 @@ class ContainerRuntime:
             pod = self._pods.pop(pod_key, {})
         return self._stop(list(pod.values()), grace)
 
+    def stop_pods(self, pod_keys, grace: float = 30.0) -> None:
+        """stop_pod for several pods with one grace period for all of them."""
+        with self._lock:
+            states = [s for k in pod_keys for s in self._pods.pop(k, {}).values()]
+        self._stop(states, grace)
+
     def stop_all(self, grace: float = 30.0) -> None:
         """Stop every pod at once (one grace period for all, not one per pod)."""
         with self._lock:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import logging
+import time
 from dataclasses import dataclass
 
 from orchestrator import blackholes, images, naming
@@ -18,6 +19,9 @@ from orchestrator.controllers.common import is_deleting
 from orchestrator.errors import CalinetError
 
 log = logging.getLogger(__name__)
+
+# A pod whose sandbox failed (no address, CNI error) is retried this often, not every pass.
+RETRY_SECONDS = 2.0
 
 
 @dataclass
@@ -46,6 +50,7 @@ class Kubelet:
         self._blackholes: frozenset | None = None
         self._blocks_dirty = True
         self.grace: dict[str, float] = {}  # key -> terminationGracePeriodSeconds
+        self.retry_at: dict[str, float] = {}  # key -> monotonic time of the next sandbox try
 
     # -- sync ----------------------------------------------------------------------------
 
@@ -58,12 +63,20 @@ class Kubelet:
         if gone:
             self._teardown(gone)
             wrote = True
-        for k in [k for k, p in by_key.items() if is_deleting(p)]:
-            p = by_key.pop(k)
-            self.failures.pop(k, None)
-            self.store.delete("Pod", p["metadata"]["name"], p["metadata"]["namespace"])
+        deleting = [by_key.pop(k) for k in [k for k, p in by_key.items() if is_deleting(p)]]
+        if deleting:
+            # No sandbox of ours (never made, failed, or from before a restart): whatever
+            # IPAM still holds for the pod goes, idempotently, before the object does.
+            self.ipam.release_many([naming.ipam_handle(p["metadata"]["uid"]) for p in deleting])
+            self._blocks_dirty = True
+            for p in deleting:
+                self.failures.pop(pod_key(p), None)
+                self.retry_at.pop(pod_key(p), None)
+                self.store.delete("Pod", p["metadata"]["name"], p["metadata"]["namespace"])
             wrote = True
+        mono = time.monotonic()
         new = [p for k, p in by_key.items() if k not in self.sandboxes
+               and self.retry_at.get(k, 0) <= mono
                and (p.get("status") or {}).get("phase") not in ("Succeeded", "Failed")]
         if new:
             self._create(new, now)
@@ -92,13 +105,15 @@ class Kubelet:
         for p, ip in zip(pods, self.ipam.auto_assign_many(self.node.name, requests)):
             if isinstance(ip, Exception):
                 self.failures[pod_key(p)] = ("FailedCreatePodSandBox", f"IPAM: {ip}")
+                self.retry_at[pod_key(p)] = time.monotonic() + RETRY_SECONDS
                 continue
             ns, name = p["metadata"]["namespace"], p["metadata"]["name"]
             specs.append(SandboxSpec(
                 namespace=ns, pod=name, ip=ip, netns=naming.pod_netns(self.testbed_id, ns, name),
                 veth=naming.veth_name(ns, name), node_pid=self.node.pid))
             ready_pods.append(p)
-        self._blocks_dirty = True
+        if specs:
+            self._blocks_dirty = True
         if not specs:
             return
         self.ledger.netns([s.netns for s in specs])
@@ -114,6 +129,9 @@ class Kubelet:
                     done.append((s, p))
                 except CalinetError as one:
                     self.failures[pod_key(p)] = ("FailedCreatePodSandBox", f"CNI: {one}")
+                    self.retry_at[pod_key(p)] = time.monotonic() + RETRY_SECONDS
+                    # As Calico's CNI does on a failed ADD: give the address back.
+                    self.ipam.release_many([naming.ipam_handle(p["metadata"]["uid"])])
         specs_to_start = []
         for s, p in done:
             k = pod_key(p)
@@ -154,15 +172,18 @@ class Kubelet:
         return out
 
     def _teardown(self, keys: list[str]) -> None:
-        specs, handles = [], []
-        for k in keys:
-            self.runtime.stop_pod(k, grace=self.grace.pop(k, 30))
-            specs.append(self.sandboxes.pop(k))
-            uid = self.uids.pop(k, None)
-            if uid:
-                handles.append(naming.ipam_handle(uid))
+        # One grace period for the whole batch (the longest asked for), not one per pod.
+        grace = max((self.grace.get(k, 30) for k in keys), default=30)
+        self.runtime.stop_pods(keys, grace=grace)
+        specs = [self.sandboxes[k] for k in keys]
+        handles = [naming.ipam_handle(self.uids[k]) for k in keys if k in self.uids]
         self.cni.delete_many(specs)
         self.ipam.release_many(handles)
+        # Forgotten only once removed: a failure above is retried on the next pass.
+        for k in keys:
+            self.sandboxes.pop(k, None)
+            self.uids.pop(k, None)
+            self.grace.pop(k, None)
         self._blocks_dirty = True
 
     def teardown_all(self) -> None:
@@ -177,10 +198,8 @@ class Kubelet:
         old = pod.get("status") or {}
         if _comparable(old) == _comparable(status):
             return False
-        pod = copy.deepcopy(pod)
-        pod["status"] = status
-        pod["metadata"].pop("resourceVersion", None)
-        self.store.update(pod)
+        self.store.update_status("Pod", pod["metadata"]["name"], pod["metadata"]["namespace"],
+                                 status)
         return True
 
     def _status(self, pod: dict, k: str, now: str) -> dict:

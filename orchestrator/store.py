@@ -218,6 +218,26 @@ class Store:
                 return self.create(obj)
             return self.update(obj)
 
+    def patch(self, kind: str, name: str, namespace: str, fn) -> dict | None:
+        """Read-modify-write in one transaction: fn(obj) edits a fresh copy in place.
+
+        Controllers must write through this (or update_status) rather than put back a copy
+        they read earlier, or a user's apply/label/delete in between would be undone.
+        Returns the stored object, or None if it no longer exists (fn is then not called).
+        """
+        with self.transaction():
+            obj = self.get(kind, name, namespace)
+            if obj is None:
+                return None
+            fn(obj)
+            return self.update(obj)
+
+    def update_status(self, kind: str, name: str, namespace: str, status: dict) -> dict | None:
+        """Replace only `status` of the current object (the status subresource)."""
+        def set_status(obj):
+            obj["status"] = copy.deepcopy(status)
+        return self.patch(kind, name, namespace, set_status)
+
     def delete(self, kind: str, name: str, namespace: str = "") -> dict | None:
         with self.transaction():
             old = self.get(kind, name, namespace)

@@ -29,7 +29,7 @@ from orchestrator.controllers.manager import ControllerManager
 from orchestrator.errors import CalinetError, NotFound, SupervisorTimeout
 from orchestrator.ipam.store import IPAM, ensure_default_pool
 from orchestrator.kubelet import Kubelet, NodeRef
-from orchestrator.ledger import Ledger
+from orchestrator.ledger import Ledger, registered_testbeds
 from orchestrator.nodes import host_facts, node_object, system_namespaces
 from orchestrator.runner import DEFAULT, Result
 from orchestrator.store import Store
@@ -42,9 +42,11 @@ DEFAULT_STATE_ROOT = "/var/lib/calinet"
 
 
 def _new_testbed_id() -> str:
+    """A 4-hex id no live or dead-but-registered testbed and no leftover object uses."""
+    registered = {e["id"] for e in registered_testbeds()}
     while True:
         tid = secrets.token_hex(2)
-        if not owned_netns(tid) and not owned_links(tid):
+        if tid not in registered and not owned_netns(tid) and not owned_links(tid):
             return tid
 
 
@@ -54,7 +56,7 @@ class Testbed:
     __test__ = False  # not a pytest test class, despite the name
 
     def __init__(self, topology, *, state_dir: str | None = None, progress=None,
-                 tick: float = 0.2, keep_state: bool | None = None):
+                 tick: float = 0.2, keep_state: bool | None = None, fresh: bool = False):
         self.spec = load_spec(topology)
         self._own_state_dir = state_dir is None
         self.state_dir = state_dir or tempfile.mkdtemp(prefix="calinet-state-")
@@ -62,6 +64,7 @@ class Testbed:
         self.keep_state = (not self._own_state_dir) if keep_state is None else keep_state
         self.progress = progress or (lambda msg: log.info("%s", msg))
         self.tick = tick
+        self.fresh = fresh  # discard a previous run's objects (after cleaning up after it)
         self.runner = DEFAULT
         self.id: str | None = None
         self.store: Store | None = None
@@ -106,6 +109,11 @@ class Testbed:
         leftover = clean_state_dir(self.state_dir, self.runner)
         if leftover.testbed_id and (leftover.processes or leftover.netns or leftover.links):
             self.progress(f"cleaned up after a previous run: {leftover.summary()}")
+        if self.fresh:
+            for suffix in ("", "-wal", "-shm"):
+                path = os.path.join(self.state_dir, "state.db" + suffix)
+                if os.path.exists(path):
+                    os.remove(path)
         self.id = _new_testbed_id()
         ledger.begin(self.id)
         self.ledger = ledger
@@ -133,6 +141,7 @@ class Testbed:
                                            **facts))
             ensure_default_pool(self.store)
         self.ipam = IPAM(self.store)
+        self._reconcile_previous_state()
         self.runtime = ContainerRuntime(self.state_dir, self.runner,
                                         on_spawn=lambda pid: ledger.pids([pid]))
         cni = CNI(self.runner)
@@ -145,34 +154,63 @@ class Testbed:
         self.manager.start()
         self.progress(f"cluster {self.spec.name!r} ready in {time.monotonic() - t0:.2f}s")
 
+    def _reconcile_previous_state(self) -> None:
+        """State from an earlier run: nodes the topology no longer has lose their pods and
+        block affinities; IPAM handles of pods that no longer exist are released (Calico's
+        kube-controllers garbage-collect such leaks the same way)."""
+        names = {n.name for n in self.spec.nodes}
+        for node in self.store.list("Node"):
+            gone = node["metadata"]["name"]
+            if gone in names:
+                continue
+            for pod in self.store.list("Pod"):
+                if pod["spec"].get("nodeName") == gone:
+                    # Its controller (if any) recreates it on a node that exists.
+                    self.store.delete("Pod", pod["metadata"]["name"], pod["metadata"]["namespace"])
+            self.store.delete("Node", gone)
+            self.ipam.release_node(gone)
+            self.progress(f"node {gone} is not in this topology: removed with its pods")
+        uids = {p["metadata"]["uid"] for p in self.store.list("Pod")}
+        prefix = naming.IPAM_NETWORK + "."
+        leaked = [h["metadata"]["name"] for h in self.store.list("IPAMHandle")
+                  if h["metadata"]["name"].startswith(prefix)
+                  and h["metadata"]["name"][len(prefix):] not in uids]
+        if leaked:
+            self.ipam.release_many(leaked)
+            self.progress(f"released {len(leaked)} IPAM handle(s) of pods that no longer exist")
+
     def stop(self) -> None:
-        """Tear everything down (idempotent). The store is kept only for a named state dir."""
-        if self.manager:
-            self.manager.stop()
-            self.manager = None
-        if getattr(self, "runtime", None):
-            self.runtime.stop_all(grace=5)  # in parallel, before sandboxes go one by one
-        for kubelet in self.kubelets.values():
+        """Tear everything down (idempotent, and every step runs even if one before it
+        failed). The store is kept only for a named state dir."""
+        def step(what, fn):
             try:
-                kubelet.teardown_all()
-            except CalinetError as exc:
-                log.warning("teardown of node %s: %s", kubelet.node.name, exc)
-        self.kubelets = {}
-        if getattr(self, "runtime", None):
-            self.runtime.stop_all()
-        if self.cluster:
-            self.cluster.stop()
-            self.cluster = None
-        if self.id:
-            clean_state_dir(self.state_dir, self.runner)  # whatever is left, by ownership
-        if self.store:
-            self.store.close()
-            self.store = None
-        if self._lockfile:
-            self._lockfile.close()
-            self._lockfile = None
-        if not self.keep_state and os.path.isdir(self.state_dir):
-            shutil.rmtree(self.state_dir, ignore_errors=True)
+                fn()
+            except Exception as exc:  # noqa: BLE001 - the next steps must still run
+                log.warning("stop: %s failed: %s", what, exc)
+        try:
+            if self.manager:
+                step("controller manager", self.manager.stop)
+                self.manager = None
+            if getattr(self, "runtime", None):
+                # In parallel, before the sandboxes go node by node.
+                step("containers", lambda: self.runtime.stop_all(grace=5))
+            for kubelet in self.kubelets.values():
+                step(f"node {kubelet.node.name}", kubelet.teardown_all)
+            self.kubelets = {}
+            if self.cluster:
+                step("cluster", self.cluster.stop)
+                self.cluster = None
+        finally:
+            if self.id:
+                step("cleanup by ownership", lambda: clean_state_dir(self.state_dir, self.runner))
+            if self.store:
+                self.store.close()
+                self.store = None
+            if self._lockfile:
+                self._lockfile.close()
+                self._lockfile = None
+            if not self.keep_state and os.path.isdir(self.state_dir):
+                shutil.rmtree(self.state_dir, ignore_errors=True)
 
     # -- API objects ---------------------------------------------------------------------
 

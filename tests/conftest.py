@@ -38,6 +38,10 @@ def pytest_collection_modifyitems(config, items):
     if not _PROBLEM:
         _PROBLEM.append(_root_problem())
     reason = _PROBLEM[0]
+    if reason and os.environ.get("CALINET_REQUIRE_ROOT") == "1":
+        # CI runs as root: a root tier that silently skipped would be a green run that
+        # tested nothing of the dataplane.
+        raise pytest.UsageError(f"CALINET_REQUIRE_ROOT=1 but root tests cannot run: {reason}")
     for it in needs_root:
         it.add_marker(pytest.mark.root)
         if reason:

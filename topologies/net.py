@@ -61,7 +61,11 @@ def bridge_batch(switch: str, ports: list[str]) -> list[str]:
     addrgenmode none: neither the bridge nor its ports get an IPv6 link-local address, so the
     root namespace has no address on the underlay and never routes into it.
     """
-    lines = [f"link add name {switch} type bridge stp_state 0",
+    # nf_call_*tables 0: frames crossing our bridges skip the root namespace's iptables
+    # (br_netfilter), so a host firewall with FORWARD DROP cannot break the underlay; this is
+    # a per-bridge setting and changes nothing else on the machine.
+    lines = [f"link add name {switch} type bridge stp_state 0 nf_call_iptables 0 "
+             "nf_call_ip6tables 0 nf_call_arptables 0",
              f"link set dev {switch} addrgenmode none"]
     for port in ports:
         lines += [f"link set dev {port} addrgenmode none",

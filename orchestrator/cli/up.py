@@ -7,7 +7,6 @@ Ctrl-C or error.
 from __future__ import annotations
 
 import os
-import shutil
 import sys
 import time
 from pathlib import Path
@@ -33,9 +32,10 @@ def run_up(args) -> int:
     spec = load_spec(args.topology)
     state_dir = args.state_dir or os.environ.get("CALINET_STATE_DIR") or os.path.join(
         DEFAULT_STATE_ROOT, spec.name)
-    if args.fresh and os.path.exists(os.path.join(state_dir, "state.db")):
-        shutil.rmtree(state_dir)
-    tb = Testbed(args.topology, state_dir=state_dir, progress=lambda m: console.log(m))
+    # --fresh is done by the Testbed once it holds the state dir's lock and has cleaned up
+    # after the previous run (whose ledger lives there).
+    tb = Testbed(args.topology, state_dir=state_dir, progress=lambda m: console.log(m),
+                 fresh=args.fresh)
     try:
         with console.status(f"bringing up {spec.name} ({len(spec.nodes)} nodes)..."):
             tb.start()

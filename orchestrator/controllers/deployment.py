@@ -56,17 +56,13 @@ def reconcile(store, now: str) -> bool:
             current = store.create(rs)
             wrote = True
         elif int(current["spec"].get("replicas", 1)) != want:
-            current = copy.deepcopy(current)
-            current["spec"]["replicas"] = want
-            current["metadata"].pop("resourceVersion", None)
-            current = store.update(current)
+            current = store.patch("ReplicaSet", current["metadata"]["name"], ns,
+                                  lambda o, n=want: o["spec"].__setitem__("replicas", n)) or current
             wrote = True
         for rs in owned:
             if rs["metadata"]["name"] != current["metadata"]["name"] and rs["spec"].get("replicas"):
-                rs = copy.deepcopy(rs)
-                rs["spec"]["replicas"] = 0
-                rs["metadata"].pop("resourceVersion", None)
-                store.update(rs)
+                store.patch("ReplicaSet", rs["metadata"]["name"], ns,
+                            lambda o: o["spec"].__setitem__("replicas", 0))
                 wrote = True
         owned = [rs for rs in store.list("ReplicaSet", ns) if controller_uid(rs) == uid]
         total = sum((rs.get("status") or {}).get("replicas", 0) for rs in owned)
@@ -83,9 +79,6 @@ def reconcile(store, now: str) -> bool:
                             else "MinimumReplicasUnavailable"}],
         }
         if dep.get("status") != status:
-            dep = copy.deepcopy(dep)
-            dep["status"] = status
-            dep["metadata"].pop("resourceVersion", None)
-            store.update(dep)
+            store.update_status("Deployment", dep["metadata"]["name"], ns, status)
             wrote = True
     return wrote

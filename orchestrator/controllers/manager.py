@@ -9,7 +9,6 @@ retried on the next pass; it never stops the loop.
 
 from __future__ import annotations
 
-import copy
 import logging
 import threading
 import time
@@ -41,12 +40,9 @@ class ControllerManager:
         node = pod["spec"].get("nodeName")
         ns, name = pod["metadata"]["namespace"], pod["metadata"]["name"]
         if node and node in self.kubelets:
-            cur = self.store.get("Pod", name, ns)
-            if cur and not cur["metadata"].get("deletionTimestamp"):
-                cur = copy.deepcopy(cur)
-                cur["metadata"]["deletionTimestamp"] = self.clock()
-                cur["metadata"].pop("resourceVersion", None)
-                self.store.update(cur)
+            stamp = self.clock()
+            self.store.patch("Pod", name, ns,
+                             lambda o: o["metadata"].setdefault("deletionTimestamp", stamp))
         else:
             self.store.delete("Pod", name, ns)
 

@@ -86,9 +86,6 @@ def reconcile(store, now: str, *, mark_deleted) -> bool:
             "observedGeneration": rs["metadata"].get("generation", 1),
         }
         if rs.get("status") != status:
-            rs = copy.deepcopy(rs)
-            rs["status"] = status
-            rs["metadata"].pop("resourceVersion", None)
-            store.update(rs)
+            store.update_status("ReplicaSet", rs["metadata"]["name"], ns, status)
             wrote = True
     return wrote

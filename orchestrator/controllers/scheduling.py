@@ -26,26 +26,38 @@ def reconcile(store, now: str) -> bool:
     infos = scheduler.node_infos(nodes, [p for p in pods if p["spec"].get("nodeName")])
     decisions = scheduler.schedule_many(pending, infos)
     wrote = False
-    with store.transaction():
-        for pod, decision in zip(pending, decisions):
-            pod = copy.deepcopy(pod)
-            pod["metadata"].pop("resourceVersion", None)
-            if decision.node:
-                pod["spec"]["nodeName"] = decision.node
-                _set_condition(pod, {"type": "PodScheduled", "status": "True",
-                                     "lastTransitionTime": now})
-                pod["status"]["phase"] = "Pending"
-            else:
-                pod.setdefault("status", {})["phase"] = "Pending"
-                _set_condition(pod, {"type": "PodScheduled", "status": "False",
-                                     "reason": "Unschedulable", "message": decision.reasons,
-                                     "lastTransitionTime": now})
-            before = store.get("Pod", pod["metadata"]["name"], pod["metadata"]["namespace"])
-            if before and _same_ignoring_time(before, pod):
-                continue
-            store.update(pod)
-            wrote = True
+    for pod, decision in zip(pending, decisions):
+        wrote |= _bind(store, pod["metadata"]["name"], pod["metadata"]["namespace"],
+                       decision, now)
     return wrote
+
+
+def _bind(store, name: str, ns: str, decision, now: str) -> bool:
+    """Bind (or record why not) on the pod as it is now, not as it was when listed."""
+    changed = []
+
+    def edit(pod):
+        if pod["spec"].get("nodeName") or pod["metadata"].get("deletionTimestamp"):
+            return  # bound or deleted meanwhile
+        before = copy.deepcopy(pod)
+        if decision.node:
+            pod["spec"]["nodeName"] = decision.node
+            _set_condition(pod, {"type": "PodScheduled", "status": "True",
+                                 "lastTransitionTime": now})
+            pod.setdefault("status", {})["phase"] = "Pending"
+        else:
+            pod.setdefault("status", {})["phase"] = "Pending"
+            _set_condition(pod, {"type": "PodScheduled", "status": "False",
+                                 "reason": "Unschedulable", "message": decision.reasons,
+                                 "lastTransitionTime": now})
+        if _same_ignoring_time(before, pod):
+            pod.clear()
+            pod.update(before)
+        else:
+            changed.append(True)
+
+    store.patch("Pod", name, ns, edit)
+    return bool(changed)
 
 
 def _same_ignoring_time(a: dict, b: dict) -> bool:

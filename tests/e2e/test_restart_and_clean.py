@@ -47,6 +47,16 @@ time.sleep(600)
 """
 
 
+@pytest.fixture
+def state(tmp_path):
+    """The killed child's state dir; whatever it left is removed by ownership, pass or fail."""
+    path = str(tmp_path / "state")
+    yield path
+    if os.path.isdir(path):
+        from orchestrator.cleanup import clean_state_dir
+        clean_state_dir(path)
+
+
 def _start_and_kill(state_dir: str, replicas: int) -> dict:
     proc = subprocess.Popen([sys.executable, "-c", CHILD, str(EXAMPLES / "three-node.yaml"),
                              state_dir, MANIFEST % replicas], cwd=REPO, stdout=subprocess.PIPE,
@@ -66,8 +76,7 @@ def _leftovers(tid: str, pids: dict) -> list:
     return owned_netns(tid) + owned_links(tid) + alive
 
 
-def test_clean_after_kill_leaves_nothing(tmp_path):
-    state = str(tmp_path / "state")
+def test_clean_after_kill_leaves_nothing(state):
     info = _start_and_kill(state, 6)
     contents = Ledger(state).read()
     assert contents.testbed_id == info["id"]
@@ -84,8 +93,7 @@ def test_clean_after_kill_leaves_nothing(tmp_path):
     assert not os.path.exists(f"/run/calinet/{info['id']}.json")
 
 
-def test_restart_on_same_state_dir_keeps_ips_and_never_duplicates(tmp_path):
-    state = str(tmp_path / "state")
+def test_restart_on_same_state_dir_keeps_ips_and_never_duplicates(state):
     info = _start_and_kill(state, 8)
     with Testbed(str(EXAMPLES / "three-node.yaml"), state_dir=state, keep_state=False) as tb:
         tb.wait_ready(timeout=60)
@@ -113,8 +121,7 @@ tb.wait_ready(timeout=60)
 
 
 @pytest.mark.parametrize("delay", [0.05, 0.3])
-def test_kill_during_allocation_never_double_allocates(tmp_path, delay):
-    state = str(tmp_path / "state")
+def test_kill_during_allocation_never_double_allocates(state, delay):
     proc = subprocess.Popen([sys.executable, "-c", CHILD_MIDWAY, str(EXAMPLES / "three-node.yaml"),
                              state, MANIFEST % 40], cwd=REPO, stdout=subprocess.PIPE, text=True)
     try:

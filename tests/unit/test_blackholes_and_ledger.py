@@ -25,16 +25,22 @@ def test_sync_reads_then_writes_one_batch():
     assert r.calls[1]["pid"] == 42
     assert r.calls[1]["input"] == "route replace blackhole 10.0.0.64/26 proto 12\n"
     r.calls.clear()
-    assert not blackholes.sync(r, 42, ["10.0.0.0/26"]) or r.calls[-1]["argv"][1] == "-batch"
+    assert blackholes.sync(r, 42, ["10.0.0.0/26"]) is False  # already exactly that
+    assert [c["argv"][:2] for c in r.calls] == [["ip", "-j"]]  # read only, no write
 
 
 def test_ledger_records_and_reads_back(tmp_path):
+    import orchestrator.ledger as ledger_mod
     led = Ledger(str(tmp_path))
-    led.begin.__func__  # noqa: B018 - exists
-    # begin() writes the registry under /run/calinet; use the file part only here.
-    with open(led.path, "w") as f:
-        f.write(json.dumps({"run": "ab12", "owner": os.getpid(),
-                            "start": proc_start_time(os.getpid())}) + "\n")
+    registry = tmp_path / "registry"
+    old = ledger_mod.REGISTRY_DIR
+    ledger_mod.REGISTRY_DIR = str(registry)
+    try:
+        led.begin("ab12")
+        entries = ledger_mod.registered_testbeds()
+    finally:
+        ledger_mod.REGISTRY_DIR = old
+    assert [(e["id"], e["alive"]) for e in entries] == [("ab12", True)]
     led.netns(["calinet-ab12-x"])
     led.links(["cnab12s1"])
     led.pids([os.getpid()])

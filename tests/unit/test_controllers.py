@@ -110,3 +110,50 @@ def test_namespace_deletion_empties_it_first(store):
     run(store)
     assert store.get("Namespace", "x") is None
     assert store.list("Pod") == [] and store.list("Deployment") == []
+
+
+class StaleLists:
+    """A store whose list() of one kind returns a snapshot taken earlier (a controller that
+    read before a user's write landed); everything else is the real store."""
+
+    def __init__(self, store, kind):
+        self._store, self._kind = store, kind
+        self._snapshot = store.list(kind)
+
+    def list(self, kind, namespace=None):
+        if kind == self._kind:
+            return [o for o in self._snapshot
+                    if namespace is None or o["metadata"].get("namespace") == namespace]
+        return self._store.list(kind, namespace)
+
+    def __getattr__(self, name):
+        return getattr(self._store, name)
+
+
+def test_controller_status_write_keeps_a_concurrent_scale(store):
+    store.create(dep(3))
+    run(store)
+    stale = StaleLists(store, "Deployment")
+    d = store.get("Deployment", "web", "default")
+    d["spec"]["replicas"] = 7
+    d["metadata"]["labels"]["touched"] = "yes"
+    store.update(d)
+    deployment.reconcile(stale, NOW)
+    after = store.get("Deployment", "web", "default")
+    assert after["spec"]["replicas"] == 7 and after["metadata"]["labels"]["touched"] == "yes"
+
+
+def test_kubelet_status_write_keeps_a_concurrent_delete(store):
+    from orchestrator.kubelet import Kubelet, NodeRef
+    pod = store.create({"apiVersion": "v1", "kind": "Pod",
+                        "metadata": {"name": "p", "namespace": "default"},
+                        "spec": {"nodeName": "n1", "containers": [{"name": "c", "image": "x"}]}})
+    kubelet = Kubelet(NodeRef("n1", 1, "172.18.0.2"), "ab12", store=store, ipam=None,
+                      cni=None, runtime=None, ledger=None)
+    marked = store.get("Pod", "p", "default")
+    marked["metadata"]["deletionTimestamp"] = NOW
+    store.update(marked)
+    assert kubelet._write_status(pod, NOW)  # `pod` is the copy read before the delete
+    after = store.get("Pod", "p", "default")
+    assert after["metadata"]["deletionTimestamp"] == NOW
+    assert after["status"]["hostIP"] == "172.18.0.2"

@@ -94,7 +94,8 @@ def test_node_named_like_a_switch_is_rejected():
 
 def test_bridge_batch_has_no_address_and_enslaves_ports():
     lines = tnet.bridge_batch("cnab12s1", ["cnab12s1-eth1", "cnab12s1-eth2"])
-    assert lines[0] == "link add name cnab12s1 type bridge stp_state 0"
+    assert lines[0] == ("link add name cnab12s1 type bridge stp_state 0 nf_call_iptables 0 "
+                        "nf_call_ip6tables 0 nf_call_arptables 0")
     assert "link set dev cnab12s1 addrgenmode none" in lines
     assert "link set dev cnab12s1-eth2 master cnab12s1" in lines
     assert lines[-1] == "link set dev cnab12s1 up"
