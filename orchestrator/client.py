@@ -9,6 +9,7 @@ rejects the whole apply and nothing changes.
 from __future__ import annotations
 
 import copy
+import ipaddress
 
 from orchestrator import api
 from orchestrator.api.ippool import check_pool_overlap
@@ -33,9 +34,11 @@ def resource_name(obj: dict) -> str:
 
 
 class Client:
-    def __init__(self, store, *, clock=now_rfc3339):
+    def __init__(self, store, *, clock=now_rfc3339, reserved: dict | None = None):
         self.store = store
         self.clock = clock
+        # Networks pods must never be addressed from (the underlay): name -> CIDR.
+        self.reserved = {k: ipaddress.ip_network(v) for k, v in (reserved or {}).items()}
 
     # -- apply ---------------------------------------------------------------------------
 
@@ -63,6 +66,12 @@ class Client:
                         check_pool_overlap(obj, self.store.list("IPPool"))
                     except ValidationError as exc:
                         raise exc.located(**where) from None
+                    net = ipaddress.ip_network(obj["spec"]["cidr"])
+                    for what, cidr in self.reserved.items():
+                        if net.version == cidr.version and net.overlaps(cidr):
+                            raise ValidationError(
+                                f"{obj['spec']['cidr']} overlaps the {what} {cidr}: pods "
+                                "there would shadow node addresses", field="spec.cidr", **where)
                 out.append(self._apply_one(obj, info, ns, where))
         return out
 

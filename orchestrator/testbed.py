@@ -118,10 +118,11 @@ class Testbed:
         ledger.begin(self.id)
         self.ledger = ledger
         self.store = Store(os.path.join(self.state_dir, "state.db"))
-        self.client = Client(self.store)
+        self.client = Client(self.store, reserved={"underlay": self.spec.underlay.cidr})
         with open(os.path.join(self.state_dir, "testbed.json"), "w") as f:
             import json
-            json.dump({"id": self.id, "topology": self.spec.name, "owner": os.getpid()}, f)
+            json.dump({"id": self.id, "topology": self.spec.name, "owner": os.getpid(),
+                       "underlay": self.spec.underlay.cidr}, f)
         n = len(self.spec.nodes)
         self.progress(f"starting {n} node(s) of cluster {self.spec.name!r} (testbed {self.id})")
         ledger.links([naming.switch_name(self.id, i) for i in range(len(self.spec.racks) + 2)])

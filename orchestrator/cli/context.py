@@ -49,13 +49,16 @@ def open_context(explicit: str | None) -> Context:
     if not os.path.exists(db):
         raise CalinetError(f"{state_dir} holds no calinet state (no state.db)")
     store = Store(db)
-    tid, live = None, False
+    tid, live, reserved = None, False, {}
     try:
         with open(os.path.join(state_dir, "testbed.json")) as f:
-            tid = json.load(f).get("id")
+            info = json.load(f)
+        tid = info.get("id")
+        if info.get("underlay"):
+            reserved["underlay"] = info["underlay"]
     except (OSError, ValueError):
         pass
     for e in registered_testbeds():
         if e["id"] == tid and e["alive"]:
             live = True
-    return Context(state_dir, store, Client(store), tid, live)
+    return Context(state_dir, store, Client(store, reserved=reserved), tid, live)

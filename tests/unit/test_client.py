@@ -90,3 +90,13 @@ def test_label_sets_removes_and_validates(client):
     with pytest.raises(ValidationError):
         client.label("po", "x/a", {"bad key!": "v"})
     assert client.store.current_rv() == rv
+
+
+def test_ippool_overlapping_the_underlay_is_refused(tmp_path):
+    s = Store(str(tmp_path / "u.db"))
+    c = Client(s, reserved={"underlay": "172.18.0.0/16"})
+    with pytest.raises(ValidationError, match="overlaps the underlay") as ei:
+        c.apply("apiVersion: projectcalico.org/v3\nkind: IPPool\nmetadata: {name: bad}\n"
+                "spec: {cidr: 172.18.64.0/18}\n")
+    assert ei.value.field == "spec.cidr" and "IPPool bad" in str(ei.value)
+    assert s.list("IPPool") == []
