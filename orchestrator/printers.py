@@ -13,6 +13,7 @@ import json
 
 import yaml
 
+from orchestrator.api.labels import format_label_selector
 from orchestrator.errors import ValidationError
 
 # kubectl's printers.GetNewTabWriter: minwidth 6, padding 3, pad with spaces.
@@ -213,20 +214,7 @@ def _pod_row(pod: dict, wide: bool, now) -> list[str]:
 
 def format_selector(selector: dict | None) -> str:
     """metav1.FormatLabelSelector: "app=web,tier in (a,b),!gpu"; "<none>" when empty."""
-    if not selector:
-        return "<none>"
-    parts = [f"{k}={v}" for k, v in sorted((selector.get("matchLabels") or {}).items())]
-    for expr in selector.get("matchExpressions") or []:
-        key, op, values = expr.get("key"), expr.get("operator"), expr.get("values") or []
-        if op == "In":
-            parts.append(f"{key} in ({','.join(sorted(values))})")
-        elif op == "NotIn":
-            parts.append(f"{key} notin ({','.join(sorted(values))})")
-        elif op == "Exists":
-            parts.append(key)
-        elif op == "DoesNotExist":
-            parts.append(f"!{key}")
-    return ",".join(parts) if parts else "<none>"
+    return format_label_selector(selector)
 
 
 def _containers_wide(obj: dict) -> list[str]:

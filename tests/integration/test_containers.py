@@ -28,18 +28,8 @@ KEY = "default/web-0"
 
 
 @pytest.fixture
-def netns():
-    name = f"cnitest-{secrets.token_hex(4)}"
-    DEFAULT.run(["ip", "netns", "add", name])
-    try:
-        DEFAULT.run(["ip", "-n", name, "-batch", "-"], input=(
-            "link set lo up\nlink add ct0 type veth peer name ct1\n"
-            f"addr add {IP}/24 dev ct0\nlink set ct0 up\nlink set ct1 up\n"))
-        yield name
-    finally:
-        left = DEFAULT.run(["ip", "netns", "pids", name], check=False).stdout.split()
-        DEFAULT.run(["ip", "netns", "del", name], check=False)
-        assert left == [], f"processes left in {name}: {left}"
+def netns(make_netns):
+    return make_netns("cnitest", IP)
 
 
 @pytest.fixture
@@ -250,7 +240,7 @@ def test_stop_kills_everything_in_the_pod(rt, netns):
 
 
 def test_exec_in_the_pod_namespace(rt, netns):
-    rc, out, err = rt.exec(netns, ["ip", "-br", "addr", "show", "ct0"])
+    rc, out, err = rt.exec(netns, ["ip", "-br", "addr", "show", "x0"])
     assert rc == 0 and IP in out
     rc, _, _ = rt.exec(netns, ["sh", "-c", "exit 4"])
     assert rc == 4

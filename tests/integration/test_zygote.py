@@ -8,7 +8,6 @@ left in the namespace and deletes it, pass or fail.
 from __future__ import annotations
 
 import os
-import secrets
 import signal
 import time
 
@@ -28,18 +27,8 @@ KEY = "default/web-0"
 
 
 @pytest.fixture
-def netns():
-    name = f"zygtest-{secrets.token_hex(4)}"
-    DEFAULT.run(["ip", "netns", "add", name])
-    try:
-        DEFAULT.run(["ip", "-n", name, "-batch", "-"], input=(
-            "link set lo up\nlink add zt0 type veth peer name zt1\n"
-            f"addr add {IP}/24 dev zt0\nlink set zt0 up\nlink set zt1 up\n"))
-        yield name
-    finally:
-        left = DEFAULT.run(["ip", "netns", "pids", name], check=False).stdout.split()
-        DEFAULT.run(["ip", "netns", "del", name], check=False)
-        assert left == [], f"processes left in {name}: {left}"
+def netns(make_netns):
+    return make_netns("zygtest", IP)
 
 
 @pytest.fixture
