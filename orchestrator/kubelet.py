@@ -48,6 +48,7 @@ class Kubelet:
         self.uids: dict[str, str] = {}
         self.failures: dict[str, tuple[str, str]] = {}  # key -> (reason, message)
         self._blackholes: frozenset | None = None
+        self.routing = None  # orchestrator.routing.Routing when BGP runs
         self._blocks_dirty = True
         self.grace: dict[str, float] = {}  # key -> terminationGracePeriodSeconds
         self.retry_at: dict[str, float] = {}  # key -> monotonic time of the next sandbox try
@@ -89,9 +90,16 @@ class Kubelet:
         return wrote
 
     def _sync_blackholes(self) -> None:
-        """Blackholes follow this node's affine blocks; only after IPAM changed here."""
+        """Blackholes follow this node's affine blocks; only after IPAM changed here.
+
+        With BGP routing, the node's agent owns every `proto bird` route (blackholes of its
+        blocks included): it is told what the node originates instead."""
         blocks = frozenset(self.ipam.blocks_for_node(self.node.name))
-        if blocks != self._blackholes:
+        if self.routing is not None:
+            borrowed = [r["ip"] for r in self.ipam.borrowed()
+                        if r["borrowing_node"] == self.node.name]
+            self.routing.announce(self.node.name, blocks, borrowed)
+        elif blocks != self._blackholes:
             blackholes.sync(self.cni.runner, self.node.pid, blocks)
             self._blackholes = blocks
         self._blocks_dirty = False

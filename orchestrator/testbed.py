@@ -56,7 +56,8 @@ class Testbed:
     __test__ = False  # not a pytest test class, despite the name
 
     def __init__(self, topology, *, state_dir: str | None = None, progress=None,
-                 tick: float = 0.2, keep_state: bool | None = None, fresh: bool = False):
+                 tick: float = 0.2, keep_state: bool | None = None, fresh: bool = False,
+                 bgp: bool = False):
         self.spec = load_spec(topology)
         self._own_state_dir = state_dir is None
         self.state_dir = state_dir or tempfile.mkdtemp(prefix="calinet-state-")
@@ -65,6 +66,8 @@ class Testbed:
         self.progress = progress or (lambda msg: log.info("%s", msg))
         self.tick = tick
         self.fresh = fresh  # discard a previous run's objects (after cleaning up after it)
+        self.bgp = bgp  # one ExaBGP speaker per node routing pod blocks between nodes
+        self.routing = None
         self.runner = DEFAULT
         self.id: str | None = None
         self.store: Store | None = None
@@ -150,7 +153,18 @@ class Testbed:
             self.kubelets[name] = Kubelet(NodeRef(name, handle.pid, handle.ip), self.id,
                                           store=self.store, ipam=self.ipam, cni=cni,
                                           runtime=self.runtime, ledger=ledger)
-        self.manager = ControllerManager(self.store, self.kubelets, self.runtime, tick=self.tick)
+        pollers = []
+        if self.bgp:
+            from orchestrator.routing import Routing
+            self.routing = Routing(self.spec, self.cluster, self.state_dir, self.store,
+                                   self.runner, on_spawn=lambda pid: ledger.pids([pid]))
+            for kubelet in self.kubelets.values():
+                kubelet.routing = self.routing
+            self.progress(f"starting {len(self.kubelets)} BGP speaker(s)")
+            self.routing.start(timeout=60)
+            pollers.append(self.routing.poll)
+        self.manager = ControllerManager(self.store, self.kubelets, self.runtime, tick=self.tick,
+                                         pollers=pollers)
         self.manager.sync_once()
         self.manager.start()
         self.progress(f"cluster {self.spec.name!r} ready in {time.monotonic() - t0:.2f}s")
@@ -198,6 +212,9 @@ class Testbed:
             for kubelet in self.kubelets.values():
                 step(f"node {kubelet.node.name}", kubelet.teardown_all)
             self.kubelets = {}
+            if self.routing:
+                step("BGP speakers", self.routing.stop)
+                self.routing = None
             if self.cluster:
                 step("cluster", self.cluster.stop)
                 self.cluster = None
@@ -268,7 +285,7 @@ class Testbed:
             self.store.wait_for_change(rv, max(0.0, min(1.0, deadline - time.monotonic())))
 
     def _not_ready(self) -> list[str]:
-        out = []
+        out = list(self.routing.converged()) if self.routing else []
         for kind in ("Deployment", "ReplicaSet"):
             for o in self.store.list(kind):
                 want = o["spec"].get("replicas", 1)
@@ -350,6 +367,20 @@ class Testbed:
 
     def node_exec(self, node: str, argv, timeout: float = 30.0) -> Result:
         return self.runner.run(argv, pid=self._node(node).pid, timeout=timeout, check=False)
+
+    def bgp_status(self, node: str) -> str:
+        """`calicoctl node status` of a node (needs Testbed(bgp=True))."""
+        self._node(node)
+        if not self.routing:
+            return "Calico process is not running.\n"
+        return self.routing.node_status_text(node)
+
+    def routes(self, node: str) -> str:
+        """The node's BGP-programmed routes and where each came from."""
+        self._node(node)
+        if not self.routing:
+            return ""
+        return self.routing.routes_text(node)
 
     # -- IPAM ----------------------------------------------------------------------------
 

@@ -7,6 +7,8 @@ running testbed. Each function returns the text to print (or raises a CalinetErr
 from __future__ import annotations
 
 import ipaddress
+import os
+import time
 from datetime import datetime, timezone
 
 from orchestrator import api, naming, printers, probe
@@ -164,6 +166,32 @@ def ipam_check(ctx) -> tuple[str, int]:
         if ip:
             in_use[ip] = f"{p['metadata']['namespace']}/{p['metadata']['name']}"
     return IPAM(ctx.store).check(in_use)
+
+
+def _bgp_status(ctx, node: str) -> dict | None:
+    from bgp.supervisor import read_status
+    ctx.client.get("Node", node)  # NotFound names an unknown node
+    return read_status(os.path.join(ctx.state_dir, "bgp", node))
+
+
+def node_status(ctx, node: str | None = None) -> str:
+    """calicoctl node status: of NODE, or of every node (one section each)."""
+    from bgp.status import render_node_status
+    nodes = [node] if node else [n["metadata"]["name"] for n in ctx.client.list("Node")]
+    out = []
+    for name in nodes:
+        st = _bgp_status(ctx, name) if ctx.live else None
+        text = render_node_status(st, time.time())
+        out.append(text if node else f"--- {name} ---\n{text}")
+    return "\n".join(out).rstrip("\n")
+
+
+def routes(ctx, node: str) -> str:
+    from bgp.status import render_routes
+    st = _bgp_status(ctx, node) if ctx.live else None
+    if st is None:
+        return f"node {node}: no BGP speaker is running (testbed stopped, or started without BGP)"
+    return render_routes(st).rstrip("\n")
 
 
 def validate(sources: list[str]) -> str:

@@ -28,6 +28,8 @@ def _parser() -> argparse.ArgumentParser:
     up.add_argument("--fresh", action="store_true", help="discard the state of a previous run")
     up.add_argument("--no-shell", action="store_true", help="apply, show, tear down (no shell)")
     up.add_argument("--timeout", type=float, default=120, help="seconds to wait for pods")
+    up.add_argument("--no-bgp", action="store_true",
+                    help="do not start the BGP speakers (pods on other nodes stay unreachable)")
 
     g = sub.add_parser("get", help="list objects (kubectl get)")
     g.add_argument("kind")
@@ -83,6 +85,14 @@ def _parser() -> argparse.ArgumentParser:
     show.add_argument("--show-configuration", action="store_true")
     show.add_argument("--ip")
     ipsub.add_parser("check")
+
+    nd = sub.add_parser("node", help="node commands (calicoctl node status)")
+    ndsub = nd.add_subparsers(dest="node_verb", required=True)
+    ns_ = ndsub.add_parser("status", help="BGP sessions of a node, in calicoctl's shape")
+    ns_.add_argument("node", nargs="?")
+
+    rt = sub.add_parser("routes", help="a node's BGP-programmed routes and where each came from")
+    rt.add_argument("node")
 
     v = sub.add_parser("validate", help="validate manifests without applying them")
     v.add_argument("-f", "--filename", action="append", required=True)
@@ -171,6 +181,10 @@ def _dispatch(args) -> int:
         _need_root(verb)
         print(commands.probe_(ctx, args.src, args.dst, args.port, namespace=args.namespace,
                               timeout=args.timeout))
+    elif verb == "node":
+        print(commands.node_status(ctx, args.node))
+    elif verb == "routes":
+        print(commands.routes(ctx, args.node))
     elif verb == "ipam":
         if args.ipam_verb == "check":
             text, problems = commands.ipam_check(ctx)

@@ -110,6 +110,18 @@ class CalinetCLI(CLI):
                                       show_borrowed="--show-borrowed" in a)
         self._run(run, line)
 
+    def do_routes(self, line):
+        """routes NODE: the node's BGP routes and where each came from"""
+        self._run(lambda a: commands.routes(self.ctx, a[0]), line)
+
+    def do_node(self, line):
+        """node status [NODE]: BGP sessions, as calicoctl node status"""
+        def run(a):
+            if a[:1] != ["status"]:
+                raise CalinetError("usage: node status [NODE]")
+            return commands.node_status(self.ctx, a[1] if len(a) > 1 else None)
+        self._run(run, line)
+
     def do_matrix(self, line):
         """matrix [PORT[/PROTO]]: probe every pair of running pods"""
         def run(a):

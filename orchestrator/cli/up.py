@@ -13,7 +13,6 @@ from pathlib import Path
 
 from rich.console import Console
 
-from orchestrator import probe
 from orchestrator.cli import commands
 from orchestrator.cli.context import Context
 from orchestrator.errors import CalinetError, SupervisorTimeout
@@ -35,7 +34,7 @@ def run_up(args) -> int:
     # --fresh is done by the Testbed once it holds the state dir's lock and has cleaned up
     # after the previous run (whose ledger lives there).
     tb = Testbed(args.topology, state_dir=state_dir, progress=lambda m: console.log(m),
-                 fresh=args.fresh)
+                 fresh=args.fresh, bgp=not args.no_bgp)
     try:
         with console.status(f"bringing up {spec.name} ({len(spec.nodes)} nodes)..."):
             tb.start()
@@ -78,7 +77,7 @@ def run_demo(args) -> int:
     topo = REPO / "topologies" / "examples" / "three-node.yaml"
     manifest = REPO / "experiments" / "manifests" / "web.yaml"
     t0 = time.monotonic()
-    tb = Testbed(str(topo), progress=lambda m: console.log(m))
+    tb = Testbed(str(topo), progress=lambda m: console.log(m), bgp=True)
     try:
         with console.status("bringing up a 3-node cluster..."):
             tb.start()
@@ -99,18 +98,18 @@ def run_demo(args) -> int:
         print(tb.exec(first, ["ip", "route"]).stdout.rstrip())
         _section(console, f"$ {node}: ip route                (node routes: /32 per pod, blackhole per block)")
         print(tb.node_exec(node, ["ip", "route"]).stdout.rstrip())
-        _section(console, "$ calinet probe SRC DST 80/TCP  for every pod pair "
-                 "(cross-node routes arrive with BGP)")
+        _section(console, f"$ calinet node status {node}")
+        print(tb.bgp_status(node).rstrip())
+        _section(console, "$ matrix 80/TCP   (every pod to every web pod, across nodes over BGP routes)")
         servers = [p for p in pods if "/web-" in p]
-        for src in pods:
-            for dst in servers:
-                if src == dst:
-                    continue
-                same = tb.pod_node(src) == tb.pod_node(dst)
-                r = probe.probe(tb.pod_netns(src), tb.pod_ip(dst), 80, "TCP", 0.3)
-                where = "same node " if same else "cross-node"
-                mark = "[green]connected[/green]" if r.ok else f"[red]{r.detail}[/red]"
-                console.print(f"  {where}  {src:28} -> {dst:28} {mark}")
+        pairs = [(s, d) for s in pods for d in servers if s != d]
+        res = tb.matrix(80, "TCP", pods=pods, timeout=0.5)
+        for src, dst in pairs:
+            where = "same node " if tb.pod_node(src) == tb.pod_node(dst) else "cross-node"
+            mark = "[green]connected[/green]" if res[(src, dst)] else "[red]blocked[/red]"
+            console.print(f"  {where}  {src:28} -> {dst:28} {mark}")
+        ok = sum(res[p] for p in pairs)
+        console.print(f"  {ok}/{len(pairs)} connected")
         _section(console, "$ calinet ipam check")
         print(commands.ipam_check(ctx)[0])
         console.log(f"demo done in {time.monotonic() - t0:.1f}s")

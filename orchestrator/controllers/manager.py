@@ -21,10 +21,12 @@ log = logging.getLogger(__name__)
 
 
 class ControllerManager:
-    def __init__(self, store, kubelets: dict, runtime, *, tick: float = 0.2, clock=now_rfc3339):
+    def __init__(self, store, kubelets: dict, runtime, *, tick: float = 0.2, clock=now_rfc3339,
+                 pollers=()):
         self.store = store
         self.kubelets = kubelets  # node name -> Kubelet
         self.runtime = runtime
+        self.pollers = list(pollers)  # other supervisors' poll() (BGP speakers' restarts)
         self.tick = tick
         self.clock = clock
         self._stop = threading.Event()
@@ -52,6 +54,12 @@ class ControllerManager:
             for _ in range(max_rounds):
                 now = self.clock()
                 self.runtime.poll(time.monotonic())
+                for poll in self.pollers:
+                    try:
+                        poll()
+                    except Exception as exc:  # noqa: BLE001 - a supervisor must not stop the loop
+                        log.exception("poller failed")
+                        self.errors.append(f"poller: {type(exc).__name__}: {exc}")
                 wrote = False
                 for name, fn in self._steps():
                     try:
