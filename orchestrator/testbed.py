@@ -368,6 +368,29 @@ class Testbed:
     def node_exec(self, node: str, argv, timeout: float = 30.0) -> Result:
         return self.runner.run(argv, pid=self._node(node).pid, timeout=timeout, check=False)
 
+    # -- faults --------------------------------------------------------------------------
+
+    def link_down(self, node: str) -> None:
+        """Cut the node's underlay link (as a pulled cable: eth0 loses carrier)."""
+        self._node(node)
+        self.cluster.link_down(node)
+
+    def link_up(self, node: str) -> None:
+        self._node(node)
+        self.cluster.link_up(node)
+
+    def kill_speaker(self, node: str) -> int:
+        """SIGKILL the node's ExaBGP process (its supervisor restarts it); returns the pid."""
+        import signal
+        self._node(node)
+        if not self.routing:
+            raise CalinetError("no BGP speakers run in this testbed (Testbed(bgp=True))")
+        proc = self.routing.supervisor.speaker(node).proc
+        if proc is None or proc.poll() is not None:
+            raise CalinetError(f"the BGP speaker of {node} is not running")
+        os.kill(proc.pid, signal.SIGKILL)
+        return proc.pid
+
     def bgp_status(self, node: str) -> str:
         """`calicoctl node status` of a node (needs Testbed(bgp=True))."""
         self._node(node)

@@ -189,8 +189,11 @@ class Cluster:
         self._set_link(name, "up")
 
     def _set_link(self, name: str, state: str) -> None:
+        # A pulled cable: only the switch side goes down, so the node's eth0 loses carrier
+        # but stays administratively up. Setting eth0 itself down would make the kernel delete
+        # every route through it (the default route proxy ARP needs, the BGP routes), which a
+        # real link failure does not do.
         node = self.node(name)
-        self.runner.run(["ip", "link", "set", "dev", node.intf, state], pid=node.pid, timeout=5)
         self.runner.run(["ip", "link", "set", "dev", node.switch_port, state], timeout=5)
 
     def owned_links(self) -> list[str]:
