@@ -48,7 +48,8 @@ test-unit: setup
 	$(PY) -m pytest tests/unit
 
 bench: setup
-	$(PY) bench/bringup.py
+	$(PY) bench/bringup.py --json docs/bench-bringup.json
+	$(PY) bench/bgp_convergence.py --json docs/bench-bgp.json
 
 lint: setup
 	$(VENV)/bin/ruff check .

@@ -1,0 +1,120 @@
+"""BGP convergence benchmark: a block claimed on one node -> installed on every other node.
+
+Side effects: real Mininet clusters with one ExaBGP speaker per node (root), removed at exit.
+
+For each size (10 and 50 nodes) and each shape (full mesh; mesh off with 2 route reflectors,
+when the cluster supports it) it measures, in one run:
+  sessions: time for the speakers to establish every session (the ExaBGP baseline)
+  convergence: from the node's announcement of a newly claimed block to the route being
+               installed on all other nodes, p50/p95 over N trials
+and prints convergence p50 as a fraction of the session set-up time, the number of BGP
+sessions (n(n-1)/2 for the mesh), and memory (PSS) per speaker (exabgp + its agent).
+Usage: sudo .venv/bin/python bench/bgp_convergence.py [--sizes 10,50] [--trials 20] [--json OUT]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from bgp.peering import session_count  # noqa: E402
+from orchestrator.testbed import Testbed  # noqa: E402
+
+
+def pss_kib(pid: int) -> int:
+    try:
+        with open(f"/proc/{pid}/smaps_rollup") as f:
+            for line in f:
+                if line.startswith("Pss:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+def topology(nodes: int) -> str:
+    topo = {"name": f"bgp-{nodes}", "nodes": [
+        {"name": f"node-{i + 1}", "capacity": {"pods": 110, "cpu": "64", "memory": "64Gi"}}
+        for i in range(nodes)]}
+    with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as f:
+        json.dump(topo, f)
+    return f.name
+
+
+def installed_everywhere(tb, origin: str, block: str) -> bool:
+    for node in tb.nodes():
+        if node == origin:
+            continue
+        st = tb.routing.status(node) or {}
+        if not any(r.get("prefix") == block for r in st.get("routes", [])):
+            return False
+    return True
+
+
+def run(nodes: int, trials: int) -> dict:
+    path = topology(nodes)
+    t0 = time.monotonic()
+    tb = Testbed(path, bgp=True)
+    try:
+        tb.start()
+        sessions_s = time.monotonic() - t0  # includes the Mininet nodes (~15 ms each)
+        pids = tb.routing.pids()
+        pss = sum(pss_kib(p) for p in pids) / max(1, nodes)
+        times = []
+        names = tb.nodes()
+        for i in range(trials):
+            origin = names[i % len(names)]
+            block = f"10.{200 + i // 250}.{i % 250}.0/26"  # outside every pool: no clash
+            t = time.monotonic()
+            tb.routing.announce(origin, [block], [])
+            deadline = t + 10
+            while not installed_everywhere(tb, origin, block):
+                if time.monotonic() > deadline:
+                    raise SystemExit(f"{block} from {origin} not everywhere after 10 s")
+                time.sleep(0.005)
+            times.append(time.monotonic() - t)
+            tb.routing.announce(origin, [], [])
+        table = tb.routing.table
+    finally:
+        tb.stop()
+        os.unlink(path)
+    times.sort()
+    return {"nodes": nodes, "shape": "mesh", "sessions": session_count(table),
+            "session_setup_s": sessions_s, "p50_s": statistics.median(times),
+            "p95_s": times[int(0.95 * (len(times) - 1))], "pss_per_speaker_kib": pss}
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--sizes", default="10,50")
+    ap.add_argument("--trials", type=int, default=20)
+    ap.add_argument("--json")
+    args = ap.parse_args()
+    if os.geteuid() != 0:
+        print("bench/bgp_convergence.py needs root (sudo make bench)")
+        return 2
+    rows = []
+    for n in map(int, args.sizes.split(",")):
+        r = run(n, args.trials)
+        rows.append(r)
+        print(f"{n:>3} nodes {r['shape']:<5} sessions {r['sessions']:>5}  "
+              f"set-up {r['session_setup_s']:6.2f}s  convergence p50 {r['p50_s'] * 1000:6.1f} ms "
+              f"p95 {r['p95_s'] * 1000:6.1f} ms  (p50 = {r['p50_s'] / r['session_setup_s']:.3f} "
+              f"of set-up)  PSS/speaker {r['pss_per_speaker_kib'] / 1024:.1f} MiB", flush=True)
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(rows, f, indent=2)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
