@@ -12,6 +12,7 @@ import copy
 import ipaddress
 
 from orchestrator import api
+from orchestrator.api.bgp import check_peer_against_cluster
 from orchestrator.api.ippool import check_pool_overlap
 from orchestrator.errors import NotFound, ValidationError
 from orchestrator.store import now_rfc3339
@@ -72,6 +73,13 @@ class Client:
                             raise ValidationError(
                                 f"{obj['spec']['cidr']} overlaps the {what} {cidr}: pods "
                                 "there would shadow node addresses", field="spec.cidr", **where)
+                if obj["kind"] == "BGPPeer" and "underlay" in self.reserved:
+                    try:  # the node it names exists, its peerIP is reachable from the nodes
+                        check_peer_against_cluster(
+                            obj, [n["metadata"]["name"] for n in self.store.list("Node")],
+                            self.reserved["underlay"])
+                    except ValidationError as exc:
+                        raise exc.located(**where) from None
                 out.append(self._apply_one(obj, info, ns, where))
         return out
 

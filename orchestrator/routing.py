@@ -4,42 +4,114 @@ Side effects: exabgp processes inside the nodes' namespaces (through bgp.supervi
 under `<state>/bgp/<node>/`. The orchestrator's only job here is wiring: peerings from the
 topology, and `announce.json` per node whenever that node's IPAM blocks or borrowed IPs change;
 the agent announces them and programs every `proto bird` route of its node.
+
+BGPConfiguration "default" and the BGPPeers are read from the store at start and again on
+every poll() when their specs (or the nodes' labels) changed: the new configs are all validated
+first and only the speakers whose config text changed are restarted; a rejected set keeps the
+running speakers and is recorded in ``errors``.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
+import logging
 import os
 import time
 
 from bgp import config as bgp_config
-from bgp.model import configuration_from_manifest, node_bgp
+from bgp.model import configuration_from_manifest, node_bgp, peer_from_manifest
 from bgp.peering import peerings
 from bgp.status import render_node_status, render_routes
-from bgp.supervisor import Speaker, Supervisor, agent_argv, read_status
+from bgp.supervisor import Speaker, Supervisor, agent_argv, read_status, validate_all
+from orchestrator.errors import ValidationError
+
+log = logging.getLogger(__name__)
 
 
 class Routing:
     def __init__(self, spec, cluster, state_dir: str, store, runner, *, on_spawn=None):
         self.state_dir = os.path.join(state_dir, "bgp")
         self.store = store
-        self.nodes = {
-            n.name: node_bgp(n.name, cluster.nodes[n.name].ip, labels=dict(n.labels),
-                             routeReflectorClusterID=n.route_reflector_cluster_id)
-            for n in spec.nodes}
-        self.config = configuration_from_manifest(store.get("BGPConfiguration", "default"))
-        self.table = peerings(self.nodes.values(), self.config, [])
+        self.underlay = spec.underlay.cidr
+        self._spec_nodes = {n.name: (cluster.nodes[n.name].ip, dict(n.labels),
+                                     n.route_reflector_cluster_id) for n in spec.nodes}
+        self.errors: list[str] = []   # rejected reconfigurations, oldest first
+        self._fingerprint = self._fingerprint_now()
+        self.nodes, self.config, self.table, texts = self._compute()
         self.supervisor = Supervisor()
         self._announced: dict[str, tuple] = {}
         self._generation = 0
         for name, node in self.nodes.items():
-            d = os.path.join(self.state_dir, name)
-            os.makedirs(d, exist_ok=True)
-            argv = agent_argv(name, node.ip, d, cluster_id=node.routeReflectorClusterID)
-            text = bgp_config.render(node, self.table.get(name, []), self.config, argv)
-            self.supervisor.add(Speaker(name, cluster.nodes[name].pid, node.ip, d, text,
+            self.supervisor.add(Speaker(name, cluster.nodes[name].pid, node.ip,
+                                        self.node_dir(name), texts[name],
                                         bgp_config.environment(node, self.config), runner,
                                         on_spawn=on_spawn))
+
+    # -- configuration from the store ----------------------------------------------------
+
+    def _store_objects(self) -> tuple[dict | None, list[dict], dict[str, dict]]:
+        labels = {n["metadata"]["name"]: n["metadata"].get("labels") or {}
+                  for n in self.store.list("Node")}
+        return (self.store.get("BGPConfiguration", "default"), self.store.list("BGPPeer"),
+                labels)
+
+    def _fingerprint_now(self) -> str:
+        """Digest of what the speakers' configs are rendered from (specs, node labels)."""
+        config, peers, labels = self._store_objects()
+        data = [config and config.get("spec"),
+                sorted(((p["metadata"]["name"], p.get("spec")) for p in peers),
+                       key=lambda x: x[0]),
+                sorted(labels.items())]
+        return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()
+
+    def _compute(self):
+        """Nodes, config, peering table and each node's exabgp.conf text from the store;
+        ValidationError when a BGPPeer does not fit the cluster."""
+        config_doc, peer_docs, store_labels = self._store_objects()
+        nodes = {}
+        for name, (ip, labels, cid) in self._spec_nodes.items():
+            # Labels set on the Node object (calinet label node ...) select like the spec's.
+            merged = {**labels, **store_labels.get(name, {})}
+            nodes[name] = node_bgp(name, ip, labels=merged, routeReflectorClusterID=cid)
+        config = configuration_from_manifest(config_doc)
+        peers = [peer_from_manifest(d, node_names=list(nodes), underlay=self.underlay)
+                 for d in sorted(peer_docs, key=lambda d: d["metadata"]["name"])]
+        table = peerings(nodes.values(), config, peers)
+        texts = {}
+        for name, node in nodes.items():
+            argv = agent_argv(name, node.ip, self.node_dir(name),
+                              cluster_id=node.routeReflectorClusterID)
+            os.makedirs(self.node_dir(name), exist_ok=True)
+            texts[name] = bgp_config.render(node, table.get(name, []), config, argv)
+        return nodes, config, table, texts
+
+    def reconfigure(self) -> list[str]:
+        """Apply the store's BGP objects now; returns the nodes whose speaker was restarted.
+        All changed configs are validated before any speaker is touched; on an error the
+        running speakers stay as they are and the error goes to ``errors`` and the log."""
+        try:
+            nodes, config, table, texts = self._compute()
+            speakers = self.supervisor.speakers
+            changed = [n for n in nodes if texts[n] != speakers[n].config_text
+                       or bgp_config.environment(nodes[n], config) != speakers[n].env]
+            validate_all([(speakers[n], texts[n]) for n in changed])
+        except ValidationError as exc:
+            self.errors.append(str(exc))
+            log.error("BGP configuration rejected, speakers keep running: %s", exc)
+            return []
+        self.nodes, self.config, self.table = nodes, config, table
+        for n in changed:
+            sp = speakers[n]
+            # Speaker.reload() would run `exabgp validate` again, one Python start-up per
+            # node; everything here was validated in the one batch above.
+            sp.stop()
+            sp.config_text, sp.env, sp.restarts = texts[n], bgp_config.environment(
+                nodes[n], config), []
+            sp._spawn()
+        if changed:
+            log.info("BGP reconfigured; restarted the speakers of %s", ", ".join(changed))
+        return changed
 
     def node_dir(self, node: str) -> str:
         return os.path.join(self.state_dir, node)
@@ -67,8 +139,15 @@ class Routing:
         return True
 
     def poll(self) -> list[str]:
-        """Restart speakers that died (bounded, with backoff); returns the restarted nodes."""
-        return self.supervisor.poll(time.monotonic())
+        """Reconfigure when the BGP objects changed; restart speakers that died (bounded,
+        with backoff). Returns the restarted nodes."""
+        restarted = []
+        fingerprint = self._fingerprint_now()
+        if fingerprint != self._fingerprint:
+            self._fingerprint = fingerprint  # a rejected set is not retried until it changes
+            restarted = self.reconfigure()
+        return restarted + [n for n in self.supervisor.poll(time.monotonic())
+                            if n not in restarted]
 
     def stop(self) -> None:
         self.supervisor.stop_all()
@@ -92,8 +171,10 @@ class Routing:
         problems = []
         blocks = {n: set(b) for n, (b, _) in self._announced.items()}
         for node in self.nodes:
-            st = self.status(node) or {}
-            down = [p["ip"] for p in st.get("peers", []) if p.get("state") != "up"]
+            sp = self.supervisor.speaker(node)
+            # Speaker.status() ignores a status.json left by a speaker restarted since.
+            st = sp.status() or {}
+            down = sp.peers_down()
             if down or not st.get("running", False):
                 problems.append(f"node {node}: BGP peers not up: {', '.join(down) or 'speaker'}")
                 continue

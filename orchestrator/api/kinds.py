@@ -42,6 +42,10 @@ KINDS: dict[str, KindInfo] = {
         KindInfo("ReplicaSet", ("apps/v1",), True, "replicasets", "replicaset", ("rs",)),
         KindInfo("IPPool", ("projectcalico.org/v3",), False, "ippools", "ippool",
                  ("ipp", "ipps", "pool", "pools")),
+        KindInfo("BGPConfiguration", ("projectcalico.org/v3",), False, "bgpconfigurations",
+                 "bgpconfiguration", ("bgpconfig", "bgpconfigs")),
+        KindInfo("BGPPeer", ("projectcalico.org/v3",), False, "bgppeers", "bgppeer",
+                 ("bgpp", "bgpps")),
     )
 }
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 from typing import Any, Iterable
 
+from orchestrator.api.bgp import normalize_bgpconfiguration_spec, normalize_bgppeer_spec
 from orchestrator.api.cluster import (
     namespace_labels,
     normalize_namespace_spec,
@@ -114,6 +115,10 @@ def _normalize(obj: dict, *, now: str, keep_status: bool) -> dict:
         spec = normalize_node_spec(obj.get("spec"))
     elif kind == "IPPool":
         spec = normalize_ippool_spec(obj.get("spec"))
+    elif kind == "BGPConfiguration":
+        spec = normalize_bgpconfiguration_spec(obj.get("spec"), meta["name"])
+    elif kind == "BGPPeer":
+        spec = normalize_bgppeer_spec(obj.get("spec"), meta["name"])
     else:  # a KINDS entry without a normalizer is a programming error, not bad input
         raise AssertionError(f"no normalizer for kind {kind}")
     if kind in ("Deployment", "ReplicaSet"):
