@@ -169,6 +169,10 @@ class Routing:
     def converged(self) -> list[str]:
         """Problems standing between now and 'every node routes every other node's blocks'."""
         problems = []
+        if self._fingerprint_now() != self._fingerprint:
+            # BGP objects changed and the speakers have not been reconfigured yet: what the
+            # status files say is about the old peerings.
+            return ["BGP reconfiguration pending"]
         blocks = {n: set(b) for n, (b, _) in self._announced.items()}
         for node in self.nodes:
             sp = self.supervisor.speaker(node)

@@ -33,6 +33,9 @@ from orchestrator.runner import DEFAULT, Result, Runner
 from topologies.spec import ClusterSpec
 from topologies.topo import NODE_INTF, CalinetTopo
 
+# Importing mininet.log makes every logger created afterwards a MininetLogger, whose handler
+# prints without a newline; calinet's own loggers must stay ordinary ones.
+logging.setLoggerClass(logging.Logger)
 _log = logging.getLogger(__name__)
 
 STOP_DEADLINE = 10.0

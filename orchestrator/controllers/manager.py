@@ -97,6 +97,8 @@ class ControllerManager:
                 return False
         # Kubelets are independent, as on real nodes: their forks (ip, sysctl, containers)
         # overlap on the cores while store writes serialise on the store's lock.
+        if self._stop.is_set():
+            return False  # stopping: the pool may already be shut down
         return any(list(self._pool.map(one, list(self.kubelets))))
 
     # -- thread --------------------------------------------------------------------------
