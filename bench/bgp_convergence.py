@@ -25,21 +25,12 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from common import pss_kib, write_json  # noqa: E402
 
 from bgp.peering import session_count  # noqa: E402
 from orchestrator.testbed import Testbed  # noqa: E402
-
-
-def pss_kib(pid: int) -> int:
-    try:
-        with open(f"/proc/{pid}/smaps_rollup") as f:
-            for line in f:
-                if line.startswith("Pss:"):
-                    return int(line.split()[1])
-    except OSError:
-        pass
-    return 0
-
 
 RR_MANIFEST = REPO / "experiments" / "manifests" / "route-reflectors-bgp.yaml"
 
@@ -129,9 +120,7 @@ def main() -> int:
                   f"set-up {r['session_setup_s']:6.2f}s  convergence {conv}  "
                   f"not converged in 10 s: {r['not_converged_in_10s']}/{r['trials']}  "
                   f"PSS/speaker {r['pss_per_speaker_kib'] / 1024:.1f} MiB", flush=True)
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(rows, f, indent=2)
+    write_json(args.json, rows)
     return 0
 
 

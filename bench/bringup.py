@@ -23,7 +23,9 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from common import pss_kib, write_json  # noqa: E402
 from mininet.log import setLogLevel  # noqa: E402
 from mininet.net import Mininet  # noqa: E402
 from mininet.nodelib import LinuxBridge  # noqa: E402
@@ -43,18 +45,6 @@ spec:
     spec:
       containers: [{name: c, image: agnhost, ports: [{containerPort: 80}]}]
 """
-
-
-def pss_kib(pid: int) -> int:
-    """Proportional set size: shared pages (the zygote's, the interpreter's) counted once."""
-    try:
-        with open(f"/proc/{pid}/smaps_rollup") as f:
-            for line in f:
-                if line.startswith("Pss:"):
-                    return int(line.split()[1])
-    except OSError:
-        pass
-    return 0
 
 
 class FlatTopo(Topo):
@@ -174,9 +164,7 @@ def main() -> int:
               f"calinet/plain {row['ratio']:.2f}x  calinet/script {row['ratio_same_work']:.2f}x | "
               f"PSS/node {cal['pss_per_node_kib'] / 1024:.1f} MiB  "
               f"PSS/pod {cal['pss_per_pod_kib'] / 1024:.1f} MiB", flush=True)
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(rows, f, indent=2)
+    write_json(args.json, rows)
     return 0
 
 
