@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 
 import pytest
+from lan import build_lan
 
 from bgp import codec, config, model, peering
 from orchestrator.runner import Runner
@@ -48,18 +49,7 @@ class Lab:
         self.started: dict[int, float] = {}
 
     def build(self) -> None:
-        run = self.runner.run
-        run(["ip", "netns", "add", self.switch])
-        run(["ip", "link", "add", "br0", "type", "bridge"], netns=self.switch)
-        run(["ip", "link", "set", "br0", "up"], netns=self.switch)
-        for i, ns in enumerate(self.netns):
-            run(["ip", "netns", "add", ns])
-            run(["ip", "link", "add", f"p{i}", "type", "veth", "peer", "name", "eth0",
-                 "netns", ns], netns=self.switch)
-            run(["ip", "link", "set", f"p{i}", "master", "br0", "up"], netns=self.switch)
-            run(["ip", "addr", "add", f"{self.ips[i]}/24", "dev", "eth0"], netns=ns)
-            run(["ip", "link", "set", "eth0", "up"], netns=ns)
-            run(["ip", "link", "set", "lo", "up"], netns=ns)
+        build_lan(self.runner, self.switch, self.netns, self.ips)
 
     def start(self, i: int, text: str, env: dict, route: tuple[str, str] | None) -> None:
         conf = self.tmp / f"n{i}.conf"
