@@ -119,7 +119,7 @@ def calinet(nodes: int, pods: int) -> dict:
     with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as f:
         json.dump(topo, f)
     t0 = time.monotonic()
-    tb = Testbed(f.name)
+    tb = Testbed(f.name, bgp=False)   # pods only; bench/bgp_convergence.py times BGP
     try:
         tb.start()
         t_nodes = time.monotonic() - t0

@@ -17,6 +17,20 @@ def pss_kib(pid: int) -> int:
     return 0
 
 
+def cpu_seconds(pids) -> float:
+    """User + system CPU time consumed so far by the given processes (gone ones count 0)."""
+    import os
+    total = 0
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK")
+
+
 def write_json(path: str | None, rows: list) -> None:
     if path:
         with open(path, "w") as f:

@@ -27,13 +27,15 @@ from dataclasses import dataclass
 
 from bgp import codec
 from bgp import rib as ribmod
+from bgp.dirwatch import DirWatch
 from bgp.fib import Fib
 from bgp.peering import GLOBAL, MESH, NODE_SPECIFIC, Neighbor
 from orchestrator.errors import ApplyError, ValidationError
 
 log = logging.getLogger("bgp.agent")
 
-POLL = 0.05          # announce.json mtime poll period
+POLL = 0.05          # announce.json mtime poll period without inotify
+POLL_WITH_INOTIFY = 1.0   # with it, polling is only the safety net
 COALESCE = 0.005     # updates arriving within this window go to the kernel in one batch
 EOR_SETTLE = 1.0     # a restarted peer's routes may follow its end-of-RIB by ~100 ms
 RETRY = 1.0          # after a failed route batch
@@ -319,18 +321,28 @@ class Watcher:
             return None
 
 
-def run(agent: Agent, stdin_fd: int, watcher: Watcher, clock=time.monotonic) -> None:
-    """The loop: stdin lines, announce.json polls, timers; returns when stdin closes."""
+def run(agent: Agent, stdin_fd: int, watcher: Watcher, clock=time.monotonic,
+        dirwatch=None) -> None:
+    """The loop: stdin lines, announce.json (on inotify events from ``dirwatch``, and polled
+    as a fallback), timers; returns when stdin closes."""
     os.set_blocking(stdin_fd, False)
     sel = selectors.DefaultSelector()
-    sel.register(stdin_fd, selectors.EVENT_READ)
+    sel.register(stdin_fd, selectors.EVENT_READ, "stdin")
+    if dirwatch is not None:
+        sel.register(dirwatch.fileno(), selectors.EVENT_READ, "dir")
+    period = POLL if dirwatch is None else POLL_WITH_INOTIFY
     buf, next_poll = b"", clock()
     agent.adopt_kernel_routes(clock())
     try:
         while True:
             now = clock()
             deadline = min(t for t in (next_poll, agent.next_deadline()) if t is not None)
-            if sel.select(max(0.0, deadline - now)):
+            for key, _ in sel.select(max(0.0, deadline - now)):
+                if key.data == "dir":
+                    # our own status.json lands here too: only announce.json matters
+                    if os.path.basename(watcher.path) in dirwatch.drain():
+                        next_poll = clock()
+                    continue
                 chunk = _read_all(stdin_fd)
                 if chunk is None:
                     return
@@ -345,7 +357,7 @@ def run(agent: Agent, stdin_fd: int, watcher: Watcher, clock=time.monotonic) -> 
                 doc = watcher.poll()
                 if doc is not None:
                     agent.set_announce(doc, now)
-                next_poll = now + POLL
+                next_poll = now + period
             agent.tick(now)
     finally:
         sel.close()
@@ -381,7 +393,13 @@ def main(argv=None) -> int:
     log.info("agent of %s (%s) started, %d neighbors", args.node, args.node_ip,
              len(config.neighbors))
     try:
-        run(agent, sys.stdin.fileno(), Watcher(os.path.join(args.state, "announce.json")))
+        dirwatch = DirWatch(args.state)
+    except OSError as exc:
+        log.warning("no inotify (%s): polling announce.json every %.0f ms", exc, POLL * 1000)
+        dirwatch = None
+    try:
+        run(agent, sys.stdin.fileno(), Watcher(os.path.join(args.state, "announce.json")),
+            dirwatch=dirwatch)
     except BrokenPipeError:
         log.warning("speaker closed our stdout")
     log.info("stdin closed: exiting")

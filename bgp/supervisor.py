@@ -251,6 +251,16 @@ class Speaker:
         self.agent_pids.clear()
 
 
+def _stop_many(speakers: Sequence[Speaker], grace: float) -> None:
+    """SIGTERM every running speaker at once (one grace period for all), then stop each."""
+    for sp in speakers:
+        if sp.proc is not None and sp.proc.poll() is None:
+            sp.agent_pids.update(p for p in sp._children() if _is_agent(p))
+            _signal(sp.proc.pid, signal.SIGTERM)
+    for sp in speakers:
+        sp.stop(grace)
+
+
 def _signal(pid: int, sig: int) -> None:
     try:
         os.kill(pid, sig)
@@ -310,12 +320,20 @@ class Supervisor:
         return {n: sp.error or "" for n, sp in self.speakers.items() if sp.state == FAILED}
 
     def stop_all(self, grace: float = 5.0) -> None:
-        for sp in self.speakers.values():
-            if sp.proc is not None and sp.proc.poll() is None:
-                sp.agent_pids.update(p for p in sp._children() if _is_agent(p))
-                _signal(sp.proc.pid, signal.SIGTERM)   # all at once: one grace for all
-        for sp in self.speakers.values():
-            sp.stop(grace)
+        _stop_many(list(self.speakers.values()), grace)
+
+    def restart(self, changes: Mapping[str, tuple[str, Mapping[str, str]]],
+                grace: float = 5.0) -> None:
+        """New (already validated) config text and environment for some speakers: all of
+        them are stopped together, then all started together. One by one, a 50-node switch
+        from mesh to route reflectors took ~20 s, and the speakers still on the old peerings
+        kept refusing the new ones' sessions (each refusal pushes ExaBGP's reconnect back)."""
+        speakers = [self.speakers[n] for n in changes]
+        _stop_many(speakers, grace)
+        for sp in speakers:
+            text, env = changes[sp.node]
+            sp.config_text, sp.env, sp.restarts, sp.error = text, dict(env), [], None
+            sp._spawn()
 
     def pids(self) -> list[int]:
         return sorted(pid for sp in self.speakers.values() for pid in sp.pids())

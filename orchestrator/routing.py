@@ -42,6 +42,7 @@ class Routing:
         self.supervisor = Supervisor()
         self._announced: dict[str, tuple] = {}
         self._generation = 0
+        self.established_in: float | None = None
         for name, node in self.nodes.items():
             self.supervisor.add(Speaker(name, cluster.nodes[name].pid, node.ip,
                                         self.node_dir(name), texts[name],
@@ -101,14 +102,10 @@ class Routing:
             log.error("BGP configuration rejected, speakers keep running: %s", exc)
             return []
         self.nodes, self.config, self.table = nodes, config, table
-        for n in changed:
-            sp = speakers[n]
-            # Speaker.reload() would run `exabgp validate` again, one Python start-up per
-            # node; everything here was validated in the one batch above.
-            sp.stop()
-            sp.config_text, sp.env, sp.restarts = texts[n], bgp_config.environment(
-                nodes[n], config), []
-            sp._spawn()
+        # Not Speaker.reload(): that would run `exabgp validate` again, one Python start-up
+        # per node; everything here was validated in the one batch above.
+        self.supervisor.restart({n: (texts[n], bgp_config.environment(nodes[n], config))
+                                 for n in changed})
         if changed:
             log.info("BGP reconfigured; restarted the speakers of %s", ", ".join(changed))
         return changed
@@ -121,7 +118,9 @@ class Routing:
         for node in self.nodes:
             if node not in self._announced:
                 self.announce(node, [], [])
+        t0 = time.monotonic()
         self.supervisor.start_all(timeout)
+        self.established_in = time.monotonic() - t0   # spawn -> every session Established
 
     def announce(self, node: str, blocks, borrowed) -> bool:
         """Tell node's agent what it originates (atomic write; only when it changed)."""

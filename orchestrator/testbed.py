@@ -57,8 +57,12 @@ class Testbed:
 
     def __init__(self, topology, *, state_dir: str | None = None, progress=None,
                  tick: float = 0.2, keep_state: bool | None = None, fresh: bool = False,
-                 bgp: bool = False):
+                 bgp: bool = True, manifests=()):
         self.spec = load_spec(topology)
+        # Applied once the API is up, before the speakers and controllers start: BGP
+        # objects then shape the first configs instead of restarting every speaker.
+        self.manifests = [manifests] if isinstance(manifests, (str, dict)) else list(manifests)
+        self.applied: list[str] = []   # what applying ``manifests`` said, line by line
         self._own_state_dir = state_dir is None
         self.state_dir = state_dir or tempfile.mkdtemp(prefix="calinet-state-")
         # A temporary state dir goes with the testbed; a named one is kept for restarts.
@@ -66,7 +70,9 @@ class Testbed:
         self.progress = progress or (lambda msg: log.info("%s", msg))
         self.tick = tick
         self.fresh = fresh  # discard a previous run's objects (after cleaning up after it)
-        self.bgp = bgp  # one ExaBGP speaker per node routing pod blocks between nodes
+        # One ExaBGP speaker per node routing pod blocks between nodes; without it pods
+        # reach only pods on their own node (and the nodes).
+        self.bgp = bgp
         self.routing = None
         self.runner = DEFAULT
         self.id: str | None = None
@@ -146,6 +152,8 @@ class Testbed:
             ensure_default_pool(self.store)
         self.ipam = IPAM(self.store)
         self._reconcile_previous_state()
+        for source in self.manifests:
+            self.applied += self.client.apply(source)
         self.runtime = ContainerRuntime(self.state_dir, self.runner,
                                         on_spawn=lambda pid: ledger.pids([pid]))
         cni = CNI(self.runner)

@@ -34,13 +34,13 @@ def run_up(args) -> int:
     # --fresh is done by the Testbed once it holds the state dir's lock and has cleaned up
     # after the previous run (whose ledger lives there).
     tb = Testbed(args.topology, state_dir=state_dir, progress=lambda m: console.log(m),
-                 fresh=args.fresh, bgp=not args.no_bgp)
+                 fresh=args.fresh, bgp=not args.no_bgp, manifests=args.filename)
     try:
         with console.status(f"bringing up {spec.name} ({len(spec.nodes)} nodes)..."):
             tb.start()
         ctx = _context(tb)
-        for f in args.filename:
-            print(commands.apply(ctx, [f]))
+        if tb.applied:
+            print("\n".join(tb.applied))
         _wait(tb, console, args.timeout)
         print(commands.get(ctx, "nodes", output="wide"))
         print(commands.get(ctx, "pods", all_namespaces=True, output="wide"))

@@ -13,7 +13,9 @@ EXAMPLES = REPO / "topologies" / "examples"
 @pytest.fixture(scope="module")
 def three_node(tmp_path_factory):
     from orchestrator.testbed import Testbed
-    tb = Testbed(str(EXAMPLES / "three-node.yaml"),
+    # Without BGP: these tests are about the node-local plumbing (and that nothing crosses
+    # nodes, or leaves the testbed, until routes exist); tests/e2e/test_bgp*.py run BGP.
+    tb = Testbed(str(EXAMPLES / "three-node.yaml"), bgp=False,
                  state_dir=str(tmp_path_factory.mktemp("state")), keep_state=False)
     tb.start()
     try:

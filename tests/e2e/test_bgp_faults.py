@@ -1,5 +1,7 @@
-"""BGP faults on a real cluster: a speaker killed with SIGKILL is restarted and forwarding
-goes on meanwhile (graceful restart); a node's link cut and restored."""
+"""BGP faults on a real cluster with short timers (hold 3 s, as experiments set them): a
+speaker killed with SIGKILL is restarted and forwarding goes on meanwhile (graceful restart);
+a node's link cut: its routes are withdrawn everywhere within the hold time, and come back
+when the link does."""
 
 from __future__ import annotations
 
@@ -26,12 +28,19 @@ spec:
     spec:
       containers: [{name: echo, image: agnhost, ports: [{containerPort: 8080}]}]
 """
+HOLD = 3
+SHORT_TIMERS = f"""
+apiVersion: projectcalico.org/v3
+kind: BGPConfiguration
+metadata: {{name: default}}
+spec: {{holdTime: {HOLD}, keepaliveTime: 1}}
+"""
 
 
 @pytest.fixture
 def mesh(tmp_path):
     with Testbed(str(EXAMPLES / "three-node.yaml"), bgp=True, state_dir=str(tmp_path),
-                 keep_state=False) as tb:
+                 keep_state=False, manifests=[SHORT_TIMERS]) as tb:
         tb.apply(APP)
         tb.wait_ready(timeout=60)
         yield tb
@@ -68,17 +77,36 @@ def test_killed_speaker_restarts_and_forwarding_continues(mesh):
     assert all(mesh.matrix(8080, "TCP", timeout=1.0).values())
 
 
-def test_link_down_cuts_the_node_off_and_link_up_restores_it(mesh):
+def bird_routes(tb, node):
+    return tb.node_exec(node, ["ip", "route", "show", "proto", "bird"]).stdout
+
+
+def test_link_down_withdraws_the_nodes_routes_within_hold_time_and_link_up_restores(mesh):
     pods = by_node(mesh)
     a, c = pods["node-1"][0], pods["node-3"][0]
+    via3 = f"via {mesh.node_ip('node-3')}"
+    assert "hold-time 3;" in Path(mesh.routing.node_dir("node-1"), "exabgp.conf").read_text()
+    assert all(via3 in bird_routes(mesh, n) for n in ("node-1", "node-2"))
+    cut = time.monotonic()
     mesh.link_down("node-3")
     try:
+        gone = wait_until(lambda: not any(via3 in bird_routes(mesh, n)
+                                          for n in ("node-1", "node-2")),
+                          HOLD + 3, "node-3's routes to be withdrawn on node-1 and node-2")
+        # the hold timer is what notices a pulled cable: not before it, but soon after
+        assert HOLD - 1.5 <= gone - cut <= HOLD + 1.5, gone - cut
         assert not mesh.probe(a, c, 8080, "TCP", timeout=0.5)
-        # The node keeps its own routes (a pulled cable, not a deleted interface).
+        # node-3 keeps its own blackholes and its default route (a cable, not a config)
+        own = bird_routes(mesh, "node-3")
+        assert "blackhole" in own and "via" not in own
         assert "default dev eth0" in mesh.node_exec("node-3", ["ip", "route"]).stdout
+        row = next(ln for ln in mesh.bgp_status("node-1").splitlines()
+                   if f" {mesh.node_ip('node-3')} " in ln)
+        assert "Established" not in row and "| start " in row, row
     finally:
         mesh.link_up("node-3")
     wait_until(lambda: mesh.probe(a, c, 8080, "TCP", timeout=0.5), 30,
                "node-3 to be reachable again")
     mesh.wait_ready(timeout=30)
+    assert all(via3 in bird_routes(mesh, n) for n in ("node-1", "node-2"))
     assert all(mesh.matrix(8080, "TCP", timeout=1.0).values())

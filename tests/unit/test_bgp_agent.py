@@ -7,6 +7,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import struct
 import threading
 import time
 from pathlib import Path
@@ -16,6 +17,7 @@ import pytest
 from bgp import agent as agentmod
 from bgp import codec, config, model, peering
 from bgp.agent import COALESCE, EOR_SETTLE, Agent, SpeakerConfig, Watcher, parse_announce
+from bgp.dirwatch import DirWatch, parse_events
 from bgp.fib import Fib
 from bgp.peering import MESH, NODE_SPECIFIC, Neighbor
 from bgp.rib import BLACKHOLE, UNICAST, Route
@@ -337,6 +339,46 @@ def test_run_loop_reads_stdin_polls_announce_and_exits_on_eof(tmp_path):
                              "announce route 10.244.0.64/26 next-hop 10.0.0.1"]
     assert fib.routes == [Route("10.244.0.0/26", BLACKHOLE), Route("10.244.0.64/26", BLACKHOLE),
                           Route("10.244.1.0/26", UNICAST, A)]
+
+
+def test_run_loop_reads_announce_on_inotify_without_waiting_for_the_poll(tmp_path):
+    """With a DirWatch the 1 s safety-net poll is not what picks up a new announce.json:
+    the rename at ~0.15 s is announced before stdin closes at ~0.45 s."""
+    ag, out = make(tmp_path, fib=FakeFib())
+    ann = tmp_path / "announce.json"
+    ann.write_text(json.dumps({"blocks": [], "generation": 1}))
+    rfd, wfd = os.pipe()
+    seen = {}
+
+    def speaker():
+        time.sleep(0.15)
+        (tmp_path / "status.json.x.tmp").write_text("{}")   # other files: ignored
+        tmp = tmp_path / "announce.tmp"
+        tmp.write_text(json.dumps({"blocks": ["10.244.0.64/26"], "generation": 2}))
+        seen["renamed"] = time.monotonic()
+        os.replace(tmp, ann)
+        time.sleep(0.3)
+        os.close(wfd)
+
+    watch = DirWatch(str(tmp_path))
+    th = threading.Thread(target=speaker)
+    th.start()
+    try:
+        agentmod.run(ag, rfd, Watcher(str(ann)), dirwatch=watch)
+    finally:
+        th.join()
+        os.close(rfd)
+        watch.close()
+    assert agentmod.POLL_WITH_INOTIFY >= 1.0
+    assert commands(out) == ["announce route 10.244.0.64/26 next-hop 10.0.0.1"]
+    assert ag.generation == 2
+
+
+def test_dirwatch_parses_event_names():
+    ev = struct.pack("=iIII", 1, 0x80, 0, 16) + b"announce.json\0\0\0"
+    ev += struct.pack("=iIII", 1, 0x8, 0, 0)
+    assert parse_events(ev) == {"announce.json", ""}
+    assert parse_events(b"") == set()
 
 
 # -- fib applier (recorded commands) ---------------------------------------------------------

@@ -75,7 +75,8 @@ def test_environment():
         "exabgp.api.ack": "false", "exabgp.api.cli": "false", "exabgp.api.encoder": "json",
         "exabgp.daemon.daemonize": "false", "exabgp.daemon.drop": "false",
         "exabgp.daemon.user": "root", "exabgp.log.destination": "stdout",
-        "exabgp.log.level": "CRITICAL", "exabgp.tcp.bind": "172.18.0.2",
+        "exabgp.log.level": "CRITICAL", "exabgp.reactor.speed": "25",
+        "exabgp.tcp.bind": "172.18.0.2",
         "exabgp.tcp.port": "179"}
     assert list(env) == sorted(env)
     assert not any("delay" in k for k in env)
