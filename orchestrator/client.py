@@ -35,9 +35,13 @@ def resource_name(obj: dict) -> str:
 
 
 class Client:
-    def __init__(self, store, *, clock=now_rfc3339, reserved: dict | None = None):
+    def __init__(self, store, *, clock=now_rfc3339, reserved: dict | None = None,
+                 admission=()):
         self.store = store
         self.clock = clock
+        # Checks run inside an apply's transaction, after every object was written and
+        # before the commit: callable(store, objects); a ValidationError rolls it all back.
+        self.admission = list(admission)
         # Networks pods must never be addressed from (the underlay): name -> CIDR.
         self.reserved = {k: ipaddress.ip_network(v) for k, v in (reserved or {}).items()}
 
@@ -81,6 +85,19 @@ class Client:
                     except ValidationError as exc:
                         raise exc.located(**where) from None
                 out.append(self._apply_one(obj, info, ns, where))
+            for check in self.admission:
+                try:
+                    check(self.store, objs)
+                except ValidationError as exc:
+                    first = next(((o, d) for o, d in zip(objs, docs)
+                                  if o["kind"] in getattr(check, "KINDS", ())), None)
+                    if first is None:
+                        raise
+                    o, d = first
+                    raise ValidationError(
+                        f"rejected, nothing applied: {exc}",
+                        source=getattr(d, "source", None), index=getattr(d, "index", None),
+                        obj=f"{o['kind']} {o['metadata']['name']}") from None
         return out
 
     def _apply_one(self, obj: dict, info, ns: str, where: dict) -> str:

@@ -5,6 +5,10 @@ from __future__ import annotations
 KUBELET_VERSION = "v1.31.0-calinet"
 
 
+IPV4_ANNOTATION = "projectcalico.org/IPv4Address"
+RR_CLUSTER_ANNOTATION = "projectcalico.org/RouteReflectorClusterID"
+
+
 def node_object(spec, ip: str, existing: dict | None = None, *, os_image: str = "",
                 kernel: str = "") -> dict:
     """The Node a kubelet would register for this topology node.
@@ -14,10 +18,14 @@ def node_object(spec, ip: str, existing: dict | None = None, *, os_image: str = 
     """
     unschedulable = bool(((existing or {}).get("spec") or {}).get("unschedulable", False))
     cap = spec.capacity.as_resources()
+    # Where Calico (Kubernetes datastore) keeps a node's BGP facts: annotations on the Node.
+    annotations = {IPV4_ANNOTATION: f"{ip}"}
+    if spec.route_reflector_cluster_id:
+        annotations[RR_CLUSTER_ANNOTATION] = spec.route_reflector_cluster_id
     return {
         "apiVersion": "v1", "kind": "Node",
         "metadata": {"name": spec.name, "labels": dict(spec.labels),
-                     "annotations": {"projectcalico.org/IPv4Address": f"{ip}"}},
+                     "annotations": annotations},
         "spec": {"taints": [t.as_dict() for t in spec.taints],
                  "unschedulable": unschedulable},
         "status": {

@@ -18,6 +18,7 @@ import json
 import logging
 import os
 import time
+from pathlib import Path
 
 from bgp import config as bgp_config
 from bgp.model import configuration_from_manifest, node_bgp, peer_from_manifest
@@ -25,8 +26,94 @@ from bgp.peering import peerings
 from bgp.status import render_node_status, render_routes
 from bgp.supervisor import Speaker, Supervisor, agent_argv, read_status, validate_all
 from orchestrator.errors import ValidationError
+from orchestrator.nodes import IPV4_ANNOTATION, RR_CLUSTER_ANNOTATION
 
 log = logging.getLogger(__name__)
+
+
+def _store_objects(store) -> tuple[dict | None, list[dict]]:
+    return store.get("BGPConfiguration", "default"), store.list("BGPPeer")
+
+
+def node_labels(store) -> dict[str, dict]:
+    return {n["metadata"]["name"]: dict(n["metadata"].get("labels") or {})
+            for n in store.list("Node")}
+
+
+def node_inputs_from_store(store) -> dict[str, tuple[str, dict, str | None]]:
+    """name -> (IP, labels, route-reflector cluster ID) from the Node objects (their Calico
+    annotations, as Calico's Kubernetes datastore keeps them)."""
+    out = {}
+    for n in store.list("Node"):
+        meta = n["metadata"]
+        notes = meta.get("annotations") or {}
+        ip = notes.get(IPV4_ANNOTATION, "").split("/")[0]
+        if ip:
+            out[meta["name"]] = (ip, dict(meta.get("labels") or {}),
+                                 notes.get(RR_CLUSTER_ANNOTATION))
+    return out
+
+
+def fingerprint(store) -> str:
+    """Digest of what the speakers' configs are rendered from (specs, node labels)."""
+    config, peers = _store_objects(store)
+    labels = node_labels(store)
+    data = [config and config.get("spec"),
+            sorted(((p["metadata"]["name"], p.get("spec")) for p in peers), key=lambda x: x[0]),
+            sorted(labels.items())]
+    return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def render_configs(store, inputs: dict, underlay: str, bgp_dir: str):
+    """Pure but for reading the store: nodes, config, peering table and each node's
+    exabgp.conf text from the BGP objects and ``inputs`` (name -> (IP, labels, RR cluster
+    ID)); ValidationError when a BGPPeer does not fit the cluster."""
+    config_doc, peer_docs = _store_objects(store)
+    nodes = {name: node_bgp(name, ip, labels=labels, routeReflectorClusterID=cid)
+             for name, (ip, labels, cid) in inputs.items()}
+    config = configuration_from_manifest(config_doc)
+    peers = [peer_from_manifest(d, node_names=list(nodes), underlay=underlay)
+             for d in sorted(peer_docs, key=lambda d: d["metadata"]["name"])]
+    table = peerings(nodes.values(), config, peers)
+    texts = {}
+    for name, node in nodes.items():
+        argv = agent_argv(name, node.ip, os.path.join(bgp_dir, name),
+                          cluster_id=node.routeReflectorClusterID)
+        texts[name] = bgp_config.render(node, table.get(name, []), config, argv)
+    return nodes, config, table, texts
+
+
+class BGPAdmission:
+    """Apply-time check (a Client admission hook): the speakers' configs that the store
+    implies after an apply of BGP objects are ones ExaBGP accepts. Runs inside the apply's
+    transaction, so a rejection rolls the apply back and the running speakers never see it.
+    Only the configs that differ from the running ones (exabgp.conf on disk) are validated,
+    all in one `exabgp validate`."""
+
+    KINDS = frozenset({"BGPConfiguration", "BGPPeer"})
+
+    def __init__(self, state_dir: str, underlay: str, runner=None):
+        self.bgp_dir = os.path.join(state_dir, "bgp")
+        self.underlay, self.runner = underlay, runner
+
+    def __call__(self, store, objs: list[dict]) -> None:
+        if not any(o["kind"] in self.KINDS for o in objs) or not os.path.isdir(self.bgp_dir):
+            return   # not BGP, or a testbed without speakers: nothing runs to protect
+        inputs = node_inputs_from_store(store)
+        nodes, config, _table, texts = render_configs(store, inputs, self.underlay,
+                                                      self.bgp_dir)
+        items = []
+        for name, text in texts.items():
+            node_dir = os.path.join(self.bgp_dir, name)
+            try:
+                running = Path(node_dir, "exabgp.conf").read_text()
+            except OSError:
+                continue   # never started here: validated when it starts
+            if text != running:
+                kw = {"runner": self.runner} if self.runner is not None else {}
+                items.append((Speaker(name, 0, nodes[name].ip, node_dir, text,
+                                      bgp_config.environment(nodes[name], config), **kw), text))
+        validate_all(items)
 
 
 class Routing:
@@ -44,6 +131,7 @@ class Routing:
         self._generation = 0
         self.established_in: float | None = None
         for name, node in self.nodes.items():
+            os.makedirs(self.node_dir(name), exist_ok=True)
             self.supervisor.add(Speaker(name, cluster.nodes[name].pid, node.ip,
                                         self.node_dir(name), texts[name],
                                         bgp_config.environment(node, self.config), runner,
@@ -51,41 +139,15 @@ class Routing:
 
     # -- configuration from the store ----------------------------------------------------
 
-    def _store_objects(self) -> tuple[dict | None, list[dict], dict[str, dict]]:
-        labels = {n["metadata"]["name"]: n["metadata"].get("labels") or {}
-                  for n in self.store.list("Node")}
-        return (self.store.get("BGPConfiguration", "default"), self.store.list("BGPPeer"),
-                labels)
-
     def _fingerprint_now(self) -> str:
-        """Digest of what the speakers' configs are rendered from (specs, node labels)."""
-        config, peers, labels = self._store_objects()
-        data = [config and config.get("spec"),
-                sorted(((p["metadata"]["name"], p.get("spec")) for p in peers),
-                       key=lambda x: x[0]),
-                sorted(labels.items())]
-        return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()
+        return fingerprint(self.store)
 
     def _compute(self):
-        """Nodes, config, peering table and each node's exabgp.conf text from the store;
-        ValidationError when a BGPPeer does not fit the cluster."""
-        config_doc, peer_docs, store_labels = self._store_objects()
-        nodes = {}
-        for name, (ip, labels, cid) in self._spec_nodes.items():
-            # Labels set on the Node object (calinet label node ...) select like the spec's.
-            merged = {**labels, **store_labels.get(name, {})}
-            nodes[name] = node_bgp(name, ip, labels=merged, routeReflectorClusterID=cid)
-        config = configuration_from_manifest(config_doc)
-        peers = [peer_from_manifest(d, node_names=list(nodes), underlay=self.underlay)
-                 for d in sorted(peer_docs, key=lambda d: d["metadata"]["name"])]
-        table = peerings(nodes.values(), config, peers)
-        texts = {}
-        for name, node in nodes.items():
-            argv = agent_argv(name, node.ip, self.node_dir(name),
-                              cluster_id=node.routeReflectorClusterID)
-            os.makedirs(self.node_dir(name), exist_ok=True)
-            texts[name] = bgp_config.render(node, table.get(name, []), config, argv)
-        return nodes, config, table, texts
+        # Labels set on the Node object (calinet label node ...) select like the spec's.
+        labels = node_labels(self.store)
+        inputs = {name: (ip, {**spec_labels, **labels.get(name, {})}, cid)
+                  for name, (ip, spec_labels, cid) in self._spec_nodes.items()}
+        return render_configs(self.store, inputs, self.underlay, self.state_dir)
 
     def reconfigure(self) -> list[str]:
         """Apply the store's BGP objects now; returns the nodes whose speaker was restarted.

@@ -31,6 +31,7 @@ from orchestrator.ipam.store import IPAM, ensure_default_pool
 from orchestrator.kubelet import Kubelet, NodeRef
 from orchestrator.ledger import Ledger, registered_testbeds
 from orchestrator.nodes import host_facts, node_object, system_namespaces
+from orchestrator.routing import BGPAdmission, Routing
 from orchestrator.runner import DEFAULT, Result
 from orchestrator.store import Store
 from topologies.net import start_cluster
@@ -127,7 +128,9 @@ class Testbed:
         ledger.begin(self.id)
         self.ledger = ledger
         self.store = Store(os.path.join(self.state_dir, "state.db"))
-        self.client = Client(self.store, reserved={"underlay": self.spec.underlay.cidr})
+        self.client = Client(self.store, reserved={"underlay": self.spec.underlay.cidr},
+                             admission=[BGPAdmission(self.state_dir, self.spec.underlay.cidr)]
+                             if self.bgp else [])
         with open(os.path.join(self.state_dir, "testbed.json"), "w") as f:
             import json
             json.dump({"id": self.id, "topology": self.spec.name, "owner": os.getpid(),
@@ -163,7 +166,6 @@ class Testbed:
                                           runtime=self.runtime, ledger=ledger)
         pollers = []
         if self.bgp:
-            from orchestrator.routing import Routing
             self.routing = Routing(self.spec, self.cluster, self.state_dir, self.store,
                                    self.runner, on_spawn=lambda pid: ledger.pids([pid]))
             for kubelet in self.kubelets.values():

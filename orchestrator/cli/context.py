@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from orchestrator.client import Client
 from orchestrator.errors import CalinetError
 from orchestrator.ledger import registered_testbeds
+from orchestrator.routing import BGPAdmission
 from orchestrator.store import Store
 
 
@@ -61,4 +62,7 @@ def open_context(explicit: str | None) -> Context:
     for e in registered_testbeds():
         if e["id"] == tid and e["alive"]:
             live = True
-    return Context(state_dir, store, Client(store, reserved=reserved), tid, live)
+    # A running testbed's speakers are protected from BGP objects ExaBGP would reject.
+    admission = [BGPAdmission(state_dir, reserved["underlay"])] if live and reserved else []
+    return Context(state_dir, store, Client(store, reserved=reserved, admission=admission),
+                   tid, live)

@@ -145,3 +145,30 @@ def test_bad_bgppeer_is_rejected_and_routes_stay(rr, spec, field):
     time.sleep(1.0)  # a few controller passes: nothing may be reconfigured
     assert not rr.routing.errors
     assert {n: kernel_routes(rr, n) for n in rr.nodes()} == before_routes
+
+
+def test_config_exabgp_rejects_is_refused_at_apply_and_speakers_keep_running(rr, monkeypatch):
+    """The last line of defence: a BGP object our own validation accepts but whose rendered
+    config ExaBGP rejects. No such input is known (validation is meant to catch them all), so
+    the renderer is made to emit an unknown keyword for this one apply; the check that refuses
+    it is the real one: `exabgp validate` on the would-be configs inside the apply."""
+    from bgp import config as bgp_config
+    real = bgp_config.render
+    monkeypatch.setattr(bgp_config, "render",
+                        lambda *a, **kw: real(*a, **kw).replace("hold-time", "hold-tyme"))
+    before_pids = rr.routing.pids()
+    before_routes = wait_routes(rr)
+    before = rr.store.get("BGPConfiguration", "default")
+    doc = RR_CONFIG.replace("{nodeToNodeMeshEnabled: false}",
+                            "{nodeToNodeMeshEnabled: false, holdTime: 30}")
+    assert doc != RR_CONFIG
+    with pytest.raises(ValidationError) as err:
+        rr.apply(doc)
+    text = str(err.value)
+    assert "BGPConfiguration default" in text and "ExaBGP rejects" in text, text
+    assert "nothing applied" in text and "Node node-" in text, text
+    assert rr.store.get("BGPConfiguration", "default") == before
+    monkeypatch.undo()
+    time.sleep(1.0)  # a few controller passes: nothing may be reconfigured
+    assert rr.routing.pids() == before_pids and not rr.routing.errors
+    assert {n: kernel_routes(rr, n) for n in rr.nodes()} == before_routes
