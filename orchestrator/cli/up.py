@@ -44,6 +44,10 @@ def run_up(args) -> int:
         _wait(tb, console, args.timeout)
         print(commands.get(ctx, "nodes", output="wide"))
         print(commands.get(ctx, "pods", all_namespaces=True, output="wide"))
+        running = [k for k in tb.pods() if (tb.get("Pod", k).get("status") or {}).get("podIP")]
+        if running:
+            console.print("[bold]connectivity[/bold] (every pod to every pod serving a TCP port)")
+            connectivity(tb, console, running, detail=len(running) <= 12)
         if args.no_shell:
             return 0
         console.print(f"[bold]calinet shell[/bold] (state: {state_dir}). Mininet commands "
@@ -100,16 +104,8 @@ def run_demo(args) -> int:
         print(tb.node_exec(node, ["ip", "route"]).stdout.rstrip())
         _section(console, f"$ calinet node status {node}")
         print(tb.bgp_status(node).rstrip())
-        _section(console, "$ matrix 80/TCP   (every pod to every web pod, across nodes over BGP routes)")
-        servers = [p for p in pods if "/web-" in p]
-        pairs = [(s, d) for s in pods for d in servers if s != d]
-        res = tb.matrix(80, "TCP", pods=pods, timeout=0.5)
-        for src, dst in pairs:
-            where = "same node " if tb.pod_node(src) == tb.pod_node(dst) else "cross-node"
-            mark = "[green]connected[/green]" if res[(src, dst)] else "[red]blocked[/red]"
-            console.print(f"  {where}  {src:28} -> {dst:28} {mark}")
-        ok = sum(res[p] for p in pairs)
-        console.print(f"  {ok}/{len(pairs)} connected")
+        _section(console, "$ matrix   (every pod to every serving pod, across nodes over BGP routes)")
+        connectivity(tb, console, pods, detail=True)
         _section(console, "$ calinet ipam check")
         print(commands.ipam_check(ctx)[0])
         console.log(f"demo done in {time.monotonic() - t0:.1f}s")
@@ -121,6 +117,43 @@ def run_demo(args) -> int:
         with console.status("tearing down..."):
             tb.stop()
         console.log("cluster stopped; nothing left behind")
+
+
+def serving_port(pod: dict) -> int | None:
+    """The first TCP containerPort a pod declares (what the connectivity matrix probes)."""
+    for c in pod["spec"].get("containers", []):
+        for p in c.get("ports") or []:
+            if p.get("protocol", "TCP") == "TCP":
+                return int(p["containerPort"])
+    return None
+
+
+def connectivity(tb, console, pods: list[str], *, detail: bool) -> int:
+    """All-pairs TCP probes from every pod to every pod that serves a port (on that port),
+    printed per pair when ``detail`` and always as same-node / cross-node totals."""
+    by_port: dict[int, list[str]] = {}
+    for key in pods:
+        port = serving_port(tb.get("Pod", key))
+        if port is not None:
+            by_port.setdefault(port, []).append(key)
+    results = {}
+    for port, servers in sorted(by_port.items()):
+        res = tb.matrix(port, "TCP", pods=pods, timeout=0.5)
+        results.update({(s, d, port): res[(s, d)] for s in pods for d in servers if s != d})
+    if not results:
+        console.print("  no pod declares a TCP containerPort: nothing to probe")
+        return 0
+    totals = {"same node": [0, 0], "cross-node": [0, 0]}
+    for (src, dst, port), ok in results.items():
+        where = "same node" if tb.pod_node(src) == tb.pod_node(dst) else "cross-node"
+        totals[where][0] += ok
+        totals[where][1] += 1
+        if detail:
+            mark = "[green]connected[/green]" if ok else "[red]blocked[/red]"
+            console.print(f"  {where:10} {src:28} -> {dst:28} {port}/TCP {mark}")
+    console.print("  " + ", ".join(f"{where}: {ok}/{n} connected"
+                                   for where, (ok, n) in totals.items() if n))
+    return sum(results.values())
 
 
 def _section(console, title: str) -> None:

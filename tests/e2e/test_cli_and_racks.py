@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -112,8 +113,22 @@ def test_up_shell_runs_verbs_and_tears_down(tmp_path):
     # Mininet's own commands (`node-1 ip route`) print through its logger, on stderr.
     assert "Block" in r.stdout and "blackhole 10.244." in r.stdout + r.stderr
     assert "error:" in r.stdout and "gizmo" in r.stdout
+    # the all-pairs connectivity summary, across nodes over BGP routes
+    assert re.search(r"cross-node: (\d+)/\1 connected", r.stderr), r.stderr
+    assert "blocked" not in r.stderr
     tid = json.load(open(os.path.join(state, "testbed.json")))["id"]
     assert not [n for n in os.listdir("/var/run/netns") if n.startswith(f"calinet-{tid}-")]
+
+
+def test_demo_shows_every_pod_reaching_every_web_pod_across_nodes():
+    r = subprocess.run([sys.executable, "-m", "orchestrator.cli.main", "demo"], cwd=REPO,
+                       capture_output=True, text=True, timeout=180)
+    assert r.returncode == 0, r.stdout + r.stderr
+    out = r.stdout
+    assert "Calico process is running." in out and "Established" in out
+    m = re.search(r"cross-node: (\d+)/(\d+) connected", out)
+    assert m and m.group(1) == m.group(2) and int(m.group(1)) > 0, out
+    assert "blocked" not in out and "proto bird" in out
 
 
 def test_racks_cluster_places_pods_on_every_node(tmp_path):
