@@ -31,6 +31,7 @@ from orchestrator.ipam.store import IPAM, ensure_default_pool
 from orchestrator.kubelet import Kubelet, NodeRef
 from orchestrator.ledger import Ledger, registered_testbeds
 from orchestrator.nodes import host_facts, node_object, system_namespaces
+from orchestrator.policy_agent import PolicyAgent
 from orchestrator.routing import BGPAdmission, Routing
 from orchestrator.runner import DEFAULT, Result
 from orchestrator.store import Store
@@ -75,6 +76,7 @@ class Testbed:
         # reach only pods on their own node (and the nodes).
         self.bgp = bgp
         self.routing = None
+        self.policy: PolicyAgent | None = None
         self.runner = DEFAULT
         self.id: str | None = None
         self.store: Store | None = None
@@ -173,6 +175,11 @@ class Testbed:
             self.progress(f"starting {len(self.kubelets)} BGP speaker(s)")
             self.routing.start(timeout=60)
             pollers.append(self.routing.poll)
+        # Felix: every node enforces network policy (with none, the namespace profiles
+        # allow everything, as in Calico).
+        self.policy = PolicyAgent(self.store, {n: h.pid for n, h in self.cluster.nodes.items()},
+                                  self.runner)
+        pollers.insert(0, self.policy.poll)
         self.manager = ControllerManager(self.store, self.kubelets, self.runtime, tick=self.tick,
                                          pollers=pollers)
         self.manager.sync_once()
@@ -216,6 +223,9 @@ class Testbed:
             if self.manager:
                 step("controller manager", self.manager.stop)
                 self.manager = None
+            if self.policy:
+                step("policy agent", self.policy.stop)
+                self.policy = None
             if getattr(self, "runtime", None):
                 # In parallel, before the sandboxes go node by node.
                 step("containers", lambda: self.runtime.stop_all(grace=5))
@@ -291,11 +301,19 @@ class Testbed:
                 raise SupervisorTimeout(f"not ready after {timeout:.0f}s: " + "; ".join(problems[:20]))
             # Checking reads every pod; at most every 50 ms, and only after a change, so a
             # waiting caller does not compete with the control plane for the interpreter.
+            # Routes and policy rules converge without writing the store: those are polled.
             time.sleep(0.05)
-            self.store.wait_for_change(rv, max(0.0, min(1.0, deadline - time.monotonic())))
+            if not self._dataplane_problems():
+                self.store.wait_for_change(rv, max(0.0, min(1.0, deadline - time.monotonic())))
+
+    def _dataplane_problems(self) -> list[str]:
+        out = list(self.routing.converged()) if self.routing else []
+        if self.policy is not None:
+            out += [f"policy: {p}" for p in self.policy.in_sync()]
+        return out
 
     def _not_ready(self) -> list[str]:
-        out = list(self.routing.converged()) if self.routing else []
+        out = self._dataplane_problems()
         for kind in ("Deployment", "ReplicaSet"):
             for o in self.store.list(kind):
                 want = o["spec"].get("replicas", 1)

@@ -1,0 +1,129 @@
+"""Applier of one node's policy dataplane: `cali-` chains and `cali40` ipsets in its netns.
+
+Side effects: runs `iptables-save`, `ipset save`, `ipset restore` and `iptables-restore
+--noflush` inside the node's network namespace (Runner with the node's pid). Reads the kernel
+once, then trusts what it wrote (Felix re-reads on a timer; here: after any failure, or when
+``refresh()`` is called), so a steady-state change costs one or two forks.
+
+Order of a write, so no rule ever references a missing set: ipsets created and updated, then
+the iptables restore (atomic per table: it applies whole or not at all), then unused ipsets
+destroyed. When the iptables half fails, the ipset member changes are undone and ApplyError
+carries the restore input; the old rules stay in place.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from orchestrator.errors import ApplyError, CommandError
+from orchestrator.runner import DEFAULT, Runner
+from policy.ir import Dataplane
+from policy.render import (
+    SetState,
+    TableState,
+    hook_hash,
+    inverse_member_changes,
+    parse_ipset_save,
+    parse_save,
+    render_ipsets,
+    render_iptables,
+    rule_hashes,
+)
+
+log = logging.getLogger(__name__)
+TABLES = ("filter", "raw")
+
+
+@dataclass
+class Written:
+    """What one apply wrote (all "" when the node was already right)."""
+    ipset_pre: str = ""
+    iptables: str = ""
+    ipset_post: str = ""
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.ipset_pre or self.iptables or self.ipset_post)
+
+
+class Firewall:
+    def __init__(self, node: str, pid: int, runner: Runner = DEFAULT):
+        self.node, self.pid, self.runner = node, pid, runner
+        self._tables: dict[str, TableState] | None = None
+        self._sets: dict[str, SetState] | None = None
+        self.applies = 0
+
+    def refresh(self) -> None:
+        """Forget what we believe is there: the next apply reads the kernel again."""
+        self._tables = self._sets = None
+
+    def read(self) -> tuple[dict[str, TableState], dict[str, SetState]]:
+        try:
+            save = "".join(self.runner.run(["iptables-save", "-t", t], pid=self.pid).stdout
+                           for t in TABLES)
+            sets = self.runner.run(["ipset", "save"], pid=self.pid).stdout
+        except CommandError as exc:
+            raise ApplyError(f"node {self.node}: reading iptables/ipsets: {exc}") from exc
+        return parse_save(save), parse_ipset_save(sets)
+
+    def apply(self, dp: Dataplane) -> Written:
+        if self._tables is None or self._sets is None:
+            self._tables, self._sets = self.read()
+        pre, post = render_ipsets(dp.ipsets, self._sets)
+        text = render_iptables(dp, self._tables)
+        written = Written(pre, text, post)
+        if not written.changed:
+            return written
+        try:
+            if pre:
+                self._restore_ipsets(pre)
+        except ApplyError:
+            self.refresh()
+            raise
+        try:
+            if text:
+                self.runner.run(["iptables-restore", "--noflush", "-w"], pid=self.pid,
+                                input=text)
+        except CommandError as exc:
+            undo = inverse_member_changes(pre)
+            try:
+                if undo:
+                    self._restore_ipsets(undo)
+            except ApplyError as again:
+                log.error("node %s: could not undo ipset changes: %s", self.node, again)
+            self.refresh()
+            raise ApplyError(f"node {self.node}: iptables-restore failed, previous rules kept: "
+                             f"{exc.stderr.strip() or exc}", text) from exc
+        try:
+            if post:
+                self._restore_ipsets(post)
+        except ApplyError as exc:
+            # Only leftovers: the rules are in place. Say so and re-read next time.
+            log.warning("node %s: %s", self.node, exc)
+            self.refresh()
+        else:
+            self._remember(dp)
+        self.applies += 1
+        return written
+
+    def _restore_ipsets(self, text: str) -> None:
+        try:
+            self.runner.run(["ipset", "restore", "-exist"], pid=self.pid, input=text)
+        except CommandError as exc:
+            raise ApplyError(f"node {self.node}: ipset restore failed: "
+                             f"{exc.stderr.strip() or exc}", text) from exc
+
+    def _remember(self, dp: Dataplane) -> None:
+        tables: dict[str, TableState] = {}
+        for table, chains in dp.chains.items():
+            st = tables.setdefault(table, TableState())
+            st.chains = {name: list(rule_hashes(c)) for name, c in chains.items()}
+        for (table, builtin), rules in dp.hooks.items():
+            st = tables.setdefault(table, TableState())
+            st.builtin_hashes.setdefault(builtin, set()).update(
+                hook_hash(table, builtin, r) for r in rules)
+        self._tables = tables
+        self._sets = {name: SetState(s.type, {m[:-3] if m.endswith("/32") else m
+                                              for m in s.members})
+                      for name, s in dp.ipsets.items()}

@@ -1,0 +1,134 @@
+"""Felix for every node: policies and pods from the store -> compiled -> applied per node.
+
+Side effects: through orchestrator.firewall, `cali-` chains and `cali40` ipsets in each node's
+network namespace. Called by the controller manager on every pass (poll()); cheap when nothing
+relevant changed (a digest of the endpoints, namespace labels and policy objects). A pod is an
+endpoint once it has a sandbox address (status.podIP) on a node, as Calico's CNI plugin creates
+the WorkloadEndpoint when it wires the pod. Until its node's rules are written its traffic hits
+"Unknown interface" in the dispatch chains, as with a real Felix; Testbed.wait_ready waits for
+in_sync().
+
+A policy object the model cannot convert is skipped and reported (``errors``), never blocking
+the others; a node whose apply fails keeps its previous rules and is retried on the next pass.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+from orchestrator import naming
+from orchestrator.errors import ApplyError, CalinetError
+from orchestrator.firewall import Firewall
+from policy.compiler import Endpoint, compile_node, endpoint
+from policy.ir import Dataplane
+from policy.model import Policy, from_object
+
+log = logging.getLogger(__name__)
+POLICY_KINDS = ("NetworkPolicy", "NetworkPolicy.projectcalico.org", "GlobalNetworkPolicy")
+RETRY = 1.0
+
+
+def pod_endpoint(pod: dict) -> Endpoint | None:
+    meta, spec, st = pod["metadata"], pod["spec"], pod.get("status") or {}
+    if not spec.get("nodeName") or not st.get("podIP"):
+        return None
+    ports = [(p["name"], str(p.get("protocol", "TCP")).lower(), int(p["containerPort"]))
+             for c in spec.get("containers", []) for p in c.get("ports") or [] if p.get("name")]
+    return endpoint(meta["namespace"], meta["name"], spec["nodeName"],
+                    naming.veth_name(meta["namespace"], meta["name"]), st["podIP"],
+                    meta.get("labels") or {}, ports)
+
+
+class PolicyAgent:
+    def __init__(self, store, nodes: dict[str, int], runner, *, workers: int = 4):
+        self.store = store
+        self.firewalls = {name: Firewall(name, pid, runner) for name, pid in nodes.items()}
+        self.applied: dict[str, Dataplane] = {}        # node -> last written
+        self.endpoints_applied: dict[str, set[str]] = {n: set() for n in nodes}
+        self.errors: dict[str, str] = {}               # node or policy -> last error
+        self.policy_errors: dict[str, str] = {}
+        self.last_apply_s: dict[str, float] = {}
+        self._digest: str | None = None
+        self._retry_at = 0.0
+        self._lock = threading.Lock()
+        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="calinet-felix")
+
+    # -- inputs --------------------------------------------------------------------------
+
+    def inputs(self) -> tuple[list[Endpoint], dict[str, dict], list[Policy], list[dict]]:
+        endpoints = [ep for ep in map(pod_endpoint, self.store.list("Pod")) if ep is not None]
+        namespaces = {n["metadata"]["name"]: dict(n["metadata"].get("labels") or {})
+                      for n in self.store.list("Namespace")}
+        objs = [o for kind in POLICY_KINDS for o in self.store.list(kind)]
+        policies, errors = [], {}
+        for o in objs:
+            try:
+                policies.append(from_object(o))
+            except (CalinetError, KeyError, TypeError, ValueError) as exc:
+                where = f"{o['kind']} {o['metadata'].get('namespace', '')}/{o['metadata']['name']}"
+                errors[where] = f"{type(exc).__name__}: {exc}"
+        self.policy_errors = errors
+        return endpoints, namespaces, policies, objs
+
+    @staticmethod
+    def _digest_of(endpoints, namespaces, objs) -> str:
+        data = [sorted((ep.key, ep.node, ep.ip, ep.labels, ep.ports) for ep in endpoints),
+                sorted(namespaces.items()),
+                sorted((o["kind"], o["apiVersion"], o["metadata"].get("namespace", ""),
+                        o["metadata"]["name"], o.get("spec")) for o in objs)]
+        return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()
+
+    # -- the pass -------------------------------------------------------------------------
+
+    def poll(self) -> list[str]:
+        """Compile and apply where needed; returns the nodes written to."""
+        with self._lock:
+            endpoints, namespaces, policies, objs = self.inputs()
+            digest = self._digest_of(endpoints, namespaces, objs)
+            if digest == self._digest and not (self.errors and time.monotonic() >= self._retry_at):
+                return []
+            memo: dict = {}
+            desired = {node: compile_node(node, endpoints, namespaces, policies, memo=memo)
+                       for node in self.firewalls}
+            todo = [n for n, dp in desired.items() if self.applied.get(n) != dp]
+            local = {n: {ep.key for ep in endpoints if ep.node == n} for n in self.firewalls}
+            results = list(self._pool.map(lambda n: self._apply(n, desired[n]), todo))
+            for node in self.firewalls:
+                if node not in self.errors:
+                    self.endpoints_applied[node] = local[node]
+            self._digest = digest if not self.errors else None
+            if self.errors:
+                self._retry_at = time.monotonic() + RETRY
+            return [n for n, ok in zip(todo, results) if ok]
+
+    def _apply(self, node: str, dp: Dataplane) -> bool:
+        t0 = time.monotonic()
+        try:
+            self.firewalls[node].apply(dp)
+        except ApplyError as exc:
+            log.error("policy on %s: %s\ninput:\n%s", node, exc, exc.rendered_input)
+            self.errors[node] = str(exc)
+            return False
+        self.errors.pop(node, None)
+        self.applied[node] = dp
+        self.last_apply_s[node] = time.monotonic() - t0
+        return True
+
+    # -- reading -----------------------------------------------------------------------
+
+    def in_sync(self) -> list[str]:
+        """Problems between now and 'every node enforces the store's policies for every
+        endpoint it has'."""
+        endpoints, namespaces, _policies, objs = self.inputs()
+        if self._digest_of(endpoints, namespaces, objs) != self._digest:
+            problems = [f"node {n}: {e}" for n, e in sorted(self.errors.items())]
+            return problems or ["policy dataplane not yet updated"]
+        return []
+
+    def stop(self) -> None:
+        self._pool.shutdown(wait=True)

@@ -1,0 +1,376 @@
+"""Compile endpoints + policies into one node's chains and ipsets, in Felix's layout.
+
+Pure. Input: every endpoint of the cluster (ipset members come from all nodes), the namespaces'
+labels, and the policies (policy.model). Output: policy.ir.Dataplane for one node.
+
+Packet path (filter table), as Felix programs it (see reference/calico.md section 4):
+  FORWARD -> cali-FORWARD: clear marks; `-i cali+` -> cali-from-wl-dispatch (egress of the
+  sending pod); `-o cali+` -> cali-to-wl-dispatch (ingress of the receiving pod); ACCEPT when
+  the accept mark is set. The dispatch chains *goto* the endpoint chains, which RETURN on
+  allow, so same-node traffic passes the sender's egress and the receiver's ingress in one pass.
+  INPUT -> cali-INPUT: from a pod to its node goes through the pod's egress (cali-wl-to-host).
+  OUTPUT -> cali-OUTPUT: the node's own traffic to its pods is not policed.
+  raw PREROUTING -> cali-PREROUTING: strict reverse-path check on everything from `cali+`
+  (anti-spoofing: a pod may only send from its own address).
+Endpoint chain: conntrack ESTABLISHED,RELATED accept and INVALID drop first; clear marks; the
+default tier (policies in order, each jumped to while the pass mark is clear, RETURN once one
+accepted); end-of-tier DROP when any policy applies in that direction; then the namespace's
+profile `kns.<ns>` (allow all: no policy means allowed); final DROP.
+Selectors, named ports and CIDR lists become ipsets, so the rule count grows with policies and
+endpoints on this node, never with the pods the selectors match.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from functools import lru_cache
+
+from policy import names as N
+from policy.ir import FILTER, HASH_IP_PORT, HASH_NET, RAW, Chain, Dataplane, IPSet, Rule
+from policy.model import ALLOW, DENY, EGRESS, INGRESS, LOG, PASS, Entity, Policy, PortSpec, Scope
+from policy.selector import parse
+
+MULTIPORT_MAX = 15          # iptables multiport: at most 15 ports, a range counts as two
+NFLOG_IN, NFLOG_OUT = 1, 2  # Felix's NFLOG groups
+ORCHESTRATOR_LABEL = "projectcalico.org/orchestrator"
+NAMESPACE_LABEL = "projectcalico.org/namespace"
+_PROTO_NAMES = {"tcp", "udp", "sctp", "icmp", "udplite", "icmpv6"}
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """A pod as the policy compiler sees it (Calico: a WorkloadEndpoint)."""
+    namespace: str
+    name: str
+    node: str
+    iface: str
+    ip: str
+    labels: tuple[tuple[str, str], ...] = ()
+    ports: tuple[tuple[str, str, int], ...] = ()   # (name, protocol lower-case, port)
+
+    @property
+    def key(self) -> str:
+        return f"{self.namespace}/{self.name}"
+
+    def label_view(self) -> dict[str, str]:
+        """Labels policy selectors see: the pod's plus the ones Calico adds to every
+        Kubernetes workload endpoint."""
+        return {**dict(self.labels), NAMESPACE_LABEL: self.namespace,
+                ORCHESTRATOR_LABEL: "k8s"}
+
+
+def endpoint(namespace: str, name: str, node: str, iface: str, ip: str,
+             labels: Mapping[str, str] | None = None,
+             ports: Iterable[tuple[str, str, int]] = ()) -> Endpoint:
+    return Endpoint(namespace, name, node, iface, ip, tuple(sorted((labels or {}).items())),
+                    tuple(sorted(ports)))
+
+
+@lru_cache(maxsize=65536)
+def _matches(selector: str, labels: tuple[tuple[str, str], ...]) -> bool:
+    return parse(selector).matches(dict(labels))
+
+
+def _view_key(ep: Endpoint) -> tuple[tuple[str, str], ...]:
+    return tuple(sorted(ep.label_view().items()))
+
+
+@dataclass
+class Context:
+    """Cluster facts the rules are compiled against, plus the ipsets they use."""
+    endpoints: Sequence[Endpoint]
+    namespaces: Mapping[str, Mapping[str, str]]
+    ipsets: dict[str, IPSet] = field(default_factory=dict)
+    # Set contents by name, shared by the compilations of every node in one pass: a set's
+    # members do not depend on the node.
+    memo: dict[str, IPSet] = field(default_factory=dict)
+
+    def _cached(self, name: str, build) -> str:
+        if name not in self.ipsets:
+            if name not in self.memo:
+                self.memo[name] = build()
+            self.ipsets[name] = self.memo[name]
+        return name
+
+    def in_scope(self, ep: Endpoint, scope: Scope) -> bool:
+        if scope.namespace is not None:
+            return ep.namespace == scope.namespace
+        if scope.namespace_selector is not None:
+            labels = tuple(sorted((self.namespaces.get(ep.namespace) or {}).items()))
+            return _matches(scope.namespace_selector, labels)
+        return True
+
+    def selects(self, selector: str, scope: Scope, ep: Endpoint) -> bool:
+        return self.in_scope(ep, scope) and _matches(selector, _view_key(ep))
+
+    def selector_set(self, selector: str, scope: Scope) -> str:
+        key = f"{parse(selector).normalized} in {scope.describe()}"
+        return self._cached(N.selector_set(key), lambda: IPSet(
+            N.selector_set(key), HASH_NET,
+            frozenset(f"{ep.ip}/32" for ep in self.endpoints
+                      if ep.ip and self.selects(selector, scope, ep)),
+            f"selector {key}"))
+
+    def named_port_set(self, port: str, protocol: str, selector: str | None,
+                       scope: Scope) -> str:
+        sel = selector if selector is not None else "all()"
+        key = f"{protocol}:{port} of {parse(sel).normalized} in {scope.describe()}"
+
+        def build() -> IPSet:
+            members = set()
+            for ep in self.endpoints:
+                if not ep.ip or not self.selects(sel, scope, ep):
+                    continue
+                for pname, proto, number in ep.ports:
+                    if pname == port and proto == protocol:
+                        members.add(f"{ep.ip},{protocol}:{number}")
+            return IPSet(N.named_port_set(key), HASH_IP_PORT, frozenset(members),
+                         f"named port {key}")
+        return self._cached(N.named_port_set(key), build)
+
+    def cidr_set(self, nets: Sequence[str]) -> str:
+        canon = sorted({str(ipaddress.ip_network(n, strict=False)) for n in nets})
+        name = N.cidr_set(",".join(canon))
+        return self._cached(name, lambda: IPSet(name, HASH_NET, frozenset(canon),
+                                                "nets " + ",".join(canon)))
+
+
+# -- rules ------------------------------------------------------------------------------
+
+def _multiport_blocks(specs: Sequence[PortSpec]) -> list[str]:
+    """Numeric ports as multiport lists of at most 15 slots (a range takes two)."""
+    blocks, cur, used = [], [], 0
+    for s in specs:
+        cost = 1 if s.lo == s.hi else 2
+        if used + cost > MULTIPORT_MAX:
+            blocks.append(",".join(cur))
+            cur, used = [], 0
+        cur.append(str(s.lo) if s.lo == s.hi else f"{s.lo}:{s.hi}")
+        used += cost
+    if cur:
+        blocks.append(",".join(cur))
+    return blocks
+
+
+def _is_everything(net: str) -> bool:
+    return ipaddress.ip_network(net, strict=False).prefixlen == 0
+
+
+class _Never(Exception):
+    """The rule can never match (e.g. notNets 0.0.0.0/0): it is dropped, as Felix does."""
+
+
+def _entity_matches(ctx: Context, e: Entity, side: str, protocol: str | None
+                    ) -> tuple[tuple[str, ...], list[tuple[str, ...]]]:
+    """(words every alternative has, alternatives ORed) for one side ("src"/"dst")."""
+    flag = "-s" if side == "src" else "-d"
+    words: list[str] = []
+    nets = [n for n in e.nets if ipaddress.ip_network(n, strict=False).version == 4]
+    if e.nets and not nets:
+        raise _Never()
+    if nets and not any(_is_everything(n) for n in nets):
+        if len(nets) == 1:
+            words += [flag, nets[0]]
+        else:
+            words += ["-m", "set", "--match-set", ctx.cidr_set(nets), side]
+    not_nets = [n for n in e.not_nets if ipaddress.ip_network(n, strict=False).version == 4]
+    if any(_is_everything(n) for n in not_nets):
+        raise _Never()
+    if len(not_nets) == 1:
+        words += ["!", flag, not_nets[0]]
+    elif not_nets:
+        words += ["-m", "set", "!", "--match-set", ctx.cidr_set(not_nets), side]
+    if e.selector is not None:
+        words += ["-m", "set", "--match-set", ctx.selector_set(e.selector, e.scope), side]
+    if e.not_selector is not None:
+        words += ["-m", "set", "!", "--match-set", ctx.selector_set(e.not_selector, e.scope),
+                  side]
+    ports_flag = "--sports" if side == "src" else "--dports"
+    pair = f"{side},{side}"
+    for block in _multiport_blocks([p for p in e.not_ports if p.name is None]):
+        words += ["-m", "multiport", "!", ports_flag, block]
+    for p in e.not_ports:
+        if p.name is not None:
+            words += ["-m", "set", "!", "--match-set",
+                      ctx.named_port_set(p.name, protocol or "tcp", e.selector, e.scope), pair]
+    alternatives: list[tuple[str, ...]] = []
+    for block in _multiport_blocks([p for p in e.ports if p.name is None]):
+        alternatives.append(("-m", "multiport", ports_flag, block))
+    for p in e.ports:
+        if p.name is not None:
+            alternatives.append(("-m", "set", "--match-set", ctx.named_port_set(
+                p.name, protocol or "tcp", e.selector if side == "dst" else e.selector,
+                e.scope), pair))
+    if e.ports and not alternatives:
+        raise _Never()
+    return tuple(words), alternatives or [()]
+
+
+def _protocol_words(rule) -> tuple[str, ...]:
+    words: list[str] = []
+    if rule.protocol is not None:
+        if rule.protocol == "icmpv6":
+            raise _Never()          # an IPv6 rule: nothing to do in this IPv4 table
+        words += ["-p", rule.protocol]
+    if rule.not_protocol is not None:
+        words += ["!", "-p", rule.not_protocol]
+    for icmp, neg in ((rule.icmp, False), (rule.not_icmp, True)):
+        if icmp is not None:
+            t, c = icmp
+            words += ["-m", "icmp"] + (["!"] if neg else []) + [
+                "--icmp-type", f"{t}/{c}" if c is not None else str(t)]
+    return tuple(words)
+
+
+def rule_matches(ctx: Context, rule) -> list[tuple[str, ...]]:
+    """Every iptables match (ORed) a model rule becomes; [] when it can never match."""
+    try:
+        proto = _protocol_words(rule)
+        src_words, src_alts = _entity_matches(ctx, rule.source, "src", rule.protocol)
+        dst_words, dst_alts = _entity_matches(ctx, rule.destination, "dst", rule.protocol)
+    except _Never:
+        return []
+    return [proto + src_words + dst_words + a + b for a in src_alts for b in dst_alts]
+
+
+def _action_rules(action: str, match: tuple[str, ...], direction: str,
+                  policy: Policy) -> list[Rule]:
+    if action == ALLOW:
+        return [Rule(match, N.set_mark(N.ACCEPT_MARK)),
+                Rule(N.mark_set(N.ACCEPT_MARK), ("-j", "RETURN"))]
+    if action == PASS:
+        return [Rule(match, N.set_mark(N.PASS_MARK)),
+                Rule(N.mark_set(N.PASS_MARK), ("-j", "RETURN"))]
+    if action == DENY:
+        return [Rule(match, ("-j", "DROP"))]
+    if action == LOG:
+        group = NFLOG_IN if direction == INGRESS else NFLOG_OUT
+        prefix = f"calico-packet {policy.id} {direction.lower()}"[:63]
+        return [Rule(match, ("-j", "NFLOG", "--nflog-group", str(group), "--nflog-prefix",
+                             f'"{prefix}"'))]
+    raise ValueError(f"unknown action {action!r}")
+
+
+def policy_chain(ctx: Context, policy: Policy, direction: str) -> Chain:
+    name = (N.policy_in if direction == INGRESS else N.policy_out)(policy.id)
+    rules_in = policy.ingress if direction == INGRESS else policy.egress
+    out: list[Rule] = []
+    for rule in rules_in:
+        for match in rule_matches(ctx, rule):
+            out += _action_rules(rule.action, match, direction, policy)
+    while out and out[-1].target == ("-j", "RETURN"):
+        out.pop()                    # Felix strips trailing RETURNs (the chain returns anyway)
+    if out:
+        first = out[0]
+        out[0] = Rule(first.match, first.target,
+                      f"Policy {policy.id} {direction.lower()}")
+    return Chain(name, tuple(out))
+
+
+# -- endpoints ---------------------------------------------------------------------------
+
+def applicable(ctx: Context, policies: Sequence[Policy], ep: Endpoint,
+               direction: str) -> list[Policy]:
+    return [p for p in policies if direction in p.types and ctx.selects(p.selector, p.scope, ep)]
+
+
+def endpoint_chain(ep: Endpoint, policies: Sequence[Policy], direction: str) -> Chain:
+    ingress = direction == INGRESS
+    name = N.to_workload(ep.iface) if ingress else N.from_workload(ep.iface)
+    rules = [
+        Rule(("-m", "conntrack", "--ctstate", "RELATED,ESTABLISHED"), ("-j", "ACCEPT")),
+        Rule(("-m", "conntrack", "--ctstate", "INVALID"), ("-j", "DROP")),
+        Rule((), N.clear_mark(N.ACCEPT_MARK | N.PASS_MARK)),
+    ]
+    if not ingress:
+        rules += [Rule(("-p", "udp", "--dport", "4789"), ("-j", "DROP"),
+                       "Drop VXLAN encapped packets originating in workloads"),
+                  Rule(("-p", "ipencap"), ("-j", "DROP"),
+                       "Drop IPinIP encapped packets originating in workloads")]
+    if policies:
+        rules.append(Rule((), N.clear_mark(N.PASS_MARK), "Start of tier default"))
+        for p in policies:
+            chain = (N.policy_in if ingress else N.policy_out)(p.id)
+            rules += [Rule(N.mark_clear(N.PASS_MARK), ("-j", chain)),
+                      Rule(N.mark_set(N.ACCEPT_MARK), ("-j", "RETURN"),
+                           "Return if policy accepted")]
+        rules.append(Rule(N.mark_clear(N.PASS_MARK), ("-j", "DROP"),
+                          "End of tier default. Drop if no policies passed packet"))
+    profile = (N.profile_in if ingress else N.profile_out)(f"kns.{ep.namespace}")
+    rules += [Rule((), ("-j", profile)),
+              Rule(N.mark_set(N.ACCEPT_MARK), ("-j", "RETURN"), "Return if profile accepted"),
+              Rule((), ("-j", "DROP"), "Drop if no profiles matched")]
+    return Chain(name, tuple(rules))
+
+
+def _dispatch(local: Sequence[Endpoint], ingress: bool) -> Chain:
+    name = N.TO_WL_DISPATCH if ingress else N.FROM_WL_DISPATCH
+    flag = "-o" if ingress else "-i"
+    rules = [Rule((flag, ep.iface), ("-g", N.to_workload(ep.iface) if ingress
+                                     else N.from_workload(ep.iface)))
+             for ep in local]
+    rules.append(Rule((), ("-j", "DROP"), "Unknown interface"))
+    return Chain(name, tuple(rules))
+
+
+def _static(dp: Dataplane) -> None:
+    clear = N.PASS_MARK | N.DROP_MARK | N.SCRATCH0
+    dp.add_chain(FILTER, Chain(N.FORWARD, (
+        Rule((), N.clear_mark(clear)),
+        Rule(("-i", "cali+"), ("-j", N.FROM_WL_DISPATCH)),
+        Rule(("-o", "cali+"), ("-j", N.TO_WL_DISPATCH)),
+        Rule(N.mark_set(N.ACCEPT_MARK), ("-j", "ACCEPT"), "Policy explicitly accepted packet."),
+    )))
+    dp.add_chain(FILTER, Chain(N.INPUT, (Rule(("-i", "cali+"), ("-g", N.WL_TO_HOST)),)))
+    dp.add_chain(FILTER, Chain(N.WL_TO_HOST, (
+        Rule((), ("-j", N.FROM_WL_DISPATCH)),
+        Rule((), ("-j", "ACCEPT"), "Configured DefaultEndpointToHostAction"),
+    )))
+    dp.add_chain(FILTER, Chain(N.OUTPUT, (
+        # "it's generally very useful to be able to contact any local workload from the host"
+        Rule(("-o", "cali+"), ("-j", "RETURN")),
+    )))
+    dp.add_chain(RAW, Chain(N.PREROUTING, (
+        Rule((), N.clear_mark(N.ACCEPT_MARK | N.PASS_MARK | N.DROP_MARK | N.SCRATCH0)),
+        Rule(("-i", "cali+"), N.set_mark(N.SCRATCH0)),
+        Rule(N.mark_set(N.SCRATCH0) + ("-m", "rpfilter", "--validmark", "--invert"),
+             ("-j", "DROP")),
+    )))
+    dp.hooks = {
+        (FILTER, "FORWARD"): (Rule((), ("-j", N.FORWARD)),),
+        (FILTER, "INPUT"): (Rule((), ("-j", N.INPUT)),),
+        (FILTER, "OUTPUT"): (Rule((), ("-j", N.OUTPUT)),),
+        (RAW, "PREROUTING"): (Rule((), ("-j", N.PREROUTING)),),
+    }
+
+
+def compile_node(node: str, endpoints: Sequence[Endpoint],
+                 namespaces: Mapping[str, Mapping[str, str]],
+                 policies: Iterable[Policy], *, memo: dict | None = None) -> Dataplane:
+    """The node's desired chains and ipsets. Pass one ``memo`` dict to the compilations of
+    all nodes of one pass to compute each set's members once."""
+    ctx = Context(endpoints, namespaces, memo={} if memo is None else memo)
+    ordered = sorted(policies, key=Policy.sort_key)
+    local = sorted((ep for ep in endpoints if ep.node == node and ep.iface),
+                   key=lambda ep: ep.iface)
+    dp = Dataplane()
+    _static(dp)
+    active: dict[tuple[str, str], Policy] = {}
+    for ep in local:
+        for direction in (INGRESS, EGRESS):
+            pols = applicable(ctx, ordered, ep, direction)
+            for p in pols:
+                active[(p.id, direction)] = p
+            dp.add_chain(FILTER, endpoint_chain(ep, pols, direction))
+    for (_pid, direction), p in sorted(active.items(), key=lambda kv: kv[0]):
+        dp.add_chain(FILTER, policy_chain(ctx, p, direction))
+    for ns in sorted({ep.namespace for ep in local}):
+        for fn in (N.profile_in, N.profile_out):
+            # kns.<ns>: Calico's per-namespace profile allows everything.
+            dp.add_chain(FILTER, Chain(fn(f"kns.{ns}"), (Rule((), N.set_mark(N.ACCEPT_MARK)),)))
+    dp.add_chain(FILTER, _dispatch(local, ingress=False))
+    dp.add_chain(FILTER, _dispatch(local, ingress=True))
+    dp.ipsets = dict(sorted(ctx.ipsets.items()))
+    return dp
