@@ -48,11 +48,16 @@ class Written:
 
 
 class Firewall:
-    def __init__(self, node: str, pid: int, runner: Runner = DEFAULT):
-        self.node, self.pid, self.runner = node, pid, runner
+    def __init__(self, node: str, pid: int | None, runner: Runner = DEFAULT, *,
+                 netns: str | None = None):
+        """``pid``: a process in the node's netns (a Mininet host); or ``netns``: a named one."""
+        self.node, self.pid, self.runner, self.netns = node, pid, runner, netns
         self._tables: dict[str, TableState] | None = None
         self._sets: dict[str, SetState] | None = None
         self.applies = 0
+
+    def _where(self) -> dict:
+        return {"netns": self.netns} if self.netns else {"pid": self.pid}
 
     def refresh(self) -> None:
         """Forget what we believe is there: the next apply reads the kernel again."""
@@ -60,9 +65,9 @@ class Firewall:
 
     def read(self) -> tuple[dict[str, TableState], dict[str, SetState]]:
         try:
-            save = "".join(self.runner.run(["iptables-save", "-t", t], pid=self.pid).stdout
+            save = "".join(self.runner.run(["iptables-save", "-t", t], **self._where()).stdout
                            for t in TABLES)
-            sets = self.runner.run(["ipset", "save"], pid=self.pid).stdout
+            sets = self.runner.run(["ipset", "save"], **self._where()).stdout
         except CommandError as exc:
             raise ApplyError(f"node {self.node}: reading iptables/ipsets: {exc}") from exc
         return parse_save(save), parse_ipset_save(sets)
@@ -83,7 +88,7 @@ class Firewall:
             raise
         try:
             if text:
-                self.runner.run(["iptables-restore", "--noflush", "-w"], pid=self.pid,
+                self.runner.run(["iptables-restore", "--noflush", "-w"], **self._where(),
                                 input=text)
         except CommandError as exc:
             undo = inverse_member_changes(pre)
@@ -109,7 +114,7 @@ class Firewall:
 
     def _restore_ipsets(self, text: str) -> None:
         try:
-            self.runner.run(["ipset", "restore", "-exist"], pid=self.pid, input=text)
+            self.runner.run(["ipset", "restore", "-exist"], **self._where(), input=text)
         except CommandError as exc:
             raise ApplyError(f"node {self.node}: ipset restore failed: "
                              f"{exc.stderr.strip() or exc}", text) from exc

@@ -102,6 +102,15 @@ def _parser() -> argparse.ArgumentParser:
                    help="also testbeds whose owner process is still running")
 
     sub.add_parser("demo", help="the `make demo` tour: 3 nodes, a web app, pods, probes")
+
+    cf = sub.add_parser("conformance", help="run NetworkPolicy case files (netpol-cases schema) "
+                        "on a testbed of their own")
+    cf.add_argument("directory")
+    cf.add_argument("--json", help="write per-case results (expected and observed) here")
+    cf.add_argument("--topology", help="topology file (default: three-node)")
+    cf.add_argument("--timeout", type=float, default=0.5,
+                    help="seconds a probe waits before calling the pair denied")
+    cf.add_argument("-k", help="only cases whose name or file name contains this")
     return p
 
 
@@ -141,6 +150,10 @@ def _dispatch(args) -> int:
         _need_root(verb)
         from orchestrator.cli.up import run_demo
         return run_demo(args)
+    if verb == "conformance":
+        _need_root(verb)
+        from orchestrator.cli.conformance_cmd import run_conformance
+        return run_conformance(args)
     if verb == "validate":
         print(commands.validate(args.filename))
         return 0

@@ -1,0 +1,168 @@
+"""NetworkPolicy conformance on a live testbed: the x/y/z model, each case's steps, probes.
+
+Side effects: through the Testbed: namespaces x, y, z with pods a, b, c each (spread over the
+nodes by the scheduler), policies applied and deleted, labels changed, probes sent between the
+pods. Cases are read by policy.cases (schema of netpol-cases/README.md). Each case starts from
+the clean model (no policies in x/y/z, default labels); within a step: delete, apply, labels,
+wait until every node's rules are written, then every probe as one all-pairs matrix (72 pairs,
+probed in parallel with a short timeout).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+from orchestrator.errors import SupervisorTimeout
+from policy.cases import NAMESPACES, POD_NAMES, SERVED_PORTS, XYZ_PODS, Case, expected_matrix
+from policy.cases import substitute as substitute_placeholders
+
+POLICY_KINDS = ("NetworkPolicy", "NetworkPolicy.projectcalico.org")
+PROTOCOLS = ("TCP", "UDP", "SCTP")
+
+
+def model_manifests() -> list[dict]:
+    objs: list[dict] = [{"apiVersion": "v1", "kind": "Namespace",
+                         "metadata": {"name": ns, "labels": {"ns": ns}}} for ns in NAMESPACES]
+    ports = [{"name": f"serve-{port}-{proto.lower()}", "containerPort": port, "protocol": proto}
+             for port in SERVED_PORTS for proto in PROTOCOLS]
+    for ns in NAMESPACES:
+        for pod in POD_NAMES:
+            objs.append({"apiVersion": "v1", "kind": "Pod",
+                         "metadata": {"name": pod, "namespace": ns, "labels": {"pod": pod}},
+                         "spec": {"containers": [{"name": "serve", "image": "agnhost",
+                                                  "ports": ports}],
+                                  "terminationGracePeriodSeconds": 0}})
+    return objs
+
+
+@dataclass
+class ProbeOutcome:
+    key: str                                   # "TCP/80"
+    expected: dict[tuple[str, str], bool]
+    observed: dict[tuple[str, str], bool]
+    seconds: float
+
+    @property
+    def mismatches(self) -> list[tuple[str, str]]:
+        return sorted(p for p, ok in self.expected.items() if self.observed.get(p) != ok)
+
+
+@dataclass
+class CaseResult:
+    case: Case
+    steps: list[tuple[int, str, list[ProbeOutcome]]] = field(default_factory=list)
+    error: str | None = None
+    seconds: float = 0.0
+
+    @property
+    def passed(self) -> bool:
+        return self.error is None and all(not o.mismatches for _, _, outs in self.steps
+                                          for o in outs)
+
+    def as_dict(self) -> dict:
+        return {"name": self.case.name, "path": self.case.path, "passed": self.passed,
+                "error": self.error, "seconds": round(self.seconds, 3),
+                "steps": [{"step": n, "description": d, "probes": [
+                    {"probe": o.key, "seconds": round(o.seconds, 3),
+                     "expected_denied": [f"{s} -> {t}" for (s, t), ok in
+                                         sorted(o.expected.items()) if not ok],
+                     "observed_denied": [f"{s} -> {t}" for (s, t), ok in
+                                         sorted(o.observed.items()) if not ok],
+                     "mismatches": [f"{s} -> {t}" for s, t in o.mismatches]}
+                    for o in outs]} for n, d, outs in self.steps]}
+
+
+class Runner:
+    def __init__(self, tb, *, timeout: float = 0.5, sync_timeout: float = 15.0):
+        self.tb, self.timeout, self.sync_timeout = tb, timeout, sync_timeout
+        self.ips: dict[str, str] = {}
+        self.podcidr = ""
+
+    def setup(self, ready_timeout: float = 120.0) -> None:
+        self.tb.apply(model_manifests())
+        self.tb.wait_ready(timeout=ready_timeout)
+        self.ips = {k: self.tb.pod_ip(k) for k in XYZ_PODS}
+        pools = self.tb.store.list("IPPool")
+        self.podcidr = next((p["spec"]["cidr"] for p in pools
+                             if all(_inside(ip, p["spec"]["cidr"]) for ip in self.ips.values())),
+                            pools[0]["spec"]["cidr"] if pools else "10.244.0.0/16")
+
+    def reset(self) -> None:
+        for kind in POLICY_KINDS:
+            for ns in NAMESPACES:
+                for obj in self.tb.store.list(kind, ns):
+                    self.tb.client.delete(kind, f"{ns}/{obj['metadata']['name']}")
+        for ns in NAMESPACES:
+            self._set_labels("Namespace", ns, {"ns": ns, "kubernetes.io/metadata.name": ns})
+            for pod in POD_NAMES:
+                self._set_labels("Pod", f"{ns}/{pod}", {"pod": pod})
+
+    def _set_labels(self, kind: str, key: str, want: dict) -> None:
+        obj = self.tb.get(kind, key)
+        have = obj["metadata"].get("labels") or {}
+        if have != want:
+            self.tb.label(kind, key, {**{k: None for k in have if k not in want}, **want})
+
+    def wait_synced(self) -> None:
+        deadline = time.monotonic() + self.sync_timeout
+        while True:
+            problems = self.tb.policy.in_sync()
+            if not problems:
+                return
+            if time.monotonic() > deadline:
+                raise SupervisorTimeout("policy rules not written after "
+                                        f"{self.sync_timeout}s: {'; '.join(problems)}")
+            time.sleep(0.01)
+
+    def run_case(self, case: Case) -> CaseResult:
+        t0 = time.monotonic()
+        result = CaseResult(case)
+        try:
+            self.reset()
+            for n, step in enumerate(case.steps, 1):
+                for ref in step.delete:
+                    self.tb.delete("NetworkPolicy", f"{ref['namespace']}/{ref['name']}")
+                if step.apply:
+                    self.tb.apply(substitute_placeholders(step.apply, self.ips, self.podcidr))
+                for entry in step.add_pod_labels:
+                    self.tb.label("Pod", entry["pod"], entry["labels"])
+                for entry in step.add_namespace_labels:
+                    self.tb.label("Namespace", entry["namespace"], entry["labels"])
+                self.wait_synced()
+                outs = []
+                for probe in step.probes:
+                    t = time.monotonic()
+                    observed = self.tb.matrix(probe.port, probe.protocol, pods=list(XYZ_PODS),
+                                              timeout=self.timeout)
+                    outs.append(ProbeOutcome(probe.key, expected_matrix(step, probe, XYZ_PODS),
+                                             observed, time.monotonic() - t))
+                result.steps.append((n, step.description, outs))
+        except Exception as exc:  # noqa: BLE001 - reported as the case's failure
+            result.error = f"{type(exc).__name__}: {exc}"
+        result.seconds = time.monotonic() - t0
+        return result
+
+
+def _inside(ip: str, cidr: str) -> bool:
+    import ipaddress
+    return ipaddress.ip_address(ip) in ipaddress.ip_network(cidr, strict=False)
+
+
+def truth_table(outcome: ProbeOutcome) -> str:
+    """Expected vs observed, Kubernetes e2e style: rows are sources, columns destinations;
+    `.` allowed, `X` denied, and where they differ `!x` (expected x, observed the other)."""
+    pods = list(XYZ_PODS)
+    head = "src\\dst " + " ".join(f"{p:>4}" for p in pods)
+    lines = [f"{outcome.key}: expected vs observed ({len(outcome.mismatches)} differ)", head]
+    for s in pods:
+        cells = []
+        for d in pods:
+            if s == d:
+                cells.append("   -")
+                continue
+            exp, obs = outcome.expected[(s, d)], outcome.observed.get((s, d))
+            mark = "." if exp else "X"
+            cells.append(f"{mark:>4}" if exp == obs else f"{'!' + mark:>4}")
+        lines.append(f"{s:>7} " + " ".join(cells))
+    return "\n".join(lines)

@@ -1,0 +1,301 @@
+"""The policy compiler and renderer (pure): Felix's layout, ipsets, diffs, golden output."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from policy import names as N
+from policy.compiler import Context, compile_node, endpoint, rule_matches
+from policy.ir import FILTER, RAW
+from policy.model import (
+    EGRESS,
+    INGRESS,
+    Entity,
+    PortSpec,
+    Rule,
+    Scope,
+    from_calico,
+    from_k8s,
+)
+from policy.render import (
+    inverse_member_changes,
+    parse_ipset_save,
+    parse_save,
+    render_full,
+    render_ipsets,
+    render_ipsets_full,
+    render_iptables,
+)
+
+GOLDEN = Path(__file__).resolve().parents[1] / "fixtures" / "policy"
+NODES = {"a": "node-1", "b": "node-1", "c": "node-2"}
+
+
+def xyz(extra_remote: int = 0):
+    eps, i = [], 2
+    for ns in "xyz":
+        for p in "abc":
+            eps.append(endpoint(ns, p, NODES[p], f"cali{ns}{p}{'0' * 9}", f"10.244.0.{i}",
+                                {"pod": p}, [(f"serve-{port}-{pr}", pr, port) for port in (80, 81)
+                                             for pr in ("tcp", "udp", "sctp")]))
+            i += 1
+    for j in range(extra_remote):
+        eps.append(endpoint("y", f"r{j}", "node-3", f"caliy{j:010d}", f"10.244.8.{j % 250}",
+                            {"pod": "b"}, [("serve-80-tcp", "tcp", 80)]))
+    return eps
+
+
+NSS = {n: {"ns": n, "kubernetes.io/metadata.name": n} for n in "xyz"}
+
+
+def k8s(name, ns, spec):
+    return {"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+            "metadata": {"name": name, "namespace": ns}, "spec": spec}
+
+
+ALLOW_B = k8s("allow-b", "x", {
+    "podSelector": {"matchLabels": {"pod": "a"}}, "policyTypes": ["Ingress"],
+    "ingress": [{"from": [{"podSelector": {"matchLabels": {"pod": "b"}},
+                           "namespaceSelector": {"matchExpressions": [
+                               {"key": "ns", "operator": "NotIn", "values": ["x"]}]}}],
+                 "ports": [{"protocol": "TCP", "port": "serve-80-tcp"},
+                           {"protocol": "TCP", "port": 81}]}]})
+
+
+def chain(dp, name, table=FILTER):
+    return dp.chains[table][name]
+
+
+def targets(c):
+    return [" ".join(r.target) for r in c.rules]
+
+
+# -- layout -----------------------------------------------------------------------------
+
+def test_no_policy_endpoints_get_profiles_only_and_static_chains():
+    dp = compile_node("node-1", xyz(), NSS, [])
+    tw = chain(dp, "cali-tw-calixa000000000")
+    assert [" ".join(r.match) for r in tw.rules[:2]] == [
+        "-m conntrack --ctstate RELATED,ESTABLISHED", "-m conntrack --ctstate INVALID"]
+    assert targets(tw) == ["-j ACCEPT", "-j DROP", "-j MARK --set-xmark 0x0/0x30000",
+                           "-j cali-pri-kns.x", "-j RETURN", "-j DROP"]
+    assert "Start of tier default" not in str(tw)
+    # local endpoints only (c is on node-2), dispatch ends with "Unknown interface"
+    disp = chain(dp, N.TO_WL_DISPATCH)
+    assert [r.match for r in disp.rules[:-1]] == [("-o", f"cali{ns}{p}000000000")
+                                                  for ns in "xyz" for p in "ab"]
+    assert disp.rules[-1].comment == "Unknown interface"
+    assert targets(chain(dp, "cali-pri-kns.y")) == ["-j MARK --set-xmark 0x10000/0x10000"]
+    fw = chain(dp, "cali-fw-calixa000000000")
+    assert "Drop VXLAN encapped packets originating in workloads" in [r.comment for r in fw.rules]
+    assert {k: [" ".join(r.target) for r in v] for k, v in dp.hooks.items()} == {
+        (FILTER, "FORWARD"): ["-j cali-FORWARD"], (FILTER, "INPUT"): ["-j cali-INPUT"],
+        (FILTER, "OUTPUT"): ["-j cali-OUTPUT"], (RAW, "PREROUTING"): ["-j cali-PREROUTING"]}
+    raw = chain(dp, N.PREROUTING, RAW)
+    assert "-m rpfilter --validmark --invert" in raw.rules[-1].text()
+    assert dp.ipsets == {}
+
+
+def test_policy_applies_to_its_endpoints_in_its_direction_only():
+    dp = compile_node("node-1", xyz(), NSS, [from_k8s(ALLOW_B)])
+    pi = N.policy_in("x/knp.default.allow-b")
+    assert len(pi) <= 28 and pi.startswith("cali-pi-_")
+    tw = targets(chain(dp, "cali-tw-calixa000000000"))
+    assert tw[3:8] == ["-j MARK --set-xmark 0x0/0x20000", f"-j {pi}", "-j RETURN", "-j DROP",
+                       "-j cali-pri-kns.x"]
+    assert f"-j {pi}" not in targets(chain(dp, "cali-tw-calixb000000000"))   # pod b: no
+    assert f"-j {pi}" not in targets(chain(dp, "cali-fw-calixa000000000"))   # ingress only
+    assert N.policy_out("x/knp.default.allow-b") not in dp.chains[FILTER]
+    rules = chain(dp, pi).rules
+    assert rules[0].comment == "Policy x/knp.default.allow-b ingress"
+    sel = next(s for s in dp.ipsets.values() if s.name.startswith("cali40s:"))
+    assert sel.members == {"10.244.0.6/32", "10.244.0.9/32"} == {
+        f"{ip}/32" for ip in ("10.244.0.6", "10.244.0.9")}   # y/b, z/b
+    named = next(s for s in dp.ipsets.values() if s.name.startswith("cali40n:"))
+    assert named.type == "hash:ip,port" and len(named.members) == 9
+    assert "10.244.0.2,tcp:80" in named.members
+
+
+def test_policy_not_applying_here_is_not_programmed():
+    dp = compile_node("node-2", xyz(), NSS, [from_k8s(ALLOW_B)])
+    assert not any(n.startswith("cali-pi-") for n in dp.chains[FILTER])
+    assert dp.ipsets == {}
+
+
+def test_rule_count_grows_with_policies_not_with_remote_pods():
+    small = compile_node("node-1", xyz(), NSS, [from_k8s(ALLOW_B)])
+    big = compile_node("node-1", xyz(extra_remote=900), NSS, [from_k8s(ALLOW_B)])
+    assert small.rule_count() == big.rule_count()
+    def sel(dp):
+        return next(s for s in dp.ipsets.values() if s.name.startswith("cali40s:"))
+    assert len(sel(big).members) == len(sel(small).members) + 250   # 900 pods, 250 distinct IPs
+
+
+def test_named_port_with_protocol_mismatch_matches_nothing():
+    pol = k8s("udp-name-on-tcp", "x", {"podSelector": {}, "policyTypes": ["Ingress"],
+                                        "ingress": [{"ports": [{"protocol": "TCP",
+                                                                "port": "serve-80-udp"}]}]})
+    dp = compile_node("node-1", xyz(), NSS, [from_k8s(pol)])
+    named = [s for s in dp.ipsets.values() if s.name.startswith("cali40n:")]
+    assert len(named) == 1 and named[0].members == frozenset()
+
+
+def test_ipblock_except_and_catch_all_nets():
+    ctx = Context(xyz(), NSS)
+    r = Rule("Allow", protocol="tcp", source=Entity(nets=("10.244.0.0/16",),
+                                                    not_nets=("10.244.0.2/32",)))
+    assert rule_matches(ctx, r) == [("-p", "tcp", "-s", "10.244.0.0/16", "!", "-s",
+                                     "10.244.0.2/32")]
+    assert rule_matches(ctx, Rule("Allow", source=Entity(nets=("0.0.0.0/0",)))) == [()]
+    assert rule_matches(ctx, Rule("Allow", source=Entity(not_nets=("0.0.0.0/0",)))) == []
+    two = rule_matches(ctx, Rule("Allow", source=Entity(nets=("10.1.0.0/16", "10.2.0.0/16"))))
+    assert two[0][:3] == ("-m", "set", "--match-set") and two[0][4] == "src"
+    assert ctx.ipsets[two[0][3]].members == {"10.1.0.0/16", "10.2.0.0/16"}
+
+
+def test_multiport_splits_at_15_slots_and_ranges_take_two():
+    ports = tuple(PortSpec(p, p) for p in range(1000, 1014)) + (PortSpec(2000, 2010),)
+    ctx = Context([], {})
+    alts = rule_matches(ctx, Rule("Allow", protocol="tcp", destination=Entity(ports=ports)))
+    assert [a[-1] for a in alts] == [",".join(str(p) for p in range(1000, 1014)), "2000:2010"]
+
+
+def test_calico_actions_order_and_icmp():
+    def gnp(name, order, rules):
+        return from_calico({"apiVersion": "projectcalico.org/v3", "kind": "GlobalNetworkPolicy",
+                            "metadata": {"name": name},
+                            "spec": {"order": order, "selector": "pod == 'a'",
+                                     "ingress": rules}})
+    p1 = gnp("late", None, [{"action": "Allow"}])
+    p2 = gnp("first", 10, [{"action": "Log", "protocol": "ICMP", "icmp": {"type": 8, "code": 0}},
+                           {"action": "Deny", "protocol": "ICMP", "notICMP": {"type": 0}},
+                           {"action": "Pass", "source": {"selector": "pod == 'b'"}}])
+    p3 = gnp("second", 10, [{"action": "Allow"}])
+    dp = compile_node("node-1", xyz(), NSS, [p1, p3, p2])
+    tw = targets(chain(dp, "cali-tw-calixa000000000"))
+    jumps = [t for t in tw if t.startswith("-j cali-pi-")]
+    assert jumps == [f"-j {N.policy_in(n)}" for n in ("default.first", "default.second",
+                                                     "default.late")]
+    first = chain(dp, N.policy_in("default.first")).rules
+    assert first[0].text().startswith("-p icmp -m icmp --icmp-type 8/0")
+    assert first[0].target[:2] == ("-j", "NFLOG") and "default.first" in first[0].target[-1]
+    assert first[1].text() == "-p icmp -m icmp ! --icmp-type 0 -j DROP"
+    assert first[2].target == ("-j", "MARK", "--set-xmark", "0x20000/0x20000")
+    assert len(first) == 3   # the trailing RETURN after Pass is stripped
+
+
+def test_names_fit_kernel_limits():
+    long = "x" * 200
+    assert len(N.policy_in(long)) == 28 and len(N.to_workload("cali0123456789a")) == 23
+    assert N.to_workload("cali0123456789a") == "cali-tw-cali0123456789a"
+    assert len(N.selector_set(long)) == 31 and N.selector_set(long).startswith("cali40s:")
+    assert N.selector_set("a") != N.selector_set("b")
+
+
+# -- model conversion -------------------------------------------------------------------
+
+def test_k8s_conversion_as_calico_does_it():
+    p = from_k8s(k8s("p", "x", {"podSelector": {}, "egress": [{"to": [{"ipBlock": {
+        "cidr": "10.0.0.0/8", "except": ["10.1.0.0/16"]}}], "ports": [
+        {"protocol": "UDP", "port": 53}, {"protocol": "TCP", "port": 80, "endPort": 90},
+        {"protocol": "TCP", "port": "http"}]}]}))
+    assert p.name == "knp.default.p" and p.order == 1000 and p.types == (INGRESS, EGRESS)
+    assert p.scope == Scope(namespace="x") and p.selector == "all()"
+    assert [(r.protocol, [s.text() for s in r.destination.ports]) for r in p.egress] == [
+        ("udp", ["53"]), ("tcp", ["80:90", "http"])]
+    assert p.egress[0].destination.nets == ("10.0.0.0/8",)
+    assert p.egress[0].destination.not_nets == ("10.1.0.0/16",)
+    # no policyTypes and an empty egress list: ingress only (the defaulting trap)
+    assert from_k8s(k8s("q", "x", {"podSelector": {}, "egress": []})).types == (INGRESS,)
+    # explicit Ingress-only with egress rules: the egress rules are not enforced
+    r = from_k8s(k8s("r", "x", {"podSelector": {}, "policyTypes": ["Ingress"],
+                                 "egress": [{}]}))
+    assert r.types == (INGRESS,) and r.egress == ()
+    # a port entry without a number: the whole protocol
+    w = from_k8s(k8s("w", "x", {"podSelector": {}, "ingress": [{"ports": [
+        {"protocol": "SCTP"}]}]}))
+    assert [(x.protocol, x.destination.ports) for x in w.ingress] == [("sctp", ())]
+    # namespaceSelector {} alone: every namespace, every pod
+    e = from_k8s(k8s("e", "x", {"podSelector": {}, "ingress": [{"from": [
+        {"namespaceSelector": {}}]}]}))
+    assert e.ingress[0].source.scope == Scope() and e.ingress[0].source.selector == "all()"
+
+
+def test_calico_types_defaulting():
+    def cnp(spec):
+        return from_calico({"apiVersion": "projectcalico.org/v3", "kind": "NetworkPolicy",
+                            "metadata": {"name": "n", "namespace": "x"}, "spec": spec})
+    assert cnp({}).types == (INGRESS,)
+    assert cnp({"egress": [{"action": "Allow"}]}).types == (EGRESS,)
+    assert cnp({"egress": [{"action": "Allow"}], "ingress": [{"action": "Deny"}]}).types == (
+        INGRESS, EGRESS)
+    assert cnp({}).name == "default.n" and cnp({}).order is None
+
+
+# -- renderer: diffs ---------------------------------------------------------------------
+
+def as_saved(restore_text: str) -> str:
+    """What iptables-save shows after applying a full render to an empty node."""
+    out = []
+    for line in restore_text.splitlines():
+        if line.startswith("-I "):
+            w = line.split(" ", 3)
+            line = f"-A {w[1]} {w[3]}"
+        out.append(line)
+    return "\n".join(out)
+
+
+def test_rerender_after_apply_is_empty_and_changes_are_minimal():
+    dp = compile_node("node-1", xyz(), NSS, [from_k8s(ALLOW_B)])
+    current = parse_save(as_saved(render_full(dp)))
+    assert render_iptables(dp, current) == ""
+    # a remote pod joining a selected group: ipset members only, no iptables change
+    dp2 = compile_node("node-1", xyz(extra_remote=1), NSS, [from_k8s(ALLOW_B)])
+    assert render_iptables(dp2, current) == ""
+    sets = parse_ipset_save(render_ipsets_full(dp.ipsets))
+    pre, post = render_ipsets(dp2.ipsets, sets)
+    assert sorted(pre.splitlines()) == [
+        "add " + next(n for n in dp.ipsets if n.startswith("cali40n:")) + " 10.244.8.0,tcp:80",
+        "add " + next(n for n in dp.ipsets if n.startswith("cali40s:")) + " 10.244.8.0"]
+    assert post == "" and inverse_member_changes(pre).splitlines()[0].startswith("del ")
+    # the policy deleted: its chain flushed and deleted, the tier gone, its sets destroyed
+    dp3 = compile_node("node-1", xyz(), NSS, [])
+    text = render_iptables(dp3, current)
+    pi = N.policy_in("x/knp.default.allow-b")
+    assert f":{pi} - [0:0]" in text and text.rstrip().endswith("COMMIT")
+    assert f"-X {pi}" in text and "-A cali-tw-calixa000000000 " in text
+    assert "-A cali-tw-calixb000000000 " not in text       # untouched chains stay
+    assert "-I FORWARD" not in text                       # hooks are already there
+    pre, post = render_ipsets(dp3.ipsets, sets)
+    assert pre == "" and sorted(post.split()) == sorted(
+        ["destroy", "destroy", *dp.ipsets])
+
+
+def test_ipset_type_change_is_swapped_in():
+    dp = compile_node("node-1", xyz(), NSS, [from_k8s(ALLOW_B)])
+    name = next(n for n in dp.ipsets if n.startswith("cali40s:"))
+    current = parse_ipset_save(f"create {name} hash:ip family inet\nadd {name} 10.244.0.6\n"
+                               "create other-set hash:ip\n")
+    assert "other-set" not in current                     # not ours: never touched
+    pre, _ = render_ipsets({name: dp.ipsets[name]}, current)
+    assert pre.splitlines()[0] == "create cali4t0 hash:net family inet maxelem 1048576"
+    assert pre.splitlines()[-2:] == [f"swap cali4t0 {name}", "destroy cali4t0"]
+
+
+def test_golden_render():
+    dp = compile_node("node-1", xyz(), NSS, [from_k8s(ALLOW_B)])
+    text = render_full(dp) + "\n# ipsets\n" + render_ipsets_full(dp.ipsets)
+    path = GOLDEN / "xyz_allow_b_node1.txt"
+    if os.environ.get("CALINET_UPDATE_GOLDEN") == "1":
+        path.write_text(text)
+    assert text == path.read_text()
+
+
+@pytest.mark.parametrize("direction", [INGRESS, EGRESS])
+def test_every_chain_name_and_set_name_fits(direction):
+    dp = compile_node("node-1", xyz(), NSS, [from_k8s(ALLOW_B)])
+    assert all(len(n) <= 28 for t in dp.chains.values() for n in t)
+    assert all(len(n) <= 31 for n in dp.ipsets)
