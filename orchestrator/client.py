@@ -55,7 +55,7 @@ class Client:
         with self.store.transaction():
             namespaces = {o["metadata"]["name"] for o in objs if o["kind"] == "Namespace"}
             for obj, doc in zip(objs, docs):
-                info = api.resolve_kind(obj["kind"])
+                info = api.resolve_kind(api.kind_key(obj))
                 ns = obj["metadata"].get("namespace", "") if info.namespaced else ""
                 where = dict(source=getattr(doc, "source", None), index=getattr(doc, "index", None),
                              obj=f"{obj['kind']} {ns + '/' if ns else ''}{obj['metadata']['name']}")
@@ -103,7 +103,7 @@ class Client:
     def _apply_one(self, obj: dict, info, ns: str, where: dict) -> str:
         name = obj["metadata"]["name"]
         label = f"{resource_name(obj)}/{name}"
-        old = self.store.get(obj["kind"], name, ns)
+        old = self.store.get(api.kind_key(obj), name, ns)
         if old is None:
             self.store.create(obj)
             return f"{label} created"
@@ -156,7 +156,7 @@ class Client:
     def _delete(self, kind: str, key: str) -> str:
         info = api.resolve_kind(kind)
         ns, name = split_key(key) if info.namespaced else ("", key)
-        obj = self.store.get(info.kind, name, ns)
+        obj = self.store.get(info.key, name, ns)
         if obj is None:
             raise NotFound(f'{info.kind} "{key}" not found')
         if info.kind == "Pod" and obj["spec"].get("nodeName"):
@@ -166,7 +166,7 @@ class Client:
                 raise ValidationError(f'forbidden: namespace "{name}" may not be deleted')
             self._mark(obj)  # the namespace controller empties it, then removes it
         else:
-            self.store.delete(info.kind, name, ns)
+            self.store.delete(info.key, name, ns)
         return f'{info.kind.lower()}/{name} deleted'
 
     def delete_source(self, source) -> list[str]:
@@ -177,14 +177,14 @@ class Client:
             ns = obj["metadata"].get("namespace", "")
             key = f"{ns}/{obj['metadata']['name']}" if ns else obj["metadata"]["name"]
             try:
-                out.append(self.delete(obj["kind"], key))
+                out.append(self.delete(api.kind_key(obj), key))
             except NotFound as exc:
                 out.append(str(exc))
         return out
 
     def _mark(self, obj: dict) -> None:
         stamp = self.clock()
-        self.store.patch(obj["kind"], obj["metadata"]["name"],
+        self.store.patch(api.kind_key(obj), obj["metadata"]["name"],
                          obj["metadata"].get("namespace", ""),
                          lambda o: o["metadata"].setdefault("deletionTimestamp", stamp))
 
@@ -193,7 +193,7 @@ class Client:
         info = api.resolve_kind(kind)
         ns, name = split_key(key) if info.namespaced else ("", key)
         with self.store.transaction():
-            obj = self.store.get(info.kind, name, ns)
+            obj = self.store.get(info.key, name, ns)
             if obj is None:
                 raise NotFound(f'{info.kind} "{key}" not found')
             new = copy.deepcopy(obj)
@@ -213,8 +213,8 @@ class Client:
     def get(self, kind: str, key: str) -> dict:
         info = api.resolve_kind(kind)
         ns, name = split_key(key) if info.namespaced else ("", key)
-        return self.store.must_get(info.kind, name, ns)
+        return self.store.must_get(info.key, name, ns)
 
     def list(self, kind: str, namespace: str | None = None) -> list[dict]:
         info = api.resolve_kind(kind)
-        return self.store.list(info.kind, namespace if info.namespaced else None)
+        return self.store.list(info.key, namespace if info.namespaced else None)

@@ -124,8 +124,12 @@ class PolicyAgent:
     def in_sync(self) -> list[str]:
         """Problems between now and 'every node enforces the store's policies for every
         endpoint it has'."""
-        endpoints, namespaces, _policies, objs = self.inputs()
-        if self._digest_of(endpoints, namespaces, objs) != self._digest:
+        # Under the lock: a pass that is writing rules read the store before the caller's
+        # last change, and its digest is not recorded yet (a stale "in sync" otherwise).
+        with self._lock:
+            endpoints, namespaces, _policies, objs = self.inputs()
+            current = self._digest_of(endpoints, namespaces, objs)
+        if current != self._digest:
             problems = [f"node {n}: {e}" for n, e in sorted(self.errors.items())]
             return problems or ["policy dataplane not yet updated"]
         return []

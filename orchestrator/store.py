@@ -4,7 +4,8 @@ Side effects: reads and writes one SQLite file under the testbed's state directo
 processes may open the same file (a running testbed and `calinet get` in another terminal);
 SQLite's locking serialises writers and WAL mode lets readers go on while one writes.
 
-Objects are Kubernetes-style dicts keyed by (kind, namespace, name); cluster-scoped kinds use
+Objects are Kubernetes-style dicts keyed by (kind key, namespace, name) (api.kind_key: the
+kind, or "NetworkPolicy.projectcalico.org" for Calico's); cluster-scoped kinds use
 namespace "". Every write bumps one global counter, the resourceVersion, and appends an event,
 so a watcher can ask "what changed since rv N" and never miss a change (level-triggered
 controllers re-read the object anyway).
@@ -21,6 +22,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
+from orchestrator.api.kinds import kind_key
 from orchestrator.errors import Conflict, NotFound
 
 _SCHEMA = """
@@ -54,8 +56,10 @@ def now_rfc3339() -> str:
 
 
 def key_of(obj: dict) -> tuple[str, str, str]:
+    """(kind key, namespace, name). The kind key is the kind, or "<Kind>.<group>" for the
+    projectcalico.org NetworkPolicy, so it and the Kubernetes one can share ns/name."""
     meta = obj.get("metadata") or {}
-    return obj["kind"], meta.get("namespace") or "", meta["name"]
+    return kind_key(obj), meta.get("namespace") or "", meta["name"]
 
 
 class Store:

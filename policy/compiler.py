@@ -170,15 +170,19 @@ def _entity_matches(ctx: Context, e: Entity, side: str, protocol: str | None
     nets = [n for n in e.nets if ipaddress.ip_network(n, strict=False).version == 4]
     if e.nets and not nets:
         raise _Never()
-    if nets and not any(_is_everything(n) for n in nets):
-        if len(nets) == 1:
-            words += [flag, nets[0]]
-        else:
-            words += ["-m", "set", "--match-set", ctx.cidr_set(nets), side]
     not_nets = [n for n in e.not_nets if ipaddress.ip_network(n, strict=False).version == 4]
     if any(_is_everything(n) for n in not_nets):
         raise _Never()
-    if len(not_nets) == 1:
+    # iptables takes one -s (or -d) per rule, negated or not: the address flag goes to a
+    # single net, everything else becomes a set.
+    flag_free = True
+    if nets and not any(_is_everything(n) for n in nets):
+        if len(nets) == 1:
+            words += [flag, nets[0]]
+            flag_free = False
+        else:
+            words += ["-m", "set", "--match-set", ctx.cidr_set(nets), side]
+    if len(not_nets) == 1 and flag_free:
         words += ["!", flag, not_nets[0]]
     elif not_nets:
         words += ["-m", "set", "!", "--match-set", ctx.cidr_set(not_nets), side]

@@ -6,7 +6,7 @@ dicts in manifest form; ``load_documents`` returns located ``Document``s and
 ValidationError, naming file, document, object and field).
 """
 
-from orchestrator.api.kinds import KINDS, KindInfo, resolve_kind
+from orchestrator.api.kinds import KINDS, KindInfo, kind_key, resolve_kind
 from orchestrator.api.labels import (
     format_label_selector,
     label_selector_matches,
@@ -20,7 +20,7 @@ from orchestrator.api.quantity import parse_cpu, parse_memory, parse_quantity
 from orchestrator.api.workloads import resolve_int_or_percent
 
 __all__ = [
-    "KINDS", "KindInfo", "resolve_kind", "Document", "load_documents", "normalize",
+    "KINDS", "KindInfo", "kind_key", "resolve_kind", "Document", "load_documents", "normalize",
     "normalize_all", "kind_info_of", "label_selector_matches", "validate_label_selector",
     "format_label_selector", "parse_cpu", "parse_memory", "parse_quantity", "generate_name",
     "qos_class", "resolve_int_or_percent",

@@ -232,3 +232,13 @@ def check_port_name(value: str, path: str) -> None:
         fail(path, f"Invalid value: {value!r}: must contain at least one letter (a-z)")
     if value.startswith("-") or value.endswith("-"):
         fail(path, f"Invalid value: {value!r}: must not begin or end with a hyphen")
+
+
+def check_distinct_choices(values: list, path: str, allowed, duplicate: str) -> None:
+    """Every entry one of ``allowed`` and none twice (``duplicate`` says why it matters)."""
+    seen: set = set()
+    for i, v in enumerate(values):
+        one_of(v, item(path, i), allowed)
+        if v in seen:
+            fail(item(path, i), f"Duplicate value: {v!r}{duplicate}")
+        seen.add(v)

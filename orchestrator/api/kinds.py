@@ -1,6 +1,10 @@
 """Registry of the API kinds calinet serves, and the CLI words that name them.
 
-Pure. Short names follow kubectl (po, deploy, rs, ns, no) and calicoctl (ippool, ipp, pool).
+Pure. Short names follow kubectl (po, deploy, rs, ns, no, netpol), calicoctl (ippool, ipp,
+pool, gnp) and Calico's API server (cnp). Two kinds share the name NetworkPolicy
+(networking.k8s.io and projectcalico.org), as on a real cluster; the apiserver keeps them
+apart by group, calinet by ``KindInfo.key``: the kind itself, or "<Kind>.<group>" for the
+one registered second. The store is keyed by that key (``kind_key``).
 """
 
 from __future__ import annotations
@@ -18,6 +22,13 @@ class KindInfo:
     plural: str                     # "pods"
     singular: str                   # "pod"
     short_names: tuple[str, ...]    # ("po",)
+    # KINDS / store key; "" means the kind itself. Only a kind whose name another group
+    # already uses needs one ("NetworkPolicy.projectcalico.org").
+    key: str = ""
+
+    def __post_init__(self):
+        if not self.key:
+            object.__setattr__(self, "key", self.kind)
 
     @property
     def api_version(self) -> str:
@@ -33,7 +44,7 @@ class KindInfo:
 
 
 KINDS: dict[str, KindInfo] = {
-    info.kind: info
+    info.key: info
     for info in (
         KindInfo("Namespace", ("v1",), False, "namespaces", "namespace", ("ns",)),
         KindInfo("Node", ("v1",), False, "nodes", "node", ("no",)),
@@ -46,8 +57,30 @@ KINDS: dict[str, KindInfo] = {
                  "bgpconfiguration", ("bgpconfig", "bgpconfigs")),
         KindInfo("BGPPeer", ("projectcalico.org/v3",), False, "bgppeers", "bgppeer",
                  ("bgpp", "bgpps")),
+        KindInfo("NetworkPolicy", ("networking.k8s.io/v1",), True, "networkpolicies",
+                 "networkpolicy", ("netpol",)),
+        KindInfo("NetworkPolicy", ("projectcalico.org/v3",), True, "networkpolicies",
+                 "networkpolicy", ("cnp", "caliconetworkpolicy", "caliconetworkpolicies"),
+                 key="NetworkPolicy.projectcalico.org"),
+        KindInfo("GlobalNetworkPolicy", ("projectcalico.org/v3",), False,
+                 "globalnetworkpolicies", "globalnetworkpolicy",
+                 ("gnp", "gnps", "cgnp", "calicoglobalnetworkpolicies")),
     )
 }
+
+
+def kind_key(obj: dict) -> str:
+    """Store/KINDS key of a manifest: its kind, or "<Kind>.<group>" for a kind whose name
+    another group also serves (a projectcalico.org/v3 NetworkPolicy). Kinds calinet does
+    not serve (IPAMBlock, ...) are keyed by their kind."""
+    kind = obj.get("kind")
+    api_version = obj.get("apiVersion")
+    if not isinstance(kind, str):
+        return kind
+    for info in KINDS.values():
+        if info.key != info.kind and info.kind == kind and api_version in info.api_versions:
+            return info.key
+    return kind
 
 
 def known_kinds_text() -> str:
@@ -57,7 +90,9 @@ def known_kinds_text() -> str:
 
 
 def resolve_kind(name: str) -> KindInfo:
-    """Kind for a CLI word: "po", "pods", "Pod", "deploy", "deployments.apps", "ippools.projectcalico.org"."""
+    """Kind for a CLI word: "po", "pods", "Pod", "deploy", "deployments.apps",
+    "ippools.projectcalico.org", "netpol" (Kubernetes), "networkpolicies.projectcalico.org"
+    or "cnp" (Calico)."""
     if not isinstance(name, str) or not name.strip():
         raise ValidationError(f"resource type must be a non-empty string, got {name!r}; "
                               f"known kinds: {known_kinds_text()}")
@@ -66,7 +101,10 @@ def resolve_kind(name: str) -> KindInfo:
         return KINDS[word]
     lowered = word.lower()
     base, _, group = lowered.partition(".")
-    for info in KINDS.values():
-        if base in info.names() and (not group or group == info.group.lower()):
-            return info
+    found = [info for info in KINDS.values()
+             if base in info.names() and (not group or group == info.group.lower())]
+    if found:
+        # A bare "networkpolicies" means the Kubernetes kind, as with kubectl: the kind
+        # registered under its own name wins over the group-qualified one.
+        return next((i for i in found if i.key == i.kind), found[0])
     raise ValidationError(f"unknown resource type {name!r}; known kinds: {known_kinds_text()}")

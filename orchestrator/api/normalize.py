@@ -12,6 +12,11 @@ import copy
 from typing import Any, Iterable
 
 from orchestrator.api.bgp import normalize_bgpconfiguration_spec, normalize_bgppeer_spec
+from orchestrator.api.calico_policy import (
+    check_policy_name,
+    normalize_calico_networkpolicy_spec,
+    normalize_globalnetworkpolicy_spec,
+)
 from orchestrator.api.cluster import (
     namespace_labels,
     normalize_namespace_spec,
@@ -26,9 +31,10 @@ from orchestrator.api.fields import (
     type_name,
 )
 from orchestrator.api.ippool import check_pool_overlap, normalize_ippool_spec
-from orchestrator.api.kinds import KINDS, KindInfo
+from orchestrator.api.kinds import KINDS, KindInfo, kind_key
 from orchestrator.api.loader import INPUT_SOURCE, Document
 from orchestrator.api.meta import check_timestamp, normalize_metadata, object_ref
+from orchestrator.api.netpol import normalize_networkpolicy_spec
 from orchestrator.api.pod import normalize_pod_spec, qos_class
 from orchestrator.api.workloads import normalize_deployment_spec, normalize_replicaset_spec
 from orchestrator.errors import ValidationError
@@ -69,7 +75,7 @@ def _drop_nulls(value: Any) -> Any:
 def _ref_of(obj: dict) -> str:
     kind = obj.get("kind")
     kind = kind if isinstance(kind, str) and kind else "<no kind>"
-    info = KINDS.get(kind)
+    info = KINDS.get(kind_key({"kind": kind, "apiVersion": obj.get("apiVersion")}))
     return object_ref(kind, obj.get("metadata"), info.namespaced if info else None)
 
 
@@ -82,17 +88,24 @@ def kind_info_of(obj: dict) -> KindInfo:
         fail("apiVersion", "Required value: apiVersion must be set")
     if not isinstance(kind, str) or not isinstance(api_version, str):
         fail("kind", f"kind and apiVersion must be strings, got {kind!r} / {api_version!r}")
-    info = KINDS.get(kind)
+    info = KINDS.get(kind_key(obj))
     if info is None:
-        known = ", ".join(f"{k} ({i.api_version})" for k, i in sorted(KINDS.items()))
+        known = ", ".join(f"{i.kind} ({i.api_version})" for _, i in sorted(KINDS.items()))
         fail("kind", f"unknown kind {kind!r} (apiVersion {api_version}); known kinds: {known}")
     if api_version not in info.api_versions:
+        # Every group serving this kind name (NetworkPolicy: networking.k8s.io and Calico).
+        served = [v for i in KINDS.values() if i.kind == kind for v in i.api_versions]
         fail("apiVersion", f"no kind {kind!r} is registered for apiVersion {api_version!r}: "
-                           f"{kind} is served as {' / '.join(info.api_versions)}")
+                           f"{kind} is served as {' / '.join(served)}")
     return info
 
 
+_CALICO_POLICY_KEYS = frozenset({"NetworkPolicy.projectcalico.org", "GlobalNetworkPolicy"})
+
+
 def _name_check(info: KindInfo):
+    if info.key in _CALICO_POLICY_KEYS:
+        return check_policy_name
     return check_dns1123_label if info.kind == "Namespace" else check_dns1123_subdomain
 
 
@@ -101,7 +114,14 @@ def _normalize(obj: dict, *, now: str, keep_status: bool) -> dict:
     check_known(obj, TOP_FIELDS, "")
     meta = normalize_metadata(obj.get("metadata"), info, _name_check(info), now=now)
     kind = info.kind
-    if kind == "Pod":
+    # Dispatch on the key: two kinds are named NetworkPolicy.
+    if info.key == "NetworkPolicy.projectcalico.org":
+        spec = normalize_calico_networkpolicy_spec(obj.get("spec"))
+    elif kind == "GlobalNetworkPolicy":
+        spec = normalize_globalnetworkpolicy_spec(obj.get("spec"))
+    elif kind == "NetworkPolicy":
+        spec = normalize_networkpolicy_spec(obj.get("spec"))
+    elif kind == "Pod":
         spec = normalize_pod_spec(obj.get("spec"), "spec")
     elif kind == "Deployment":
         spec = normalize_deployment_spec(obj.get("spec"), now=now)
@@ -148,8 +168,9 @@ def normalize_all(documents: Iterable[Document | dict], *, now: str,
                   keep_status: bool = False) -> list[dict]:
     """Normalize every document, or raise the first error (so the caller applies nothing).
 
-    Also rejects the same kind/namespace/name twice, and IPPools whose CIDRs overlap each
-    other, within this one apply.
+    Also rejects the same kind/namespace/name twice (kind by api.kind_key, so the two
+    NetworkPolicy kinds may share a name), and IPPools whose CIDRs overlap each other,
+    within this one apply.
     """
     docs = [d if isinstance(d, Document) else Document(d, INPUT_SOURCE, i)
             for i, d in enumerate(documents)]
@@ -165,7 +186,7 @@ def normalize_all(documents: Iterable[Document | dict], *, now: str,
         ref = _ref_of(obj)
         meta = obj["metadata"]
         if meta["name"]:
-            key = (obj["kind"], meta.get("namespace", ""), meta["name"])
+            key = (kind_key(obj), meta.get("namespace", ""), meta["name"])
             if key in seen:
                 first = seen[key]
                 where = f"{first.source} document {first.index}"

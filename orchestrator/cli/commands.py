@@ -28,10 +28,10 @@ def get(ctx, kind: str, name: str | None = None, *, namespace: str = "default",
     info = api.resolve_kind(kind)
     if name:
         key = f"{namespace}/{name}" if info.namespaced else name
-        objs = [ctx.client.get(info.kind, key)]
+        objs = [ctx.client.get(info.key, key)]
     else:
         ns = None if (all_namespaces or not info.namespaced) else namespace
-        objs = ctx.client.list(info.kind, ns)
+        objs = ctx.client.list(info.key, ns)
     if selector:
         want = _parse_selector(selector)
         objs = [o for o in objs if api.label_selector_matches(want, o["metadata"].get("labels") or {})]
@@ -63,7 +63,7 @@ def _parse_selector(text: str) -> dict:
 def describe(ctx, kind: str, name: str, *, namespace: str = "default") -> str:
     info = api.resolve_kind(kind)
     key = f"{namespace}/{name}" if info.namespaced and "/" not in name else name
-    obj = ctx.client.get(info.kind, key)
+    obj = ctx.client.get(info.key, key)
     return printers.describe(info.kind, obj, now=_now())
 
 
@@ -85,7 +85,7 @@ def delete(ctx, kind: str | None, names: list[str], *, namespace: str = "default
             raise CalinetError(f"delete {kind}: name the object(s) to delete")
         for n in names:
             key = f"{namespace}/{n}" if info.namespaced and "/" not in n else n
-            lines.append(ctx.client.delete(info.kind, key))
+            lines.append(ctx.client.delete(info.key, key))
     return "\n".join(lines)
 
 
@@ -101,7 +101,7 @@ def label(ctx, kind: str, name: str, pairs: list[str], *, namespace: str = "defa
             labels[k] = v
         else:
             raise CalinetError(f"label {p!r}: expected key=value or key-")
-    return ctx.client.label(info.kind, key, labels)
+    return ctx.client.label(info.key, key, labels)
 
 
 def logs(ctx, pod: str, container: str | None = None, *, namespace: str = "default",

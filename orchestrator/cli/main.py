@@ -103,6 +103,20 @@ def _parser() -> argparse.ArgumentParser:
 
     sub.add_parser("demo", help="the `make demo` tour: 3 nodes, a web app, pods, probes")
 
+    pc = sub.add_parser("policy", help="network policy tools")
+    pcsub = pc.add_subparsers(dest="policy_verb", required=True, metavar="VERB")
+    comp = pcsub.add_parser("compile", help="print the iptables-restore and ipset text policies "
+                            "compile to on a node (no root)")
+    comp.add_argument("-f", "--filename", action="append", required=True)
+    comp.add_argument("--node", help="the node to compile for (default: the first with pods)")
+
+    xp = sub.add_parser("explain", help="which policy and rule allow or deny SRC -> DST "
+                        "PORT/PROTO, on the egress and the ingress side")
+    xp.add_argument("src", help="pod (name in -n, or ns/name) or IPv4 address")
+    xp.add_argument("dst", help="pod (name in -n, or ns/name) or IPv4 address")
+    xp.add_argument("port", metavar="PORT/PROTO", help="e.g. 80/TCP (protocol default TCP)")
+    _ns(xp)
+
     cf = sub.add_parser("conformance", help="run NetworkPolicy case files (netpol-cases schema) "
                         "on a testbed of their own")
     cf.add_argument("directory")
@@ -166,7 +180,19 @@ def _dispatch(args) -> int:
         if not reports:
             print("nothing to clean")
         return 0
+    if verb == "policy":
+        from orchestrator.cli.policy_cmd import compile_text
+        try:
+            pctx = open_context(args.state_dir)
+        except CalinetError:
+            pctx = None      # no testbed: the conformance model
+        print(compile_text(args.filename, node=args.node, ctx=pctx), end="")
+        return 0
     ctx = open_context(args.state_dir)
+    if verb == "explain":
+        from orchestrator.cli.policy_cmd import explain_text
+        print(explain_text(ctx, args.src, args.dst, args.port, args.namespace))
+        return 0
     if verb == "get":
         print(commands.get(ctx, args.kind, args.name, namespace=args.namespace,
                            all_namespaces=args.all_namespaces, output=args.output,

@@ -1,0 +1,92 @@
+"""`calinet policy compile` and `calinet explain`: what the policy dataplane is and why.
+
+Side effects: reads manifests and, when a testbed is found, its state store. Needs no root:
+both work on the model, not on the kernel. Without a testbed, `policy compile` compiles against
+the conformance model (namespaces x/y/z, pods a/b/c spread over node-1..3, ports 80/81 named
+serve-<port>-<proto>), with addresses from 10.244.0.0/16.
+"""
+
+from __future__ import annotations
+
+from orchestrator import api
+from orchestrator.errors import CalinetError, ValidationError
+from orchestrator.policy_agent import POLICY_KINDS, pod_endpoint
+from policy.compiler import compile_node, endpoint
+from policy.explain import explain
+from policy.model import from_object
+from policy.render import render_full, render_ipsets_full
+
+POLICY_KIND_KEYS = frozenset(POLICY_KINDS)
+
+
+def xyz_endpoints():
+    eps, namespaces = [], {}
+    for i, ns in enumerate("xyz"):
+        namespaces[ns] = {"ns": ns, "kubernetes.io/metadata.name": ns}
+        for j, pod in enumerate("abc"):
+            ports = [(f"serve-{port}-{proto}", proto, port) for port in (80, 81)
+                     for proto in ("tcp", "udp", "sctp")]
+            # cali + 11 hex, as naming.veth_name makes them
+            eps.append(endpoint(ns, pod, f"node-{j + 1}", f"cali{i:02x}{j:02x}0000000",
+                                f"10.244.{j}.{10 + i}", {"pod": pod}, ports))
+    return eps, namespaces
+
+
+def store_endpoints(store):
+    eps = [e for e in map(pod_endpoint, store.list("Pod")) if e is not None]
+    namespaces = {n["metadata"]["name"]: dict(n["metadata"].get("labels") or {})
+                  for n in store.list("Namespace")}
+    return eps, namespaces
+
+
+def store_policies(store):
+    return [from_object(o) for kind in POLICY_KINDS for o in store.list(kind)]
+
+
+def compile_text(sources: list[str], *, node: str | None, ctx=None) -> str:
+    objs = []
+    for src in sources:
+        objs += api.normalize_all(api.load_documents(src), now="1970-01-01T00:00:00Z")
+    others = [o for o in objs if api.kind_key(o) not in POLICY_KIND_KEYS]
+    if others:
+        o = others[0]
+        raise ValidationError("only NetworkPolicy / GlobalNetworkPolicy objects can be "
+                              "compiled", obj=f"{o['kind']} {o['metadata'].get('name')}")
+    policies = [from_object(o) for o in objs]
+    if ctx is not None:
+        eps, namespaces = store_endpoints(ctx.store)
+        where = f"the pods of testbed {ctx.testbed_id or ctx.state_dir}"
+    else:
+        eps, namespaces = xyz_endpoints()
+        where = "the conformance model (x/y/z, pods a/b/c on node-1..3; no testbed found)"
+    nodes = sorted({e.node for e in eps})
+    if node is None:
+        node = nodes[0] if nodes else "node-1"
+    elif node not in nodes:
+        raise CalinetError(f"node {node!r} has no pods here; nodes with pods: "
+                           f"{', '.join(nodes) or 'none'}")
+    dp = compile_node(node, eps, namespaces, policies)
+    head = (f"# {len(policies)} policy(ies) compiled for {node} against {where}\n"
+            f"# {dp.rule_count()} rules, {len(dp.ipsets)} ipsets; "
+            "iptables-restore --noflush input:\n")
+    return head + render_full(dp) + "\n# ipset restore input:\n" + render_ipsets_full(dp.ipsets)
+
+
+def explain_text(ctx, src: str, dst: str, port_proto: str, namespace: str) -> str:
+    port_s, _, proto = port_proto.partition("/")
+    proto = (proto or "TCP").upper()
+    if not port_s.isdigit() or not 1 <= int(port_s) <= 65535:
+        raise CalinetError(f"PORT/PROTO: {port_proto!r} is not like 80/TCP")
+    if proto not in ("TCP", "UDP", "SCTP"):
+        raise CalinetError(f"PORT/PROTO: protocol {proto!r} is not TCP, UDP or SCTP")
+    eps, namespaces = store_endpoints(ctx.store)
+
+    def key(what: str) -> str:
+        if "/" in what or what.replace(".", "").isdigit():
+            return what
+        return f"{namespace}/{what}"
+    try:
+        return explain(key(src), key(dst), int(port_s), proto, eps, namespaces,
+                       store_policies(ctx.store)).text()
+    except KeyError as exc:
+        raise CalinetError(str(exc.args[0])) from None

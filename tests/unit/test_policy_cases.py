@@ -1,0 +1,248 @@
+"""policy.cases: case loading and validation, placeholders, the x/y/z model, and every case
+(shared examples and the project corpus) agreeing with the oracle."""
+
+import copy
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+
+from orchestrator import api
+from orchestrator.errors import ValidationError
+from policy import cases, oracle
+
+REPO = Path(__file__).resolve().parents[2]
+CORPUS = REPO / "conformance" / "cases"
+SHARED = REPO.parent / "shared" / "netpol-cases"
+NOW = "2024-01-01T00:00:00Z"
+PODCIDR = "10.244.0.0/16"
+# A fixed fake assignment: one /26 block per namespace's worth of pods, like three nodes.
+IPS = {"x/a": "10.244.0.2", "x/b": "10.244.0.3", "x/c": "10.244.0.4",
+       "y/a": "10.244.0.66", "y/b": "10.244.0.67", "y/c": "10.244.0.68",
+       "z/a": "10.244.0.130", "z/b": "10.244.0.131", "z/c": "10.244.0.132"}
+
+
+def _api_serves_networkpolicy() -> bool:
+    info = api.KINDS.get("NetworkPolicy")
+    return info is not None and "networking.k8s.io/v1" in info.api_versions
+
+
+def defaulted(manifest: dict) -> dict:
+    """API-server defaulting: the real normalizer when the API has the kind, else the two
+    documented defaults (ports[].protocol TCP; policyTypes Ingress + Egress if egress rules)."""
+    if _api_serves_networkpolicy():
+        return api.normalize(manifest, now=NOW)
+    m = copy.deepcopy(manifest)
+    spec = m["spec"]
+    for direction in ("ingress", "egress"):
+        for rule in spec.get(direction) or []:
+            for port in rule.get("ports") or []:
+                port.setdefault("protocol", "TCP")
+    spec.setdefault("policyTypes", ["Ingress"] + (["Egress"] if spec.get("egress") else []))
+    return m
+
+
+def _files(directory: Path) -> list[Path]:
+    return sorted(directory.glob("*.yaml")) if directory.is_dir() else []
+
+
+def _check_against_oracle(path: Path) -> None:
+    case = cases.load_case(path)
+    for n, step, model, policies in cases.replay(case, cases.x_y_z_model(IPS), ips=IPS,
+                                                 podcidr=PODCIDR, normalize=defaulted):
+        for probe in step.probes:
+            got = oracle.matrix(model, policies, probe.port, probe.protocol)
+            want = cases.expected_matrix(step, probe, model)
+            wrong = [f"{s} -> {d}: expected {'allowed' if want[(s, d)] else 'denied'}\n"
+                     + str(oracle.explain(model, policies, s, d, probe.port, probe.protocol))
+                     for (s, d) in want if got[(s, d)] != want[(s, d)]]
+            assert not wrong, f"{path.name} step {n} {probe.key}:\n" + "\n".join(wrong)
+
+
+@pytest.mark.parametrize("path", _files(CORPUS), ids=lambda p: p.name)
+def test_corpus_case_agrees_with_oracle(path):
+    _check_against_oracle(path)
+
+
+@pytest.mark.skipif(not _files(SHARED), reason=f"shared example cases not found at {SHARED}")
+@pytest.mark.parametrize("path", _files(SHARED), ids=lambda p: p.name)
+def test_shared_case_agrees_with_oracle(path):
+    _check_against_oracle(path)
+
+
+def test_corpus_shape():
+    files = _files(CORPUS)
+    assert len(files) >= 60
+    loaded = cases.load_dir(CORPUS)
+    assert len(loaded) == len(files)
+    for path, case in zip(files, loaded):
+        m = re.match(r"^(\d{3})-(.+)\.yaml$", path.name)
+        assert m and m.group(2) == case.name, path.name
+        assert case.source and case.why and case.tags, path.name
+        assert case.source == "original" or case.source.startswith("NetworkPolicy between")
+    shared_names = {cases.load_case(p).name for p in _files(SHARED)}
+    assert not shared_names & {c.name for c in loaded}
+
+
+def test_corpus_covers_the_required_topics():
+    tags = {t for c in cases.load_dir(CORPUS) for t in c.tags}
+    for needed in ("default-deny", "allow-all", "op-in", "op-notin", "op-exists",
+                   "op-doesnotexist", "namespace-selector", "combined-peer", "or-peers",
+                   "ipblock", "ipblock-except", "numbered-port", "named-port", "endport", "udp",
+                   "sctp", "union", "both-sides", "policytypes-defaulting", "update-policy",
+                   "delete-policy", "label-update", "namespace-label-update", "steps",
+                   "empty-podselector-namespaceselector", "ingress", "egress"):
+        assert needed in tags, needed
+
+
+@pytest.mark.skipif(not _api_serves_networkpolicy(), reason="API has no NetworkPolicy kind yet")
+def test_corpus_manifests_pass_api_validation():
+    for case in cases.load_dir(CORPUS):
+        for step in case.steps:
+            for manifest in step.apply:
+                api.normalize(cases.substitute(manifest, IPS, PODCIDR), now=NOW)
+
+
+def test_x_y_z_model():
+    model = cases.x_y_z_model(IPS)
+    assert model.namespaces["y"] == {"ns": "y", "kubernetes.io/metadata.name": "y"}
+    assert set(model.namespaces) == {"x", "y", "z"}
+    assert model.keys() == ["x/a", "x/b", "x/c", "y/a", "y/b", "y/c", "z/a", "z/b", "z/c"]
+    zb = model.pod("z/b")
+    assert zb["labels"] == {"pod": "b"} and zb["ip"] == "10.244.0.131"
+    assert {(p["name"], p["port"], p["protocol"]) for p in zb["ports"]} == {
+        ("serve-80-tcp", 80, "TCP"), ("serve-80-udp", 80, "UDP"), ("serve-80-sctp", 80, "SCTP"),
+        ("serve-81-tcp", 81, "TCP"), ("serve-81-udp", 81, "UDP"), ("serve-81-sctp", 81, "SCTP")}
+    assert cases.x_y_z_model().pod("x/a")["ip"] is None
+
+
+def test_substitute():
+    obj = {"cidr": "{{ip x/b}}/32", "except": ["{{ podcidr }}", "{{ip  z/c}}/32"], "n": 3,
+           "keep": None}
+    before = copy.deepcopy(obj)
+    assert cases.substitute(obj, IPS, PODCIDR) == {
+        "cidr": "10.244.0.3/32", "except": ["10.244.0.0/16", "10.244.0.132/32"], "n": 3,
+        "keep": None}
+    assert obj == before
+    with pytest.raises(ValidationError, match="x/d"):
+        cases.substitute("{{ip x/d}}", IPS, PODCIDR)
+    with pytest.raises(ValidationError, match="unknown placeholder"):
+        cases.substitute("{{nodecidr}}", IPS, PODCIDR)
+
+
+def test_single_step_form_and_expected_matrix(tmp_path):
+    path = _write(tmp_path, {"name": "t", "policies": [], "probes": [{"port": 80,
+                                                                      "protocol": "UDP"}],
+                             "expect": {"UDP/80": ["x/a -> y/b"]}})
+    case = cases.load_case(path)
+    assert len(case.steps) == 1 and case.steps[0].expect == {"UDP/80": [("x/a", "y/b")]}
+    assert case.steps[0].probes == [cases.Probe(80, "UDP")]
+    m = cases.expected_matrix(case.steps[0], "UDP/80", cases.XYZ_PODS)
+    assert len(m) == 72 and m[("x/a", "y/b")] is False and m[("y/b", "x/a")] is True
+    assert sum(not v for v in m.values()) == 1
+
+
+def test_replay_carries_state_and_merges_labels(tmp_path):
+    deny = {"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+            "metadata": {"name": "d", "namespace": "x"}, "spec": {"podSelector": {}}}
+    path = _write(tmp_path, {"name": "t", "steps": [
+        {"apply": [deny], "add_namespace_labels": [{"namespace": "y", "labels": {"a": "1"}}],
+         "probes": [], "expect": {}},
+        {"add_pod_labels": [{"pod": "x/b", "labels": {"pod": "q"}}]},
+        {"delete": [{"namespace": "x", "name": "d"}]},
+        {"delete": [{"namespace": "x", "name": "d"}]}]})
+    start = cases.x_y_z_model(IPS)
+    seen = []
+    with pytest.raises(ValidationError) as exc:
+        for n, _step, model, policies in cases.replay(cases.load_case(path), start, ips=IPS,
+                                                      podcidr=PODCIDR):
+            seen.append((n, model.namespaces["y"].get("a"), model.pod("x/b")["labels"]["pod"],
+                         [p["metadata"]["name"] for p in policies]))
+    assert seen == [(1, "1", "b", ["d"]), (2, "1", "q", ["d"]), (3, "1", "q", [])]
+    assert "step 4" in str(exc.value) and exc.value.field == "steps[3].delete[0]"
+    assert start.pod("x/b")["labels"] == {"pod": "b"} and "a" not in start.namespaces["y"]
+
+
+def _write(tmp_path: Path, doc, name="case.yaml") -> Path:
+    path = tmp_path / name
+    path.write_text(doc if isinstance(doc, str) else yaml.safe_dump(doc))
+    return path
+
+
+GOOD_STEP = {"probes": [{"port": 80, "protocol": "TCP"}], "expect": {"TCP/80": []}}
+
+
+@pytest.mark.parametrize("doc,field,words", [
+    ({"name": "t", "bogus": 1, **GOOD_STEP}, "bogus", "unknown field"),
+    ({"name": "t", "steps": [GOOD_STEP, {**GOOD_STEP, "aply": []}]}, "steps[1].aply",
+     "unknown field"),
+    ({"name": "t", "steps": [GOOD_STEP, {"probes": [{"port": 80, "protocol": "ICMP"}],
+                                         "expect": {}}]},
+     "steps[1].probes[0].protocol", "Unsupported value"),
+    ({"name": "t", "probes": [{"port": 0, "protocol": "TCP"}], "expect": {}}, "probes[0].port",
+     "port number"),
+    ({"name": "t", "probes": [{"port": 80, "protocol": "TCP"}],
+      "expect": {"tcp/80": []}}, "expect.tcp/80", "<PROTO>/<port>"),
+    ({"name": "t", "probes": [{"port": 80, "protocol": "TCP"}],
+      "expect": {"TCP/80": [], "UDP/80": []}}, "expect.UDP/80", "no probe"),
+    ({"name": "t", "steps": [GOOD_STEP, {"probes": [{"port": 80, "protocol": "TCP"}],
+                                         "expect": {"TCP/80": ["x/a->x/b"]}}]},
+     "steps[1].expect.TCP/80[0]", "ns/pod -> ns/pod"),
+    ({"name": "t", "probes": [{"port": 80, "protocol": "TCP"}],
+      "expect": {"TCP/80": ["x/a -> w/b"]}}, "expect.TCP/80[0]", "unknown pod 'w/b'"),
+    ({"name": "t", "probes": [{"port": 80, "protocol": "TCP"}],
+      "expect": {"TCP/80": ["x/a -> x/a"]}}, "expect.TCP/80[0]", "self pair"),
+    ({"name": "t", "probes": [{"port": 80, "protocol": "TCP"}],
+      "expect": {"TCP/80": ["x/a -> x/b", "x/a -> x/b"]}}, "expect.TCP/80[1]", "Duplicate"),
+    ({"name": "t", "steps": [GOOD_STEP, {"probes": [{"port": 80, "protocol": "TCP"},
+                                                    {"port": 81, "protocol": "UDP"}],
+                                         "expect": {"TCP/80": []}}]},
+     "steps[1].expect.UDP/81", "has no expectation"),
+    ({"name": "t", "probes": [{"port": 80, "protocol": "TCP"}] * 2, "expect": {"TCP/80": []}},
+     "probes[1]", "Duplicate"),
+    ({"name": "t", "steps": [GOOD_STEP], **GOOD_STEP}, "probes", "cannot be combined"),
+    ({"name": "t", "policies": [{"spec": {"cidr": "{{ip x/q}}/32"}}], **GOOD_STEP},
+     "policies[0]", "unknown pod 'x/q'"),
+    ({"name": "t", "policies": [{"spec": {"cidr": "{{iP x/a}}"}}], **GOOD_STEP},
+     "policies[0]", "unknown placeholder"),
+    ({"name": "t", "steps": [{**GOOD_STEP, "add_pod_labels": [{"pod": "x/q",
+                                                                "labels": {"a": "b"}}]}]},
+     "steps[0].add_pod_labels[0].pod", "unknown pod"),
+    ({"name": "t", "steps": [{**GOOD_STEP, "add_namespace_labels": [{"namespace": "w",
+                                                                      "labels": {"a": "b"}}]}]},
+     "steps[0].add_namespace_labels[0].namespace", "unknown namespace"),
+    ({"name": "t", "steps": [{**GOOD_STEP, "delete": [{"namespace": "x"}]}]},
+     "steps[0].delete[0].name", "Required"),
+    ({"name": "t", "steps": []}, "steps", "at least one step"),
+    ({"name": "t", "policies": []}, "probes", "needs probes"),
+    ({"probes": [], "expect": {}}, "name", "Required"),
+    ({"name": "t", "tags": "a", **GOOD_STEP}, "tags", "must be a list"),
+])
+def test_loader_errors_name_file_step_and_field(tmp_path, doc, field, words):
+    path = _write(tmp_path, doc)
+    with pytest.raises(ValidationError) as exc:
+        cases.load_case(path)
+    err = exc.value
+    assert err.source == str(path) and err.field == field and words in err.message, str(err)
+    step = re.match(r"steps\[(\d+)\]", field)
+    assert err.obj == (f"step {int(step.group(1)) + 1}" if step else None)
+    assert str(path) in str(err)
+
+
+def test_loader_rejects_bad_yaml_and_non_mapping(tmp_path):
+    with pytest.raises(ValidationError, match="not valid YAML"):
+        cases.load_case(_write(tmp_path, "name: [unclosed\n"))
+    with pytest.raises(ValidationError, match="must be a mapping"):
+        cases.load_case(_write(tmp_path, "- 1\n"))
+
+
+def test_load_dir_rejects_duplicate_names_and_missing_dir(tmp_path):
+    _write(tmp_path, {"name": "same", **GOOD_STEP}, "001-a.yaml")
+    _write(tmp_path, {"name": "same", **GOOD_STEP}, "002-b.yml")
+    (tmp_path / "README.md").write_text("not a case")
+    with pytest.raises(ValidationError, match="duplicate case name") as exc:
+        cases.load_dir(tmp_path)
+    assert exc.value.source.endswith("002-b.yml")
+    with pytest.raises(ValidationError, match="not a directory"):
+        cases.load_dir(tmp_path / "missing")
