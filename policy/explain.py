@@ -108,9 +108,9 @@ def rule_mismatch(ctx: Context, rule: Rule, src_ip: str, src: Endpoint | None, d
     """None when ``rule`` matches the flow, else the first reason it does not."""
     proto = protocol.lower()
     if rule.protocol is not None and _proto(rule.protocol) != proto:
-        return f"protocol {rule.protocol} is not {protocol}"
+        return f"protocol {str(rule.protocol).upper()} is not {protocol.upper()}"
     if rule.not_protocol is not None and _proto(rule.not_protocol) == proto:
-        return f"notProtocol {rule.not_protocol}"
+        return f"notProtocol {str(rule.not_protocol).upper()}"
     if rule.icmp is not None or rule.not_icmp is not None:
         if proto != "icmp":
             return "an ICMP rule"
