@@ -1,0 +1,1 @@
+"""scapy packet tests (root): crafted packets inside pods against the policy dataplane."""
