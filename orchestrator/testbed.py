@@ -30,6 +30,7 @@ from orchestrator.errors import CalinetError, NotFound, SupervisorTimeout
 from orchestrator.ipam.store import IPAM, ensure_default_pool
 from orchestrator.kubelet import Kubelet, NodeRef
 from orchestrator.ledger import Ledger, registered_testbeds
+from orchestrator.nflog import NodeLog
 from orchestrator.nodes import host_facts, node_object, system_namespaces
 from orchestrator.policy_agent import PolicyAgent
 from orchestrator.routing import BGPAdmission, Routing
@@ -77,6 +78,7 @@ class Testbed:
         self.bgp = bgp
         self.routing = None
         self.policy: PolicyAgent | None = None
+        self.packet_logs: dict[str, NodeLog] = {}
         self.runner = DEFAULT
         self.id: str | None = None
         self.store: Store | None = None
@@ -180,11 +182,38 @@ class Testbed:
         self.policy = PolicyAgent(self.store, {n: h.pid for n, h in self.cluster.nodes.items()},
                                   self.runner)
         pollers.insert(0, self.policy.poll)
+        self._start_packet_logs()
         self.manager = ControllerManager(self.store, self.kubelets, self.runtime, tick=self.tick,
                                          pollers=pollers)
         self.manager.sync_once()
         self.manager.start()
         self.progress(f"cluster {self.spec.name!r} ready in {time.monotonic() - t0:.2f}s")
+
+    def _start_packet_logs(self) -> None:
+        """The Log action's packets, per node, in <state>/policy/<node>/packets.log."""
+        for name, handle in self.cluster.nodes.items():
+            nl = NodeLog(name, handle.pid, self.packet_log_path(name))
+            try:
+                nl.start()
+            except OSError as exc:
+                self.progress(f"policy Log actions will not be recorded on {name}: NFLOG "
+                              f"unavailable ({exc})")
+                continue
+            self.packet_logs[name] = nl
+
+    def packet_log_path(self, node: str) -> str:
+        return os.path.join(self.state_dir, "policy", node, "packets.log")
+
+    def packet_log(self, node: str | None = None) -> str:
+        """Lines the policies' Log rules produced (on one node, or all), oldest first."""
+        out = []
+        for name in ([node] if node else self.nodes()):
+            try:
+                with open(self.packet_log_path(name)) as f:
+                    out += f.read().splitlines()
+            except FileNotFoundError:
+                pass
+        return "\n".join(sorted(out)) + ("\n" if out else "")
 
     def _reconcile_previous_state(self) -> None:
         """State from an earlier run: nodes the topology no longer has lose their pods and
@@ -226,6 +255,9 @@ class Testbed:
             if self.policy:
                 step("policy agent", self.policy.stop)
                 self.policy = None
+            for nl in self.packet_logs.values():
+                step(f"packet log of {nl.node}", nl.stop)
+            self.packet_logs = {}
             if getattr(self, "runtime", None):
                 # In parallel, before the sandboxes go node by node.
                 step("containers", lambda: self.runtime.stop_all(grace=5))

@@ -110,6 +110,9 @@ def _parser() -> argparse.ArgumentParser:
     comp.add_argument("-f", "--filename", action="append", required=True)
     comp.add_argument("--node", help="the node to compile for (default: the first with pods)")
 
+    plog = pcsub.add_parser("log", help="packets the policies' Log rules recorded")
+    plog.add_argument("node", nargs="?")
+
     xp = sub.add_parser("explain", help="which policy and rule allow or deny SRC -> DST "
                         "PORT/PROTO, on the egress and the ingress side")
     xp.add_argument("src", help="pod (name in -n, or ns/name) or IPv4 address")
@@ -179,6 +182,10 @@ def _dispatch(args) -> int:
             print(r.summary())
         if not reports:
             print("nothing to clean")
+        return 0
+    if verb == "policy" and args.policy_verb == "log":
+        from orchestrator.cli.policy_cmd import log_text
+        print(log_text(open_context(args.state_dir), args.node), end="")
         return 0
     if verb == "policy":
         from orchestrator.cli.policy_cmd import compile_text

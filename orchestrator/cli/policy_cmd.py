@@ -90,3 +90,21 @@ def explain_text(ctx, src: str, dst: str, port_proto: str, namespace: str) -> st
                        store_policies(ctx.store)).text()
     except KeyError as exc:
         raise CalinetError(str(exc.args[0])) from None
+
+
+def log_text(ctx, node: str | None) -> str:
+    """<state>/policy/<node>/packets.log of one node or all, merged by time."""
+    import os
+    base = os.path.join(ctx.state_dir, "policy")
+    nodes = [node] if node else sorted(os.listdir(base)) if os.path.isdir(base) else []
+    lines = []
+    for n in nodes:
+        path = os.path.join(base, n, "packets.log")
+        if node and not os.path.exists(path):
+            raise CalinetError(f"no packet log for node {node!r} in {ctx.state_dir}")
+        if os.path.exists(path):
+            with open(path) as f:
+                lines += f.read().splitlines()
+    if not lines:
+        return "no packets logged (policies log with `action: Log` rules)\n"
+    return "\n".join(sorted(lines)) + "\n"
