@@ -309,14 +309,41 @@ def endpoint_chain(ep: Endpoint, policies: Sequence[Policy], direction: str) -> 
     return Chain(name, tuple(rules))
 
 
-def _dispatch(local: Sequence[Endpoint], ingress: bool) -> Chain:
+DISPATCH_FANOUT_OVER = 16   # more local endpoints than this: a two-level dispatch tree
+
+
+def _dispatch(local: Sequence[Endpoint], ingress: bool) -> list[Chain]:
+    """The dispatch chain(s): `-i/-o <iface> -g <endpoint chain>` per local endpoint, ending in
+    "Unknown interface" DROP. Every packet from or to a pod walks this list, so with many
+    endpoints it becomes a shallow tree on the first character after `cali`, as Felix's
+    dispatch-<char> children: ~n/16 + 16 rules walked instead of n."""
     name = N.TO_WL_DISPATCH if ingress else N.FROM_WL_DISPATCH
     flag = "-o" if ingress else "-i"
-    rules = [Rule((flag, ep.iface), ("-g", N.to_workload(ep.iface) if ingress
-                                     else N.from_workload(ep.iface)))
-             for ep in local]
-    rules.append(Rule((), ("-j", "DROP"), "Unknown interface"))
-    return Chain(name, tuple(rules))
+    unknown = Rule((), ("-j", "DROP"), "Unknown interface")
+
+    def leaf(chain: str, eps: Sequence[Endpoint]) -> Chain:
+        return Chain(chain, tuple(
+            Rule((flag, ep.iface), ("-g", N.to_workload(ep.iface) if ingress
+                                    else N.from_workload(ep.iface))) for ep in eps)
+            + (unknown,))
+
+    if len(local) <= DISPATCH_FANOUT_OVER:
+        return [leaf(name, local)]
+    groups: dict[str, list[Endpoint]] = {}
+    for ep in local:
+        key = ep.iface[4:5] if ep.iface.startswith("cali") and len(ep.iface) > 4 else "_"
+        groups.setdefault(key, []).append(ep)
+    chains, root = [], []
+    for key, eps in sorted(groups.items()):
+        child = f"{name}-{key}"
+        chains.append(leaf(child, eps))
+        match = (flag, f"cali{key}+") if key != "_" else ()
+        root.append(Rule(match, ("-g", child)) if match else None)
+    # endpoints whose names do not start with cali<char> stay in the root, walked first
+    odd = groups.get("_", [])
+    head = leaf(name, odd).rules[:-1] if odd else ()
+    rules = tuple(head) + tuple(r for r in root if r is not None) + (unknown,)
+    return [Chain(name, rules)] + [c for c in chains if not c.name.endswith("-_")]
 
 
 def _static(dp: Dataplane) -> None:
@@ -374,7 +401,8 @@ def compile_node(node: str, endpoints: Sequence[Endpoint],
         for fn in (N.profile_in, N.profile_out):
             # kns.<ns>: Calico's per-namespace profile allows everything.
             dp.add_chain(FILTER, Chain(fn(f"kns.{ns}"), (Rule((), N.set_mark(N.ACCEPT_MARK)),)))
-    dp.add_chain(FILTER, _dispatch(local, ingress=False))
-    dp.add_chain(FILTER, _dispatch(local, ingress=True))
+    for ingress in (False, True):
+        for c in _dispatch(local, ingress=ingress):
+            dp.add_chain(FILTER, c)
     dp.ipsets = dict(sorted(ctx.ipsets.items()))
     return dp

@@ -95,3 +95,15 @@ def test_failed_restore_keeps_the_old_rules_and_ipsets(node):
     # and the next good apply still works (the applier re-reads after a failure)
     assert fw.apply(compile_node("n1", model(extra=1), NSS, [POLICY])).changed
     assert "10.244.9.0" in sets(node)
+
+
+def test_dispatch_tree_for_many_endpoints_is_accepted(node):
+    eps = [endpoint("x", f"p{i}", "n1", f"cali{i:011x}", f"10.244.1.{i}", {"pod": "a"})
+           for i in range(60)]
+    fw = Firewall("n1", None, netns=node)
+    fw.apply(compile_node("n1", eps, NSS, [POLICY]))
+    text = save(node)
+    assert "-A cali-from-wl-dispatch -i cali0+ -m comment" in text or \
+        "-A cali-from-wl-dispatch -i cali0+" in text.replace(' -m comment --comment', '')
+    fw.refresh()
+    assert not fw.apply(compile_node("n1", eps, NSS, [POLICY])).changed

@@ -303,3 +303,21 @@ def test_every_chain_name_and_set_name_fits(direction):
     dp = compile_node("node-1", xyz(), NSS, [from_k8s(ALLOW_B)])
     assert all(len(n) <= 28 for t in dp.chains.values() for n in t)
     assert all(len(n) <= 31 for n in dp.ipsets)
+
+
+def test_many_local_endpoints_get_a_two_level_dispatch_tree():
+    eps = [endpoint("x", f"p{i}", "node-1", f"cali{i:011x}"[:4] + f"{(i * 7919) % 16:x}"
+                    + f"{i:010x}", f"10.244.1.{i}", {"pod": "a"}) for i in range(40)]
+    dp = compile_node("node-1", eps, NSS, [])
+    root = chain(dp, N.FROM_WL_DISPATCH)
+    children = {n: c for n, c in dp.chains[FILTER].items()
+                if n.startswith(N.FROM_WL_DISPATCH + "-")}
+    assert len(root.rules) <= 17 and root.rules[-1].comment == "Unknown interface"
+    assert all(r.match[1].startswith("cali") and r.match[1].endswith("+")
+               for r in root.rules[:-1])
+    gotos = [r.target[1] for c in children.values() for r in c.rules if r.target[0] == "-g"]
+    assert sorted(gotos) == sorted(N.from_workload(ep.iface) for ep in eps)
+    assert all(len(n) <= 28 for n in children)
+    # few endpoints: one flat chain, as before
+    assert not any(n.startswith(N.FROM_WL_DISPATCH + "-")
+                   for n in compile_node("node-1", xyz(), NSS, []).chains[FILTER])
