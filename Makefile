@@ -50,6 +50,7 @@ test-unit: setup
 bench: setup
 	$(PY) bench/bringup.py --json docs/bench-bringup.json
 	$(PY) bench/bgp_convergence.py --json docs/bench-bgp.json
+	$(PY) bench/policy.py --json docs/bench-policy.json
 
 lint: setup
 	$(VENV)/bin/ruff check .

@@ -49,6 +49,7 @@ class Kubelet:
         self.failures: dict[str, tuple[str, str]] = {}  # key -> (reason, message)
         self._blackholes: frozenset | None = None
         self.routing = None  # orchestrator.routing.Routing when BGP runs
+        self.policy = None   # orchestrator.policy_agent.PolicyAgent: told of wired sandboxes
         self._blocks_dirty = True
         self.grace: dict[str, float] = {}  # key -> terminationGracePeriodSeconds
         self.retry_at: dict[str, float] = {}  # key -> monotonic time of the next sandbox try
@@ -140,6 +141,8 @@ class Kubelet:
                     self.retry_at[pod_key(p)] = time.monotonic() + RETRY_SECONDS
                     # As Calico's CNI does on a failed ADD: give the address back.
                     self.ipam.release_many([naming.ipam_handle(p["metadata"]["uid"])])
+        if self.policy is not None and done:
+            self.policy.sandboxes_wired([(p["metadata"]["uid"], s.ip) for s, p in done])
         specs_to_start = []
         for s, p in done:
             k = pod_key(p)

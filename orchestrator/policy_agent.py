@@ -33,14 +33,17 @@ POLICY_KINDS = ("NetworkPolicy", "NetworkPolicy.projectcalico.org", "GlobalNetwo
 RETRY = 1.0
 
 
-def pod_endpoint(pod: dict) -> Endpoint | None:
+def pod_endpoint(pod: dict, wired: dict | None = None) -> Endpoint | None:
+    """The pod as an endpoint once it has an address: status.podIP, or the address its
+    kubelet reported right after wiring the sandbox (``wired``: uid -> IP)."""
     meta, spec, st = pod["metadata"], pod["spec"], pod.get("status") or {}
-    if not spec.get("nodeName") or not st.get("podIP"):
+    ip = st.get("podIP") or (wired or {}).get(meta.get("uid"))
+    if not spec.get("nodeName") or not ip:
         return None
     ports = [(p["name"], str(p.get("protocol", "TCP")).lower(), int(p["containerPort"]))
              for c in spec.get("containers", []) for p in c.get("ports") or [] if p.get("name")]
     return endpoint(meta["namespace"], meta["name"], spec["nodeName"],
-                    naming.veth_name(meta["namespace"], meta["name"]), st["podIP"],
+                    naming.veth_name(meta["namespace"], meta["name"]), ip,
                     meta.get("labels") or {}, ports)
 
 
@@ -57,11 +60,44 @@ class PolicyAgent:
         self._retry_at = 0.0
         self._lock = threading.Lock()
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="calinet-felix")
+        # Sandboxes wired but not yet in the pod's status (uid -> IP): Calico's CNI plugin
+        # writes the WorkloadEndpoint during CNI ADD, so Felix programs the pod while its
+        # containers start; the kubelet tells us the same way (sandboxes_wired()).
+        self._wired: dict[str, str] = {}
+        self._wired_lock = threading.Lock()
+        self._kick = threading.Event()
+        self._stopping = threading.Event()
+        self._kicker = threading.Thread(target=self._kick_loop, name="calinet-felix-kick",
+                                        daemon=True)
+        self._kicker.start()
+
+    def sandboxes_wired(self, pods: list[tuple[str, str]]) -> None:
+        """(uid, IP) of sandboxes just wired by a kubelet: program them without waiting for
+        the pods' status (a pass runs in the background)."""
+        with self._wired_lock:
+            self._wired.update(pods)
+        self._kick.set()
+
+    def _kick_loop(self) -> None:
+        while not self._stopping.is_set():
+            if self._kick.wait(0.5):
+                self._kick.clear()
+                try:
+                    self.poll()
+                except Exception:  # noqa: BLE001 - the manager's passes retry
+                    log.exception("policy pass (kicked) failed")
 
     # -- inputs --------------------------------------------------------------------------
 
     def inputs(self) -> tuple[list[Endpoint], dict[str, dict], list[Policy], list[dict]]:
-        endpoints = [ep for ep in map(pod_endpoint, self.store.list("Pod")) if ep is not None]
+        pods = self.store.list("Pod")
+        with self._wired_lock:
+            if self._wired:   # forget what the status now says, or what is gone
+                live = {p["metadata"]["uid"] for p in pods
+                        if not (p.get("status") or {}).get("podIP")}
+                self._wired = {u: ip for u, ip in self._wired.items() if u in live}
+            wired = dict(self._wired)
+        endpoints = [ep for ep in (pod_endpoint(p, wired) for p in pods) if ep is not None]
         namespaces = {n["metadata"]["name"]: dict(n["metadata"].get("labels") or {})
                       for n in self.store.list("Namespace")}
         objs = [o for kind in POLICY_KINDS for o in self.store.list(kind)]
@@ -135,4 +171,7 @@ class PolicyAgent:
         return []
 
     def stop(self) -> None:
+        self._stopping.set()
+        self._kick.set()
+        self._kicker.join(2)
         self._pool.shutdown(wait=True)

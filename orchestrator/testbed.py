@@ -182,6 +182,8 @@ class Testbed:
         self.policy = PolicyAgent(self.store, {n: h.pid for n, h in self.cluster.nodes.items()},
                                   self.runner)
         pollers.insert(0, self.policy.poll)
+        for kubelet in self.kubelets.values():
+            kubelet.policy = self.policy
         self._start_packet_logs()
         self.manager = ControllerManager(self.store, self.kubelets, self.runtime, tick=self.tick,
                                          pollers=pollers)

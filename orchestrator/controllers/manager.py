@@ -110,9 +110,13 @@ class ControllerManager:
     def _run(self) -> None:
         while not self._stop.is_set():
             # Every wake (a change, or the tick for container exits and restarts) runs a
-            # pass; passes that find nothing to do write nothing and cost a few reads.
+            # pass; passes that find nothing to do write nothing and cost a few reads. The
+            # version is read before the pass: a change landing during it (an apply) wakes
+            # the next pass at once instead of after a tick (the pass's own writes cost one
+            # more pass that finds nothing to do).
+            rv = self.store.current_rv()
             self.sync_once()
-            self.store.wait_for_change(self.store.current_rv(), self.tick)
+            self.store.wait_for_change(rv, self.tick)
 
     def stop(self, timeout: float = 10.0) -> None:
         self._stop.set()
