@@ -120,6 +120,11 @@ def _parser() -> argparse.ArgumentParser:
     xp.add_argument("port", metavar="PORT/PROTO", help="e.g. 80/TCP (protocol default TCP)")
     _ns(xp)
 
+    rn = sub.add_parser("run", help="run an experiment file: steps, measurements, "
+                        "results.json and report.html")
+    rn.add_argument("experiment")
+    rn.add_argument("--out", help="output directory (default: results/<name>-<time>)")
+
     cf = sub.add_parser("conformance", help="run NetworkPolicy case files (netpol-cases schema) "
                         "on a testbed of their own")
     cf.add_argument("directory")
@@ -167,6 +172,9 @@ def _dispatch(args) -> int:
         _need_root(verb)
         from orchestrator.cli.up import run_demo
         return run_demo(args)
+    if verb == "run":
+        from orchestrator.cli.run_cmd import run_experiment
+        return run_experiment(args)
     if verb == "conformance":
         _need_root(verb)
         from orchestrator.cli.conformance_cmd import run_conformance

@@ -1,0 +1,1 @@
+"""Scripted traffic experiments: schema, steps, runner (see docs/EXPERIMENTS.md)."""

@@ -1,0 +1,404 @@
+"""What each experiment step does on a running Testbed, and what it measures.
+
+Side effects: those of the step (applies, probes, ping/iperf3/http from inside pods, faults on
+nodes and links, tc on a node's underlay interface, tcpdump captures). Each executor returns
+the step's measurements as a JSON-ready dict (docs/EXPERIMENTS.md lists them per type).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import statistics
+import subprocess
+import time
+
+from orchestrator.errors import CalinetError
+from orchestrator.experiment.schema import PodRef
+
+_PING_RTT = re.compile(r"rtt min/avg/max/mdev = ([\d.]+)/([\d.]+)/([\d.]+)/([\d.]+) ms")
+_PING_TIME = re.compile(r"time=([\d.]+) ms")
+_PING_TX = re.compile(r"(\d+) packets transmitted, (\d+) received")
+
+
+class StepError(CalinetError):
+    """A step could not do its job (a missing pod, a failed command): the step fails."""
+
+
+class Context:
+    """What the executors share: the testbed, the seeded RNG, output dir, notes, captures."""
+
+    def __init__(self, tb, rng, out_dir: str, t0: float):
+        self.tb, self.rng, self.out_dir, self.t0 = tb, rng, out_dir, t0
+        self.notes: list[str] = []
+        self.captures: list[tuple[subprocess.Popen, dict]] = []
+        self.failed_nodes: dict[str, list[int]] = {}
+        self.shaped: set[str] = set()
+
+    def pods(self, ref: PodRef) -> list[str]:
+        tb = self.tb
+        if ref.key:
+            if ref.key not in tb.pods():
+                raise StepError(f"pod {ref.key} does not exist")
+            return [ref.key]
+        want = dict(ref.labels)
+        keys = sorted(k for k in tb.pods(ref.namespace)
+                      if all((tb.get("Pod", k)["metadata"].get("labels") or {}).get(a) == b
+                             for a, b in want.items())
+                      and (tb.get("Pod", k).get("status") or {}).get("podIP"))
+        if not keys:
+            raise StepError(f"no running pod matches {ref.describe()}")
+        if ref.pick == "all":
+            return keys
+        if ref.pick == "random":
+            return [self.rng.choice(keys)]
+        return keys[:1]
+
+    def pod(self, ref: PodRef) -> str:
+        return self.pods(ref)[0]
+
+
+# -- control -----------------------------------------------------------------------------
+
+def apply(ctx: Context, p: dict) -> dict:
+    lines = []
+    for src in p["sources"]:
+        lines += ctx.tb.apply(src)
+    return {"applied": lines}
+
+
+def delete(ctx: Context, p: dict) -> dict:
+    lines = []
+    for src in p["sources"]:
+        if isinstance(src, dict) and "kind" in src and "apiVersion" not in src:
+            key = f"{src['namespace']}/{src['name']}" if src.get("namespace") else src["name"]
+            lines += ctx.tb.delete(src["kind"], key)
+        else:
+            lines += ctx.tb.delete(src)
+    return {"deleted": lines}
+
+
+def label(ctx: Context, p: dict) -> dict:
+    key = p["name"] if "/" in p["name"] or not p.get("namespace") else \
+        f"{p['namespace']}/{p['name']}"
+    return {"result": ctx.tb.label(p["kind"], key, p["labels"])}
+
+
+def wait(ctx: Context, p: dict) -> dict:
+    t = time.monotonic()
+    if p["for"] == "duration":
+        time.sleep(p["seconds"])
+    elif p["for"] == "ready":
+        ctx.tb.wait_ready(timeout=p["timeout"])
+    else:   # converged: routes everywhere and every node's policy rules written
+        deadline = t + p["timeout"]
+        while True:
+            problems = ctx.tb._dataplane_problems()
+            if not problems:
+                break
+            if time.monotonic() > deadline:
+                raise StepError(f"not converged after {p['timeout']}s: {'; '.join(problems[:5])}")
+            time.sleep(0.02)
+    return {"what": p["for"], "seconds": round(time.monotonic() - t, 4)}
+
+
+# -- traffic -----------------------------------------------------------------------------
+
+def probe_matrix(ctx: Context, p: dict) -> dict:
+    tb = ctx.tb
+    if p["pods"]:
+        pods = sorted({k for ref in p["pods"] for k in ctx.pods(ref)})
+    else:
+        pods = sorted(k for k in tb.pods() if (tb.get("Pod", k).get("status") or {}).get("podIP"))
+    matrices = []
+    for proto in p["protocols"]:
+        for port in p["ports"]:
+            t = time.monotonic()
+            res = tb.matrix(port, proto, pods=pods, timeout=p["timeout"])
+            matrices.append({"port": port, "protocol": proto, "pods": pods,
+                             "allowed": [[None if s == d else res[(s, d)] for d in pods]
+                                         for s in pods],
+                             "seconds": round(time.monotonic() - t, 4)})
+    allowed = sum(v for m in matrices for row in m["allowed"] for v in row if v)
+    total = sum(1 for m in matrices for row in m["allowed"] for v in row if v is not None)
+    return {"matrices": matrices, "allowed_pairs": allowed, "pairs": total,
+            "all_allowed": allowed == total}
+
+
+def ping(ctx: Context, p: dict) -> dict:
+    src, dst = ctx.pod(p["from"]), ctx.pod(p["to"])
+    ip = ctx.tb.pod_ip(dst)
+    r = ctx.tb.exec(src, ["ping", "-n", "-c", str(p["count"]), "-i", str(p["interval"]), "-W", "1",
+                          ip], timeout=p["count"] * (p["interval"] + 1) + 5)
+    sent, received = 0, 0
+    if (m := _PING_TX.search(r.stdout)):
+        sent, received = int(m.group(1)), int(m.group(2))
+    samples = [float(x) for x in _PING_TIME.findall(r.stdout)]
+    out = {"src": src, "dst": dst, "dst_ip": ip, "count": p["count"], "sent": sent,
+           "received": received, "loss": round(1 - received / sent, 4) if sent else 1.0,
+           "samples_ms": samples}
+    if (m := _PING_RTT.search(r.stdout)):
+        out["rtt_ms"] = dict(zip(("min", "avg", "max", "mdev"), map(float, m.groups())))
+    else:
+        out["rtt_ms"] = None
+    return out
+
+
+def iperf(ctx: Context, p: dict) -> dict:
+    """iperf3 from one pod to another: a server started for the step in the destination pod's
+    netns (so any pod works), the client in the source pod's; JSON output parsed."""
+    tb = ctx.tb
+    src, dst = ctx.pod(p["from"]), ctx.pod(p["to"])
+    ip = tb.pod_ip(dst)
+    server = tb.runner.spawn(["iperf3", "-s", "-1", "-p", str(p["port"])],
+                             netns=tb.pod_netns(dst), stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL)
+    try:
+        tb.ledger.pids([server.pid])
+        argv = ["iperf3", "-c", ip, "-p", str(p["port"]), "-J", "-t", str(p["duration"]),
+                "-P", str(p["parallel"])]
+        if p["protocol"] == "UDP":
+            argv += ["-u", "-b", p["bitrate"]]
+        deadline = time.monotonic() + 3.0
+        while True:   # the server needs a moment to listen
+            r = tb.exec(src, argv, timeout=p["duration"] + 15)
+            try:
+                data = json.loads(r.stdout)
+            except ValueError:
+                raise StepError(f"iperf3 failed: {(r.stderr or r.stdout).strip()[:300]}") \
+                    from None
+            refused = "Connection refused" in str(data.get("error", ""))
+            if not refused or time.monotonic() > deadline or server.poll() is not None:
+                break
+            time.sleep(0.05)
+        if "error" in data:
+            raise StepError(f"iperf3: {data['error']}")
+        end = data["end"]
+        summary = end.get("sum_received") or end.get("sum")
+        intervals = [{"t": round(iv["sum"]["end"], 3),
+                      "gbps": round(iv["sum"]["bits_per_second"] / 1e9, 4)}
+                     for iv in data.get("intervals", [])]
+        out = {"src": src, "dst": dst, "protocol": p["protocol"], "duration": p["duration"],
+               "parallel": p["parallel"], "gbps": round(summary["bits_per_second"] / 1e9, 4),
+               "intervals": intervals}
+        if "sum_sent" in end:
+            out["retransmits"] = end["sum_sent"].get("retransmits", 0)
+        if p["protocol"] == "UDP":
+            out["lost_percent"] = end["sum"].get("lost_percent")
+            out["jitter_ms"] = end["sum"].get("jitter_ms")
+        return out
+    finally:
+        if server.poll() is None:
+            server.kill()
+        server.wait(5)
+
+
+def http(ctx: Context, p: dict) -> dict:
+    """HTTP GETs from a pod (sockets made inside its netns), to the destination pod's port."""
+    import http.client
+
+    from orchestrator.netns import netns_path, run_in
+    src, dst = ctx.pod(p["from"]), ctx.pod(p["to"])
+    ip = ctx.tb.pod_ip(dst)
+
+    def requests():
+        codes, lat, errors = {}, [], []
+        for _ in range(p["requests"]):
+            t = time.monotonic()
+            try:
+                c = http.client.HTTPConnection(ip, p["port"], timeout=p["timeout"])
+                c.request("GET", p["path"])
+                resp = c.getresponse()
+                resp.read()
+                c.close()
+                codes[str(resp.status)] = codes.get(str(resp.status), 0) + 1
+                lat.append((time.monotonic() - t) * 1000)
+            except OSError as exc:
+                errors.append(str(exc))
+        return codes, lat, errors
+
+    codes, lat, errors = run_in(netns_path(netns=ctx.tb.pod_netns(src)), requests,
+                                timeout=p["requests"] * (p["timeout"] + 1) + 5)
+    lat.sort()
+    ok = sum(n for c, n in codes.items() if c.startswith("2"))
+    return {"src": src, "dst": dst, "url": f"http://{ip}:{p['port']}{p['path']}",
+            "requests": p["requests"], "ok": ok, "codes": codes, "errors": len(errors),
+            "first_error": errors[0] if errors else None,
+            "latency_ms": {"p50": round(statistics.median(lat), 3),
+                           "p95": round(lat[int(0.95 * (len(lat) - 1))], 3),
+                           "max": round(lat[-1], 3)} if lat else None}
+
+
+# -- faults ------------------------------------------------------------------------------
+
+def _speaker_pids(ctx: Context, node: str) -> list[int]:
+    if ctx.tb.routing is None:
+        return []
+    return ctx.tb.routing.supervisor.speaker(node).pids()
+
+
+def fail_node(ctx: Context, p: dict) -> dict:
+    """The node goes dark: its underlay link goes down and its BGP speaker is frozen (SIGSTOP,
+    a hung machine), so its peers' hold timers expire as they would for a dead node."""
+    node = p["node"]
+    pids = _speaker_pids(ctx, node)
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGSTOP)
+        except ProcessLookupError:
+            pass
+    ctx.failed_nodes[node] = pids
+    ctx.tb.link_down(node)
+    return {"node": node, "frozen_pids": len(pids)}
+
+
+def restore_node(ctx: Context, p: dict) -> dict:
+    node = p["node"]
+    ctx.tb.link_up(node)
+    for pid in ctx.failed_nodes.pop(node, []):
+        try:
+            os.kill(pid, signal.SIGCONT)
+        except ProcessLookupError:
+            pass
+    return {"node": node}
+
+
+def link_down(ctx: Context, p: dict) -> dict:
+    ctx.tb.link_down(p["node"])
+    return {"node": p["node"]}
+
+
+def link_up(ctx: Context, p: dict) -> dict:
+    ctx.tb.link_up(p["node"])
+    return {"node": p["node"]}
+
+
+def kill_speaker(ctx: Context, p: dict) -> dict:
+    return {"node": p["node"], "killed_pid": ctx.tb.kill_speaker(p["node"])}
+
+
+def netem_available(ctx: Context, node: str) -> bool:
+    """Try a netem qdisc on the node's own loopback (inside its netns, removed at once)."""
+    r = ctx.tb.node_exec(node, ["tc", "qdisc", "add", "dev", "lo", "root", "netem", "delay",
+                                "1ms"])
+    if r.returncode == 0:
+        ctx.tb.node_exec(node, ["tc", "qdisc", "del", "dev", "lo", "root"])
+        return True
+    return False
+
+
+def bandwidth(ctx: Context, p: dict) -> dict:
+    """tc on the node's underlay interface (eth0, inside the node's netns): tbf for a rate,
+    netem for delay/loss where the kernel has it (said in the results where it does not)."""
+    node, tb = p["node"], ctx.tb
+    tb.node_exec(node, ["tc", "qdisc", "del", "dev", "eth0", "root"])
+    if p["clear"]:
+        ctx.shaped.discard(node)
+        return {"node": node, "cleared": True}
+    out = {"node": node, "applied": []}
+    wants_netem = "delay" in p or "loss" in p
+    netem = wants_netem and netem_available(ctx, node)
+    if wants_netem and not netem:
+        note = (f"netem is not available in this kernel: delay/loss on {node} were not "
+                "applied (the Vagrant VM has it)")
+        ctx.notes.append(note)
+        out["skipped"] = note
+    if netem:
+        argv = ["tc", "qdisc", "add", "dev", "eth0", "root", "handle", "1:", "netem"]
+        if "delay" in p:
+            argv += ["delay", p["delay"]]
+        if "loss" in p:
+            argv += ["loss", p["loss"]]
+        if "rate" in p:
+            argv += ["rate", p["rate"]]
+        r = tb.node_exec(node, argv)
+        if r.returncode != 0:
+            raise StepError(f"tc netem on {node}: {r.stderr.strip()}")
+        out["applied"].append("netem " + " ".join(argv[9:]))
+    elif "rate" in p:
+        r = tb.node_exec(node, ["tc", "qdisc", "add", "dev", "eth0", "root", "tbf", "rate",
+                                p["rate"], "burst", "256kb", "latency", "50ms"])
+        if r.returncode != 0:
+            raise StepError(f"tc tbf on {node}: {r.stderr.strip()}")
+        out["applied"].append(f"tbf rate {p['rate']}")
+    ctx.shaped.add(node)
+    return out
+
+
+def capture(ctx: Context, p: dict) -> dict:
+    """tcpdump on each interface for ``seconds`` (in the background: the next steps run
+    meanwhile); files under <out>/pcaps/."""
+    tb = ctx.tb
+    os.makedirs(os.path.join(ctx.out_dir, "pcaps"), exist_ok=True)
+    files = []
+    for owner, iface in p["interfaces"]:
+        name = f"step-{owner.replace('/', '_')}-{iface}.pcap"
+        path = os.path.join(ctx.out_dir, "pcaps", name)
+        argv = ["tcpdump", "-i", iface, "-w", path, "-U", "-n"]
+        if p["count"]:
+            argv += ["-c", str(p["count"])]
+        if p["filter"]:
+            argv += str(p["filter"]).split()
+        where = ({"netns": tb.pod_netns(owner)} if "/" in owner
+                 else {"pid": tb.cluster.nodes[owner].pid})
+        proc = tb.runner.spawn(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                               **where)
+        tb.ledger.pids([proc.pid])
+        info = {"interface": f"{owner}:{iface}", "file": os.path.join("pcaps", name),
+                "until": time.monotonic() + p["seconds"], "path": path}
+        ctx.captures.append((proc, info))
+        files.append(info["file"])
+    return {"files": files, "seconds": p["seconds"]}
+
+
+def finish_captures(ctx: Context, wait: bool = True) -> list[dict]:
+    """Stop every capture (after its time, when ``wait``), count packets per file."""
+    out = []
+    for proc, info in ctx.captures:
+        if wait:
+            left = info["until"] - time.monotonic()
+            if left > 0:
+                try:
+                    proc.wait(left)
+                except subprocess.TimeoutExpired:
+                    pass
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGINT)
+            try:
+                proc.wait(3)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(3)
+        packets = 0
+        try:
+            from scapy.utils import PcapReader
+            with PcapReader(info["path"]) as r:
+                packets = sum(1 for _ in r)
+        except Exception:  # noqa: BLE001 - an empty or cut file: 0 packets
+            packets = 0
+        out.append({"interface": info["interface"], "file": info["file"], "packets": packets})
+    ctx.captures = []
+    return out
+
+
+def undo_faults(ctx: Context) -> None:
+    """At the end (pass or fail): frozen speakers resumed, shaped links cleared."""
+    for node in list(ctx.failed_nodes):
+        try:
+            restore_node(ctx, {"node": node})
+        except CalinetError:
+            pass
+    for node in list(ctx.shaped):
+        ctx.tb.node_exec(node, ["tc", "qdisc", "del", "dev", "eth0", "root"])
+    ctx.shaped.clear()
+
+
+EXECUTORS = {
+    "apply": apply, "delete": delete, "label": label, "wait": wait,
+    "probe-matrix": probe_matrix, "ping": ping, "iperf": iperf, "http": http,
+    "fail-node": fail_node, "restore-node": restore_node, "link-down": link_down,
+    "link-up": link_up, "kill-speaker": kill_speaker, "bandwidth": bandwidth,
+    "capture": capture,
+}
