@@ -57,6 +57,7 @@ class PolicyAgent:
         self.policy_errors: dict[str, str] = {}
         self.last_apply_s: dict[str, float] = {}
         self._digest: str | None = None
+        self._tried: str | None = None      # digest of the last pass (failed or not)
         self._retry_at = 0.0
         self._lock = threading.Lock()
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="calinet-felix")
@@ -126,18 +127,24 @@ class PolicyAgent:
         with self._lock:
             endpoints, namespaces, policies, objs = self.inputs()
             digest = self._digest_of(endpoints, namespaces, objs)
-            if digest == self._digest and not (self.errors and time.monotonic() >= self._retry_at):
+            if digest == self._digest:
                 return []
+            if digest == self._tried and time.monotonic() < self._retry_at:
+                return []      # the same input failed just now: retried after RETRY
             memo: dict = {}
             desired = {node: compile_node(node, endpoints, namespaces, policies, memo=memo)
                        for node in self.firewalls}
-            todo = [n for n, dp in desired.items() if self.applied.get(n) != dp]
+            # A node whose last apply failed is written again even if what it should have
+            # is what it last had (the failure may have left it anywhere).
+            todo = [n for n, dp in desired.items()
+                    if self.applied.get(n) != dp or n in self.errors]
             local = {n: {ep.key for ep in endpoints if ep.node == n} for n in self.firewalls}
             results = list(self._pool.map(lambda n: self._apply(n, desired[n]), todo))
             for node in self.firewalls:
                 if node not in self.errors:
                     self.endpoints_applied[node] = local[node]
             self._digest = digest if not self.errors else None
+            self._tried = digest
             if self.errors:
                 self._retry_at = time.monotonic() + RETRY
             return [n for n, ok in zip(todo, results) if ok]

@@ -237,6 +237,14 @@ class Routing:
         blocks = {n: set(b) for n, (b, _) in self._announced.items()}
         for node in self.nodes:
             sp = self.supervisor.speaker(node)
+            if not sp.expected_peers:
+                # No BGP peers configured (e.g. a route reflector left out of the mesh): it
+                # learns nothing, and that is its steady state, not a convergence problem.
+                continue
+            if sp.proc is None or sp.proc.poll() is not None:
+                # killed or exited: its last status.json still says "up" until it is back
+                problems.append(f"node {node}: BGP speaker not running ({sp.state})")
+                continue
             # Speaker.status() ignores a status.json left by a speaker restarted since.
             st = sp.status() or {}
             down = sp.peers_down()

@@ -42,6 +42,8 @@ from topologies.spec import load_spec
 log = logging.getLogger(__name__)
 
 DEFAULT_STATE_ROOT = "/var/lib/calinet"
+# wait_ready's problems that clear without a store write (routes, policy rules): polled.
+DATAPLANE_PREFIXES = ("policy:", "BGP", "node ")
 
 
 def _new_testbed_id() -> str:
@@ -337,7 +339,7 @@ class Testbed:
             # waiting caller does not compete with the control plane for the interpreter.
             # Routes and policy rules converge without writing the store: those are polled.
             time.sleep(0.05)
-            if not self._dataplane_problems():
+            if not any(p.startswith(DATAPLANE_PREFIXES) for p in problems):
                 self.store.wait_for_change(rv, max(0.0, min(1.0, deadline - time.monotonic())))
 
     def _dataplane_problems(self) -> list[str]:
@@ -413,6 +415,24 @@ class Testbed:
                            protocol.upper(), timeout)
         return {(s, d): bool(res[(netns[s], ips[d])]) for s, d in pairs}
 
+    # -- scapy packets from inside pods (orchestrator.packets; IP source defaults to the pod's)
+
+    def send(self, pod: str, *pkts) -> None:
+        """Send crafted packets (IPv4 layer first) out of the pod's eth0."""
+        from orchestrator import packets
+        packets.send(self.pod_netns(pod), *pkts, src=self.pod_ip(pod))
+
+    def sr1(self, pod: str, pkt, timeout: float = 1.0):
+        """Send one packet from the pod -> the packet answering it, or None after timeout."""
+        from orchestrator import packets
+        return packets.sr1(self.pod_netns(pod), pkt, timeout, src=self.pod_ip(pod))
+
+    def sniff(self, pod: str, timeout: float = 1.0, count: int | None = None,
+              lfilter=None) -> list:
+        """Packets arriving at the pod during the next ``timeout`` s (stops at ``count``)."""
+        from orchestrator import packets
+        return packets.sniff(self.pod_netns(pod), timeout, count, lfilter)
+
     # -- nodes ---------------------------------------------------------------------------
 
     def nodes(self) -> list[str]:
@@ -451,6 +471,7 @@ class Testbed:
         if proc is None or proc.poll() is not None:
             raise CalinetError(f"the BGP speaker of {node} is not running")
         os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(5)   # dead when this returns (signals are delivered asynchronously)
         return proc.pid
 
     def bgp_status(self, node: str) -> str:

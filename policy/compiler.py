@@ -98,7 +98,9 @@ class Context:
         if scope.namespace is not None:
             return ep.namespace == scope.namespace
         if scope.namespace_selector is not None:
-            labels = tuple(sorted((self.namespaces.get(ep.namespace) or {}).items()))
+            # Calico's namespace profile carries the name as a label too.
+            labels = tuple(sorted({**(self.namespaces.get(ep.namespace) or {}),
+                                   "projectcalico.org/name": ep.namespace}.items()))
             return _matches(scope.namespace_selector, labels)
         return True
 
@@ -192,21 +194,22 @@ def _entity_matches(ctx: Context, e: Entity, side: str, protocol: str | None
         words += ["-m", "set", "!", "--match-set", ctx.selector_set(e.not_selector, e.scope),
                   side]
     ports_flag = "--sports" if side == "src" else "--dports"
+    # Calico resolves a named port without a selector on every endpoint of the cluster.
+    port_scope = e.scope if e.selector is not None else Scope()
     pair = f"{side},{side}"
     for block in _multiport_blocks([p for p in e.not_ports if p.name is None]):
         words += ["-m", "multiport", "!", ports_flag, block]
     for p in e.not_ports:
         if p.name is not None:
             words += ["-m", "set", "!", "--match-set",
-                      ctx.named_port_set(p.name, protocol or "tcp", e.selector, e.scope), pair]
+                      ctx.named_port_set(p.name, protocol or "tcp", e.selector, port_scope), pair]
     alternatives: list[tuple[str, ...]] = []
     for block in _multiport_blocks([p for p in e.ports if p.name is None]):
         alternatives.append(("-m", "multiport", ports_flag, block))
     for p in e.ports:
         if p.name is not None:
             alternatives.append(("-m", "set", "--match-set", ctx.named_port_set(
-                p.name, protocol or "tcp", e.selector if side == "dst" else e.selector,
-                e.scope), pair))
+                p.name, protocol or "tcp", e.selector, port_scope), pair))
     if e.ports and not alternatives:
         raise _Never()
     return tuple(words), alternatives or [()]
@@ -214,11 +217,14 @@ def _entity_matches(ctx: Context, e: Entity, side: str, protocol: str | None
 
 def _protocol_words(rule) -> tuple[str, ...]:
     words: list[str] = []
+    if rule.ip_version == 6 or rule.protocol == "icmpv6":
+        raise _Never()              # an IPv6 rule: nothing to do in this IPv4 table
     if rule.protocol is not None:
-        if rule.protocol == "icmpv6":
-            raise _Never()          # an IPv6 rule: nothing to do in this IPv4 table
+        if rule.not_protocol == rule.protocol:
+            raise _Never()
+        # iptables takes one -p: with a protocol given, a different notProtocol adds nothing
         words += ["-p", rule.protocol]
-    if rule.not_protocol is not None:
+    elif rule.not_protocol is not None:
         words += ["!", "-p", rule.not_protocol]
     for icmp, neg in ((rule.icmp, False), (rule.not_icmp, True)):
         if icmp is not None:

@@ -18,7 +18,19 @@ from dataclasses import dataclass, field
 
 from policy import names as N
 from policy.compiler import Context, Endpoint
-from policy.model import ALLOW, DENY, EGRESS, INGRESS, LOG, PASS, Entity, Policy, PortSpec, Rule
+from policy.model import (
+    ALLOW,
+    DENY,
+    EGRESS,
+    INGRESS,
+    LOG,
+    PASS,
+    Entity,
+    Policy,
+    PortSpec,
+    Rule,
+    Scope,
+)
 
 _PROTO_NUMBERS = {"1": "icmp", "6": "tcp", "17": "udp", "132": "sctp", "136": "udplite"}
 
@@ -76,7 +88,8 @@ def _port_in(port: int, protocol: str, specs: Sequence[PortSpec], dst: Endpoint 
                 return True
         elif dst is not None:
             sel = e.selector if e.selector is not None else "all()"
-            if ctx.selects(sel, e.scope, dst) and any(
+            scope = e.scope if e.selector is not None else Scope()
+            if ctx.selects(sel, scope, dst) and any(
                     n == s.name and pr == protocol and num == port for n, pr, num in dst.ports):
                 return True
     return False
@@ -107,6 +120,8 @@ def rule_mismatch(ctx: Context, rule: Rule, src_ip: str, src: Endpoint | None, d
                   dst: Endpoint | None, port: int, protocol: str) -> str | None:
     """None when ``rule`` matches the flow, else the first reason it does not."""
     proto = protocol.lower()
+    if rule.ip_version == 6:
+        return "an IPv6 rule"
     if rule.protocol is not None and _proto(rule.protocol) != proto:
         return f"protocol {str(rule.protocol).upper()} is not {protocol.upper()}"
     if rule.not_protocol is not None and _proto(rule.not_protocol) == proto:

@@ -74,6 +74,7 @@ class Rule:
     source: Entity = field(default_factory=Entity)
     destination: Entity = field(default_factory=Entity)
     origin: str = ""                   # where it came from, for explain: "ingress[0].from[1]"
+    ip_version: int | None = None      # 6: an IPv6-only rule, nothing in these IPv4 tables
 
 
 @dataclass(frozen=True)
@@ -207,6 +208,10 @@ def _cal_entity(e: dict | None, namespace: str | None) -> Entity:
     selector, not_selector = e.get("selector"), e.get("notSelector")
     if ns_sel is not None and ns_sel.strip() and selector is None:
         selector = "all()"             # namespaceSelector alone: every pod in those namespaces
+    elif namespace is not None and not_selector is not None and selector is None:
+        # Calico (updateprocessors/rules.go): a namespaced policy's notSelector alone still
+        # means "pods of this namespace, except..."
+        selector = "all()"
     if ns_sel is not None and ns_sel.strip():
         scope = Scope() if ns_sel.strip() == "all()" else Scope(namespace_selector=ns_sel)
     elif namespace is not None:
@@ -218,10 +223,15 @@ def _cal_entity(e: dict | None, namespace: str | None) -> Entity:
                   ports=_cal_ports(e.get("ports")), not_ports=_cal_ports(e.get("notPorts")))
 
 
+PROTOCOL_NUMBERS = {"1": "icmp", "6": "tcp", "17": "udp", "58": "icmpv6", "132": "sctp",
+                    "136": "udplite"}
+
+
 def _proto(value) -> str | None:
     if value is None:
         return None
-    return str(value).lower()
+    text = str(value).lower()
+    return PROTOCOL_NUMBERS.get(text, text)
 
 
 def _icmp(value) -> tuple[int, int | None] | None:
@@ -237,7 +247,7 @@ def _cal_rules(rules, direction: str, namespace: str | None) -> tuple[Rule, ...]
              not_icmp=_icmp(r.get("notICMP")),
              source=_cal_entity(r.get("source"), namespace),
              destination=_cal_entity(r.get("destination"), namespace),
-             origin=f"{direction.lower()}[{i}]")
+             origin=f"{direction.lower()}[{i}]", ip_version=r.get("ipVersion"))
         for i, r in enumerate(rules or []))
 
 

@@ -27,8 +27,8 @@ def run_experiment(args) -> int:
         err.print(f"[red]invalid experiment:[/red] {exc}")
         return 2
     if os.geteuid() != 0:
-        err.print(f"[red]error:[/red] `calinet run` needs root (network namespaces): "
-                  f"the file is valid; run it with sudo")
+        err.print("[red]error:[/red] `calinet run` needs root (network namespaces): "
+                  "the file is valid; run it with sudo")
         return 1
     out_dir = args.out or os.path.join("results", f"{exp.name}-{time.strftime('%Y%m%d-%H%M%S')}")
     out.print(f"[bold]experiment[/bold] {exp.name}: {len(exp.steps)} steps, seed {exp.seed}; "

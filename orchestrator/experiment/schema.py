@@ -20,7 +20,7 @@ from orchestrator.errors import ValidationError
 
 STEP_TYPES = ("apply", "delete", "label", "wait", "probe-matrix", "ping", "iperf", "http",
               "fail-node", "restore-node", "link-down", "link-up", "kill-speaker", "bandwidth",
-              "capture")
+              "capture", "routes", "iperf-baseline")
 TOP_FIELDS = {"name", "description", "seed", "topology", "bgp", "manifests", "steps"}
 PROTOCOLS = ("TCP", "UDP", "SCTP")
 OPS = ("==", "!=", "<", "<=", ">", ">=")
@@ -335,6 +335,16 @@ def _params(kind: str, v: Any, at: _At, path: Path, nodes: set[str]) -> dict:
     if kind in ("fail-node", "restore-node", "link-down", "link-up", "kill-speaker"):
         node = v.get("node") if isinstance(v, dict) else v
         return {"node": _node(node, at, kind, nodes)}
+    if kind == "routes":
+        node = v.get("node") if isinstance(v, dict) else v
+        return {"node": _node(node, at, "routes", nodes)}
+    if kind == "iperf-baseline":
+        v = v or {}
+        _need(v, at, kind, dict, "a mapping {duration, parallel}")
+        _known(v, {"duration", "parallel"}, at, kind)
+        return {"duration": _positive(v.get("duration", 3), at, f"{kind}.duration"),
+                "parallel": _positive(v.get("parallel", 1), at, f"{kind}.parallel",
+                                      "a positive integer", integer=True)}
     if kind == "bandwidth":
         _need(v, at, "bandwidth", dict, "a mapping {node, rate, delay, loss}")
         _known(v, {"node", "rate", "delay", "loss", "clear"}, at, "bandwidth")
@@ -392,7 +402,7 @@ def _check_expect(kind: str, expect: Any, at: _At) -> None:
                 if not isinstance(p, str) or not re.match(r"^\S+/\S+ -> \S+/\S+$", p):
                     at.fail(f"{fieldp}[{i}]", "must be like 'ns/a -> ns/b'")
             continue
-        if not isinstance(key, str) or not re.match(r"^[A-Za-z_][A-Za-z0-9_.]*$", key):
+        if not isinstance(key, str) or not re.match(r"^[A-Za-z_][-A-Za-z0-9_.]*$", key):
             at.fail(fieldp, "must be a measurement name like gbps or rtt_ms.avg")
         if not isinstance(cond, dict) or not cond:
             at.fail(fieldp, f"must be a mapping of comparisons ({', '.join(OPS)}) to values")

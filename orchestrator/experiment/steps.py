@@ -395,10 +395,75 @@ def undo_faults(ctx: Context) -> None:
     ctx.shaped.clear()
 
 
+def routes(ctx: Context, p: dict) -> dict:
+    """A node's BGP routes now, counted by the node they point to (`via.<node>`)."""
+    tb, node = ctx.tb, p["node"]
+    if tb.routing is None:
+        raise StepError("no BGP in this experiment (bgp: false)")
+    st = tb.routing.status(node) or {}
+    by_ip = {tb.node_ip(n): n for n in tb.nodes()}
+    via: dict[str, int] = {n: 0 for n in tb.nodes() if n != node}
+    prefixes = []
+    for r in st.get("routes", []):
+        if r.get("type") == "unicast":
+            owner = by_ip.get(r.get("via"), r.get("via"))
+            via[owner] = via.get(owner, 0) + 1
+            prefixes.append({"prefix": r["prefix"], "via": owner})
+    return {"node": node, "routes": len(prefixes), "via": via, "prefixes": prefixes}
+
+
+def iperf_baseline(ctx: Context, p: dict) -> dict:
+    """iperf3 over a bare veth pair between two fresh namespaces (no bridge, no routing, no
+    iptables): the machine's ceiling for one flow, in the same run as the pod measurements."""
+    import secrets
+    tb = ctx.tb
+    tag = secrets.token_hex(3)
+    a, b = f"calinet-{tb.id}-vb{tag}a", f"calinet-{tb.id}-vb{tag}b"
+    va, vb = f"cn{tb.id}vb{tag}"[:15], f"cn{tb.id}vc{tag}"[:15]
+    tb.ledger.netns([a, b])
+    run = tb.runner.run
+    try:
+        run(["ip", "netns", "add", a])
+        run(["ip", "netns", "add", b])
+        run(["ip", "-n", a, "link", "add", va, "type", "veth", "peer", "name", vb, "netns", b])
+        run(["ip", "-n", a, "-batch", "-"], input=f"addr add 192.168.77.1/30 dev {va}\n"
+            f"link set {va} up\nlink set lo up\n")
+        run(["ip", "-n", b, "-batch", "-"], input=f"addr add 192.168.77.2/30 dev {vb}\n"
+            f"link set {vb} up\nlink set lo up\n")
+        server = tb.runner.spawn(["iperf3", "-s", "-1", "-p", "5201"], netns=b,
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            deadline = time.monotonic() + 3
+            while True:
+                r = run(["iperf3", "-c", "192.168.77.2", "-J", "-t", str(p["duration"]), "-P",
+                         str(p["parallel"])], netns=a, check=False,
+                        timeout=p["duration"] + 15)
+                data = json.loads(r.stdout or "{}")
+                if "Connection refused" not in str(data.get("error", "")) or \
+                        time.monotonic() > deadline:
+                    break
+                time.sleep(0.05)
+            if "error" in data or "end" not in data:
+                raise StepError(f"iperf3 baseline: {data.get('error') or r.stderr.strip()}")
+            bps = data["end"]["sum_received"]["bits_per_second"]
+            return {"what": "veth pair between two namespaces", "duration": p["duration"],
+                    "parallel": p["parallel"], "gbps": round(bps / 1e9, 4),
+                    "intervals": [{"t": round(iv["sum"]["end"], 3),
+                                   "gbps": round(iv["sum"]["bits_per_second"] / 1e9, 4)}
+                                  for iv in data.get("intervals", [])]}
+        finally:
+            if server.poll() is None:
+                server.kill()
+            server.wait(5)
+    finally:
+        for ns in (a, b):
+            run(["ip", "netns", "del", ns], check=False)
+
+
 EXECUTORS = {
     "apply": apply, "delete": delete, "label": label, "wait": wait,
     "probe-matrix": probe_matrix, "ping": ping, "iperf": iperf, "http": http,
     "fail-node": fail_node, "restore-node": restore_node, "link-down": link_down,
     "link-up": link_up, "kill-speaker": kill_speaker, "bandwidth": bandwidth,
-    "capture": capture,
+    "capture": capture, "routes": routes, "iperf-baseline": iperf_baseline,
 }

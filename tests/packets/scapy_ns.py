@@ -1,125 +1,18 @@
-"""scapy inside a pod's network namespace: send, sniff and sr1 on the pod's eth0.
-
-Side effects: raw sockets (AF_INET/IPPROTO_RAW to send, AF_PACKET bound to eth0 to receive)
-created by a thread that setns()-es into the pod's netns (orchestrator.netns); the packets
-they send. A socket stays in the namespace it was made in, so everything after its creation
-runs in the calling thread.
-
-Why not scapy's own send()/sr1()/sniff(): those pick the interface and the source address
-from conf.route / conf.ifaces, which scapy reads once for the namespace of the process (the
-host's), not the pod's. Here the kernel of the pod's netns routes every packet (the raw socket
-is an L3 socket with IP_HDRINCL), so a crafted packet must carry its own IP src; that is also
-what lets a test spoof one.
-"""
-
-from __future__ import annotations
-
-import select
-import socket
-import time
-from contextlib import contextmanager
+"""The scapy-in-a-pod helpers the packet tests use: now library code in orchestrator.packets
+(re-exported here so the tests keep their imports). Side effects: those of that module."""
 
 from scapy.config import conf
-from scapy.data import ETH_P_IP
-from scapy.supersocket import L3RawSocket
 
-from orchestrator.netns import netns_path, run_in
+from orchestrator.packets import (  # noqa: F401 - re-exported
+    IFACE,
+    TIMEOUT,
+    PodSocket,
+    pod_socket,
+    send,
+    sniff,
+    sniffing,
+    sr1,
+    tcp_connect,
+)
 
-IFACE = "eth0"      # the pod side of the veth, as Calico's CNI names it
-TIMEOUT = 1.0       # seconds to wait for an answer that should come in well under 50 ms
 conf.verb = 0       # no "Begin emission" chatter in test output
-
-
-class PodSocket(L3RawSocket):
-    """scapy's L3RawSocket bound to one pod's eth0. Create it with ``open_in(netns)``."""
-
-    def __init__(self, iface: str = IFACE):
-        # iface=None keeps scapy from resolving the name against the host's interface list;
-        # the bind below resolves it in the namespace the socket lives in (the pod's).
-        super().__init__(type=ETH_P_IP)
-        self.ins.bind((iface, ETH_P_IP))
-        self.iface = iface
-
-    @classmethod
-    def open_in(cls, netns: str, iface: str = IFACE) -> "PodSocket":
-        return run_in(netns_path(netns), cls, iface, timeout=5.0)
-
-    def drain(self) -> None:
-        """Forget what was captured so far (packets seen before the exchange of interest)."""
-        while select.select([self.ins], [], [], 0)[0]:
-            self.ins.recv(65535)
-
-    def capture(self, timeout: float = TIMEOUT, until=None, match=None) -> list:
-        """Packets arriving on eth0 (IP layer up) for at most ``timeout`` seconds; those
-        ``match`` rejects are skipped; stops early once ``until(packet)`` is true for one."""
-        deadline = time.monotonic() + timeout
-        seen = []
-        while (left := deadline - time.monotonic()) > 0:
-            if not select.select([self.ins], [], [], left)[0]:
-                break
-            pkt = self.recv()
-            if pkt is None or (match is not None and not match(pkt)):
-                continue
-            seen.append(pkt)
-            if until is not None and until(pkt):
-                break
-        return seen
-
-    def exchange(self, pkt, timeout: float = TIMEOUT):
-        """Send ``pkt`` and return the first packet that answers it (scapy's ``answers``:
-        addresses and ports swapped, the protocol's own notion of a reply), or None."""
-        self.drain()
-        self.send(pkt)
-        got = self.capture(timeout, until=lambda p: True, match=lambda p: p.answers(pkt))
-        return got[0] if got else None
-
-
-@contextmanager
-def pod_socket(netns: str, iface: str = IFACE):
-    s = PodSocket.open_in(netns, iface)
-    try:
-        yield s
-    finally:
-        s.close()
-
-
-def send(netns: str, *pkts) -> None:
-    """Send each packet from the pod (IP layer first, IP src set by the caller)."""
-    with pod_socket(netns) as s:
-        for p in pkts:
-            _needs_src(p)
-            s.send(p)
-
-
-def sr1(netns: str, pkt, timeout: float = TIMEOUT):
-    """Send one packet from the pod and return its answer, or None after ``timeout``."""
-    _needs_src(pkt)
-    with pod_socket(netns) as s:
-        return s.exchange(pkt, timeout)
-
-
-@contextmanager
-def sniffing(netns: str, iface: str = IFACE):
-    """Capture on the pod's eth0 from the moment the block starts: ``with sniffing(b) as
-    sniffer: send(a, ...); got = sniffer.capture(0.5, ...)``."""
-    with pod_socket(netns, iface) as s:
-        yield s
-
-
-def tcp_connect(netns: str, ip: str, port: int, timeout: float = TIMEOUT) -> socket.socket:
-    """A real kernel TCP connection from the pod (raises OSError / TimeoutError on failure)."""
-    sock = run_in(netns_path(netns), socket.socket, socket.AF_INET, socket.SOCK_STREAM)
-    try:
-        sock.settimeout(timeout)
-        sock.connect((ip, port))
-    except BaseException:
-        sock.close()
-        raise
-    return sock
-
-
-def _needs_src(pkt) -> None:
-    # Without it scapy would fill the source in from the host's routing table.
-    if pkt.getfieldval("src") is None:
-        raise ValueError(f"set the IP source address explicitly: {pkt.summary()}")
-
