@@ -1,0 +1,96 @@
+"""Every shipped experiment runs with `calinet run` and its expectations hold; a failing
+expectation fails the run; Ctrl-C tears everything down."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+pytestmark = [pytest.mark.root, pytest.mark.mininet]
+SHIPPED = ["quickstart", "policy-isolation", "node-failure", "bgp-convergence", "throughput"]
+
+
+def calinet_run(path, out, timeout=300):
+    return subprocess.run([sys.executable, "-m", "orchestrator.cli.main", "run", str(path),
+                           "--out", str(out)], cwd=REPO, capture_output=True, text=True,
+                          timeout=timeout)
+
+
+def ours() -> set[str]:
+    return {n for n in os.listdir("/var/run/netns") if n.startswith("calinet-")} \
+        if os.path.isdir("/var/run/netns") else set()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", SHIPPED)
+def test_shipped_experiment_passes(name, tmp_path):
+    before = ours()
+    t = time.monotonic()
+    r = calinet_run(REPO / "experiments" / f"{name}.yaml", tmp_path / "out")
+    took = time.monotonic() - t
+    assert r.returncode == 0, r.stdout + r.stderr
+    res = json.loads((tmp_path / "out" / "results.json").read_text())
+    assert res["passed"] and res["assertions"] and all(a["ok"] for a in res["assertions"])
+    assert res["topology"]["nodes"] and res["pods"] and res["versions"]["python"]
+    assert all(s["ok"] for s in res["steps"]) and len(res["steps"]) >= 5
+    if (REPO / "orchestrator" / "report" / "html.py").exists():
+        assert (tmp_path / "out" / "report.html").stat().st_size > 1000
+    if name == "quickstart":
+        assert took < 15, f"quickstart took {took:.1f}s (goal: under 15 s)"
+    if name == "node-failure":
+        kinds = {e["kind"] for e in res["bgp_timeline"]}
+        assert {"fault", "peer-down", "routes"} <= kinds
+    assert ours() - before == set(), "the run left namespaces behind"
+
+
+def test_failed_expectation_fails_the_run_and_reports_it(tmp_path):
+    exp = tmp_path / "fail.yaml"
+    exp.write_text(
+        f"name: failing\ntopology: {REPO}/topologies/examples/three-node.yaml\n"
+        "manifests: [" + str(REPO / "experiments/manifests/xy-pods.yaml") + "]\nsteps:\n"
+        "  - wait: ready\n"
+        "  - probe-matrix: {ports: [80], pods: [x/a, x/b]}\n"
+        "    expect: {TCP/80: all-denied}\n"
+        "  - probe-matrix: {ports: [80], pods: [x/a, x/b]}\n"
+        "    expect: {TCP/80: all-allowed}\n")
+    r = calinet_run(exp, tmp_path / "out")
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert "expectation failed" in r.stdout and "FAILED" in r.stdout
+    res = json.loads((tmp_path / "out" / "results.json").read_text())
+    assert [a["ok"] for a in res["assertions"]] == [False, True]
+    assert res["passed"] is False
+
+
+def test_invalid_experiment_starts_nothing(tmp_path):
+    exp = tmp_path / "bad.yaml"
+    exp.write_text(f"name: bad\ntopology: {REPO}/topologies/examples/three-node.yaml\n"
+                   "steps:\n  - ping: {from: demo/ghost, to: demo/ghost}\n")
+    before = ours()
+    r = calinet_run(exp, tmp_path / "out", timeout=60)
+    assert r.returncode == 2 and "step 1" in r.stderr and "ping.from" in r.stderr, r.stderr
+    assert not (tmp_path / "out").exists() and ours() == before
+
+
+def test_ctrl_c_tears_the_testbed_down(tmp_path):
+    before = ours()
+    p = subprocess.Popen([sys.executable, "-m", "orchestrator.cli.main", "run",
+                          str(REPO / "experiments" / "throughput.yaml"), "--out",
+                          str(tmp_path / "out")], cwd=REPO, stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while not (ours() - before) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    time.sleep(2.5)                    # inside the steps (an iperf3 run)
+    p.send_signal(signal.SIGINT)
+    out, err = p.communicate(timeout=60)
+    assert p.returncode == 130, out + err
+    assert "interrupted" in err
+    assert ours() - before == set(), "namespaces left after Ctrl-C"
