@@ -10,9 +10,12 @@ STAMP := $(VENV)/.calinet-setup
 # (Debian stable does not move them); Python packages are pinned exactly.
 APT_PACKAGES := mininet iproute2 iptables ipset conntrack iputils-ping iperf3 tcpdump \
 	bridge-utils openvswitch-switch net-tools procps psmisc kmod util-linux \
-	python3 python3-venv python3-pip python3-dev gcc
+	python3 python3-venv python3-pip python3-dev gcc \
+	chromium chromium-driver
 # Commands whose absence means the apt step must run.
-NEEDED_CMDS := mnexec ip iptables ipset conntrack ping iperf3 tcpdump brctl ifconfig nsenter
+# chromedriver (with chromium) opens the HTML report in the browser test and `screenshot()`.
+NEEDED_CMDS := mnexec ip iptables ipset conntrack ping iperf3 tcpdump brctl ifconfig nsenter \
+	chromedriver
 
 .PHONY: setup demo test test-unit bench lint clean help
 
@@ -34,8 +37,8 @@ $(STAMP): setup.cfg constraints.txt Makefile
 	fi
 	@# Mininet's Debian package installs into the system Python, so the venv must see it.
 	@test -x $(PY) || /usr/bin/python3 -m venv --system-site-packages $(VENV)
-	$(PY) -m pip install -q --disable-pip-version-check -c constraints.txt -e '.[test]'
-	@$(PY) -c 'import mininet.net, exabgp, scapy, yaml, rich, pytest' && echo "calinet setup: ok"
+	$(PY) -m pip install -q --disable-pip-version-check -c constraints.txt -e '.[test,report]'
+	@$(PY) -c 'import mininet.net, exabgp, scapy, yaml, rich, pytest, selenium' && echo "calinet setup: ok"
 	@touch $(STAMP)
 
 demo: setup
