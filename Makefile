@@ -42,7 +42,8 @@ $(STAMP): setup.cfg constraints.txt Makefile
 	@touch $(STAMP)
 
 demo: setup
-	$(VENV)/bin/calinet demo
+	$(VENV)/bin/calinet run experiments/quickstart.yaml --out results/quickstart
+	@echo "report: results/quickstart/report.html (open it in a browser)"
 
 test: setup
 	$(PY) -m pytest tests

@@ -30,9 +30,11 @@ _PROBLEM: list = []
 
 
 def pytest_collection_modifyitems(config, items):
+    # Browser tests live in integration/ but need no root (they skip without a browser).
     needs_root = [it for it in items
                   if it.get_closest_marker("root")
-                  or any(f"/tests/{d}/" in str(it.fspath) for d in _ROOT_DIRS)]
+                  or (any(f"/tests/{d}/" in str(it.fspath) for d in _ROOT_DIRS)
+                      and not it.get_closest_marker("browser"))]
     if not needs_root:
         return
     if not _PROBLEM:
