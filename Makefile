@@ -55,6 +55,7 @@ bench: setup
 	$(PY) bench/bringup.py --json docs/bench-bringup.json
 	$(PY) bench/bgp_convergence.py --json docs/bench-bgp.json
 	$(PY) bench/policy.py --json docs/bench-policy.json
+	$(PY) bench/experiments.py --json docs/bench-experiments.json
 
 lint: setup
 	$(VENV)/bin/ruff check .
