@@ -289,11 +289,22 @@ def netem_available(ctx: Context, node: str) -> bool:
     return False
 
 
+def _tc(ctx: Context, node: str, side: str, args: list[str]):
+    """tc on one end of the node's underlay link: "node" = its eth0 (inside the node's netns,
+    what the node sends), "switch" = the switch's port facing it (ours, in the root
+    namespace, named after the testbed: what the node receives)."""
+    if side == "node":
+        return ctx.tb.node_exec(node, ["tc", *args[:3], "eth0", *args[3:]])
+    port = ctx.tb.cluster.nodes[node].switch_port
+    return ctx.tb.runner.run(["tc", *args[:3], port, *args[3:]], check=False)
+
+
 def bandwidth(ctx: Context, p: dict) -> dict:
-    """tc on the node's underlay interface (eth0, inside the node's netns): tbf for a rate,
-    netem for delay/loss where the kernel has it (said in the results where it does not)."""
-    node, tb = p["node"], ctx.tb
-    tb.node_exec(node, ["tc", "qdisc", "del", "dev", "eth0", "root"])
+    """Shape both directions of a node's link: tbf for a rate, netem for delay/loss where the
+    kernel has it (said in the results where it does not)."""
+    node = p["node"]
+    for side in ("node", "switch"):
+        _tc(ctx, node, side, ["qdisc", "del", "dev", "root"])
     if p["clear"]:
         ctx.shaped.discard(node)
         return {"node": node, "cleared": True}
@@ -306,24 +317,23 @@ def bandwidth(ctx: Context, p: dict) -> dict:
         ctx.notes.append(note)
         out["skipped"] = note
     if netem:
-        argv = ["tc", "qdisc", "add", "dev", "eth0", "root", "handle", "1:", "netem"]
-        if "delay" in p:
-            argv += ["delay", p["delay"]]
-        if "loss" in p:
-            argv += ["loss", p["loss"]]
-        if "rate" in p:
-            argv += ["rate", p["rate"]]
-        r = tb.node_exec(node, argv)
-        if r.returncode != 0:
-            raise StepError(f"tc netem on {node}: {r.stderr.strip()}")
-        out["applied"].append("netem " + " ".join(argv[9:]))
+        args = ["qdisc", "add", "dev", "root", "handle", "1:", "netem"]
+        for key in ("delay", "loss", "rate"):
+            if key in p:
+                args += [key, p[key]]
+        what = "netem " + " ".join(args[7:])
     elif "rate" in p:
-        r = tb.node_exec(node, ["tc", "qdisc", "add", "dev", "eth0", "root", "tbf", "rate",
-                                p["rate"], "burst", "256kb", "latency", "50ms"])
+        args = ["qdisc", "add", "dev", "root", "tbf", "rate", p["rate"], "burst", "256kb",
+                "latency", "50ms"]
+        what = f"tbf rate {p['rate']}"
+    else:
+        return out
+    ctx.shaped.add(node)   # before the calls: a half-applied shaping is still undone
+    for side in ("node", "switch"):
+        r = _tc(ctx, node, side, args)
         if r.returncode != 0:
-            raise StepError(f"tc tbf on {node}: {r.stderr.strip()}")
-        out["applied"].append(f"tbf rate {p['rate']}")
-    ctx.shaped.add(node)
+            raise StepError(f"tc on {node} ({side} side): {r.stderr.strip()}")
+    out["applied"].append(what)
     return out
 
 
@@ -371,16 +381,28 @@ def finish_captures(ctx: Context, wait: bool = True) -> list[dict]:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait(3)
-        packets = 0
-        try:
-            from scapy.utils import PcapReader
-            with PcapReader(info["path"]) as r:
-                packets = sum(1 for _ in r)
-        except Exception:  # noqa: BLE001 - an empty or cut file: 0 packets
-            packets = 0
+        packets = pcap_count(info["path"])
         out.append({"interface": info["interface"], "file": info["file"], "packets": packets})
     ctx.captures = []
     return out
+
+
+def pcap_count(path: str) -> int:
+    """Records in a pcap file (its 24-byte header, then a 16-byte header per packet)."""
+    import struct
+    try:
+        with open(path, "rb") as f:
+            head = f.read(24)
+            if len(head) < 24:
+                return 0
+            order = "<" if head[:4] in (b"\xd4\xc3\xb2\xa1", b"\x4d\x3c\xb2\xa1") else ">"
+            n = 0
+            while (rec := f.read(16)) and len(rec) == 16:
+                f.seek(struct.unpack(order + "IIII", rec)[2], 1)
+                n += 1
+            return n
+    except OSError:
+        return 0
 
 
 def undo_faults(ctx: Context) -> None:
@@ -391,7 +413,8 @@ def undo_faults(ctx: Context) -> None:
         except CalinetError:
             pass
     for node in list(ctx.shaped):
-        ctx.tb.node_exec(node, ["tc", "qdisc", "del", "dev", "eth0", "root"])
+        for side in ("node", "switch"):
+            _tc(ctx, node, side, ["qdisc", "del", "dev", "root"])
     ctx.shaped.clear()
 
 

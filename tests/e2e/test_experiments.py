@@ -94,3 +94,33 @@ def test_ctrl_c_tears_the_testbed_down(tmp_path):
     assert p.returncode == 130, out + err
     assert "interrupted" in err
     assert ours() - before == set(), "namespaces left after Ctrl-C"
+
+
+def test_capture_bandwidth_and_netem_detection(tmp_path):
+    """tc rate limiting on a node's link shows in iperf3; netem's absence is said, not hidden;
+    tcpdump captures a pod's and a node's interfaces into pcaps with packets in them."""
+    exp = tmp_path / "shaping.yaml"
+    exp.write_text(
+        f"name: shaping\ntopology: {REPO}/topologies/examples/three-node.yaml\n"
+        f"manifests: [{REPO}/experiments/manifests/throughput-pods.yaml]\nsteps:\n"
+        "  - wait: ready\n"
+        "  - capture: {interfaces: [node-2:eth0, perf/c:eth0], seconds: 3}\n"
+        "  - bandwidth: {node: node-2, rate: 100mbit, delay: 5ms}\n"
+        "  - name: across the shaped link\n"
+        "    iperf: {from: perf/a, to: perf/c, duration: 1}\n"
+        "    expect: {gbps: {'<': 0.2}}\n"
+        "  - bandwidth: {node: node-2, clear: true}\n"
+        "  - name: unshaped again\n"
+        "    iperf: {from: perf/a, to: perf/c, duration: 1}\n"
+        "    expect: {gbps: {'>': 1}}\n")
+    r = calinet_run(exp, tmp_path / "out")
+    assert r.returncode == 0, r.stdout + r.stderr
+    res = json.loads((tmp_path / "out" / "results.json").read_text())
+    shaped = res["steps"][2]["measurements"]
+    assert shaped["applied"] == ["tbf rate 100mbit"]
+    netem = any("netem" in n for n in res["host"]["notes"])
+    assert netem == ("skipped" in shaped)      # said exactly when netem is missing
+    pcaps = {p["interface"]: p for p in res["pcaps"]}
+    assert set(pcaps) == {"node-2:eth0", "perf/c:eth0"}
+    for p in pcaps.values():
+        assert p["packets"] > 10 and (tmp_path / "out" / p["file"]).stat().st_size > 0
