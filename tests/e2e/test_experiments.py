@@ -45,6 +45,15 @@ def test_shipped_experiment_passes(name, tmp_path):
         assert (tmp_path / "out" / "report.html").stat().st_size > 1000
     if name == "quickstart":
         assert took < 15, f"quickstart took {took:.1f}s (goal: under 15 s)"
+        from orchestrator.report import browser
+        if browser.unavailable_reason() is None:   # the real report, in a real browser
+            html = tmp_path / "out" / "report.html"
+            with browser.open_browser(1400, 900) as drv:
+                drv.get(browser.file_url(html))
+                assert browser.severe_console_entries(drv) == []
+                assert drv.find_elements("css selector", "svg")
+            png = browser.screenshot(html, tmp_path / "report.png")
+            assert png.stat().st_size > 10_000
     if name == "node-failure":
         kinds = {e["kind"] for e in res["bgp_timeline"]}
         assert {"fault", "peer-down", "routes"} <= kinds
