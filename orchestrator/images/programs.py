@@ -221,7 +221,24 @@ def iperf3_default_args(ctx: Context) -> list[str]:
     return ["-s", "-p", str(port)]
 
 
+REPO_ROOT = os.path.dirname(os.path.dirname(HERE))
+
+
+def coredns(args: list[str], ctx: Context) -> ImageProgram:
+    """The cluster DNS server (orchestrator.dns.server) in place of CoreDNS; it reads the state
+    store named by the container's CALINET_STORE variable (the testbed sets it)."""
+    store = ctx.env.get("CALINET_STORE")
+    if not store:
+        raise ctx.error("the coredns image needs env CALINET_STORE (the testbed's state.db)",
+                        subfield="env", reason="CreateContainerConfigError")
+    port = next((p for p, proto in ctx.ports if proto == "UDP"), 53)
+    env = {**ctx.env, "PYTHONPATH": REPO_ROOT}
+    return ImageProgram([sys.executable, "-m", "orchestrator.dns.server", "--store", store,
+                         "--port", str(port)], env, ctx.image, ("UDP", port))
+
+
 BUILDERS = {
+    "coredns": coredns,
     "agnhost": agnhost,
     "netexec": lambda args, ctx: agnhost(["netexec", *args], ctx),
     "porter": lambda args, ctx: agnhost(["porter", *args], ctx),

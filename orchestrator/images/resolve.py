@@ -40,6 +40,8 @@ BUILTIN_IMAGES: dict[str, Image] = {
     "nginx": _NGINX,
     "httpd": Image((), ("httpd-foreground",), ("httpd-foreground", "httpd")),
     "iperf3": Image(("iperf3",), None, ("iperf3",)),
+    # CoreDNS's image runs /coredns; ours answers cluster.local from the store (orchestrator.dns)
+    "coredns": Image(("/coredns",), (), ("coredns",)),
     "busybox": Image((), ("sh",), ()),
     "alpine": Image((), ("/bin/sh",), ()),
     "debian": Image((), ("bash",), ()),

@@ -101,3 +101,21 @@ def test_server_over_udp_and_tcp():
         th.join(2)
         udp.close()
         tcp.close()
+
+
+def test_coredns_image_runs_our_server():
+    from orchestrator.images.programs import ImageError
+    from orchestrator.images.resolve import resolve
+    c = {"name": "coredns", "image": "registry.k8s.io/coredns/coredns:v1.11.1",
+         "env": [{"name": "CALINET_STORE", "value": "/tmp/x/state.db"}],
+         "ports": [{"containerPort": 53, "protocol": "UDP"}, {"containerPort": 53}]}
+    pod = {"metadata": {"name": "coredns-1", "namespace": "kube-system"},
+           "spec": {"containers": [c]}}
+    prog = resolve(c, pod)
+    assert prog.argv[1:] == ["-m", "orchestrator.dns.server", "--store", "/tmp/x/state.db",
+                             "--port", "53"]
+    assert prog.ready_socket == ("UDP", 53) and prog.env["PYTHONPATH"]
+    c2 = dict(c, env=[])
+    with pytest.raises(ImageError) as err:
+        resolve(c2, {"metadata": pod["metadata"], "spec": {"containers": [c2]}})
+    assert err.value.reason == "CreateContainerConfigError" and "CALINET_STORE" in str(err.value)
