@@ -119,3 +119,15 @@ def test_coredns_image_runs_our_server():
     with pytest.raises(ImageError) as err:
         resolve(c2, {"metadata": pod["metadata"], "spec": {"containers": [c2]}})
     assert err.value.reason == "CreateContainerConfigError" and "CALINET_STORE" in str(err.value)
+
+
+def test_resolv_conf_as_the_kubelet_writes_it(tmp_path):
+    from orchestrator.dns import resolvconf
+    text = resolvconf.render("demo")
+    assert text == ("search demo.svc.cluster.local svc.cluster.local cluster.local\n"
+                    "nameserver 10.96.0.10\noptions ndots:5\n")
+    path = resolvconf.write(str(tmp_path / "p" / "resolv.conf"), "x", "10.96.0.11")
+    assert open(path).read().splitlines()[1] == "nameserver 10.96.0.11"
+    argv = resolvconf.wrap(["getent", "hosts", "web"], path)
+    assert argv[:3] == ["unshare", "--mount", "--propagation"] and argv[-4:] == [
+        path, "getent", "hosts", "web"]

@@ -1,0 +1,34 @@
+"""A pod's /etc/resolv.conf, as the kubelet writes it for dnsPolicy ClusterFirst.
+
+Pure, apart from write(). Pods here share the machine's filesystem, so a container that
+should resolve through the cluster DNS runs in a mount namespace of its own where the pod's
+file is bind-mounted over /etc/resolv.conf (wrap()): the machine's own file is never touched.
+"""
+
+from __future__ import annotations
+
+import os
+
+from orchestrator.dns.records import DOMAIN, search_list
+
+KUBE_DNS_IP = "10.96.0.10"    # kube-dns's ClusterIP in kubeadm clusters (10th of the range)
+
+
+def render(namespace: str, nameserver: str = KUBE_DNS_IP, domain: str = DOMAIN) -> str:
+    return (f"search {' '.join(search_list(namespace, domain))}\n"
+            f"nameserver {nameserver}\noptions ndots:5\n")
+
+
+def write(path: str, namespace: str, nameserver: str = KUBE_DNS_IP) -> str:
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        f.write(render(namespace, nameserver))
+    os.replace(tmp, path)
+    return path
+
+
+def wrap(argv: list[str], resolv_path: str) -> list[str]:
+    """``argv`` run in a private mount namespace with ``resolv_path`` as /etc/resolv.conf."""
+    return ["unshare", "--mount", "--propagation", "private", "--", "sh", "-c",
+            'mount --bind "$0" /etc/resolv.conf && exec "$@"', resolv_path, *argv]
