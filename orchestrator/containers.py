@@ -76,8 +76,11 @@ class ContainerRuntime:
     def __init__(self, state_dir: str, runner: Runner = DEFAULT, *,
                  backoff_base: float = BACKOFF_BASE, backoff_max: float = BACKOFF_MAX,
                  netns_dir: str = NETNS_DIR, on_spawn: Callable[[int], None] | None = None,
-                 zygote: bool = True):
+                 zygote: bool = True, resolv_conf: Callable[[str], str | None] | None = None):
         self.state_dir = str(state_dir)
+        # pod key -> the pod's resolv.conf (cluster DNS on): commands run with it mounted
+        # over /etc/resolv.conf in a mount namespace of their own (orchestrator.dns).
+        self.resolv_conf = resolv_conf
         # Told every pid this runtime starts, restarts included (the ownership ledger).
         self.on_spawn = on_spawn
         self.netns_dir = netns_dir          # where named netns live (tests substitute it)
@@ -281,6 +284,10 @@ class ContainerRuntime:
                 self._exited(st, 128, now, "StartError",
                              f'exec: "{argv[0]}": executable file not found in $PATH')
                 return
+            resolv = self.resolv_conf(st.pod_key) if self.resolv_conf else None
+            if resolv:
+                from orchestrator.dns.resolvconf import wrap
+                argv = wrap(list(argv), resolv)
             try:
                 proc = self.runner.spawn(argv, netns=st.netns, stdout=f,
                                          stderr=subprocess.STDOUT, env=env, new_session=True)
