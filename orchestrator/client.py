@@ -36,8 +36,12 @@ def resource_name(obj: dict) -> str:
 
 class Client:
     def __init__(self, store, *, clock=now_rfc3339, reserved: dict | None = None,
-                 admission=()):
+                 admission=(), allocators=()):
         self.store = store
+        # Fill server-assigned fields (a Service's clusterIP, nodePorts) inside the apply's
+        # transaction: allocate(store, obj, old) before the write, release(store, obj) on
+        # delete; ValidationError rejects the whole apply. serviceips.ServiceIPAllocator.
+        self.allocators = list(allocators)
         self.clock = clock
         # Checks run inside an apply's transaction, after every object was written and
         # before the commit: callable(store, objects); a ValidationError rolls it all back.
@@ -84,6 +88,13 @@ class Client:
                             self.reserved["underlay"])
                     except ValidationError as exc:
                         raise exc.located(**where) from None
+                for alloc in self.allocators:
+                    if obj["kind"] in getattr(alloc, "KINDS", ()):
+                        try:
+                            alloc.allocate(self.store, obj, self.store.get(
+                                api.kind_key(obj), obj["metadata"]["name"], ns))
+                        except ValidationError as exc:
+                            raise exc.located(**where) from None
                 out.append(self._apply_one(obj, info, ns, where))
             for check in self.admission:
                 try:
@@ -118,6 +129,9 @@ class Client:
             if obj["kind"] == "Pod" and old["spec"].get("nodeName"):
                 spec["nodeName"] = old["spec"]["nodeName"]  # set by the scheduler, not the user
             new["spec"] = spec
+        for field in ("subsets", "addressType", "endpoints", "ports"):   # Endpoints(Slice)
+            if field in obj and "spec" not in obj:
+                new[field] = copy.deepcopy(obj[field])
         new["metadata"].pop("resourceVersion", None)
         stored = self.store.update(new)
         changed = stored["metadata"]["resourceVersion"] != old["metadata"]["resourceVersion"]
@@ -167,6 +181,9 @@ class Client:
             self._mark(obj)  # the namespace controller empties it, then removes it
         else:
             self.store.delete(info.key, name, ns)
+            for alloc in self.allocators:
+                if info.kind in getattr(alloc, "KINDS", ()):
+                    alloc.release(self.store, obj)
         return f'{info.kind.lower()}/{name} deleted'
 
     def delete_source(self, source) -> list[str]:

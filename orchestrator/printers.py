@@ -22,9 +22,14 @@ KIND_ALIASES = {
     "Pod": ("pod", "pods", "po"),
     "Deployment": ("deployment", "deployments", "deploy"),
     "ReplicaSet": ("replicaset", "replicasets", "rs"),
+    "StatefulSet": ("statefulset", "statefulsets", "sts"),
+    "DaemonSet": ("daemonset", "daemonsets", "ds"),
+    "Job": ("job", "jobs"),
+    "CronJob": ("cronjob", "cronjobs", "cj"),
     "Namespace": ("namespace", "namespaces", "ns"),
     "Node": ("node", "nodes", "no"),
     "IPPool": ("ippool", "ippools", "ipp"),
+    "Service": ("service", "services", "svc"),
 }
 CLUSTER_SCOPED = frozenset({"Namespace", "Node", "IPPool"})
 _UTC = dt.timezone.utc
@@ -242,6 +247,67 @@ def _replicaset_row(obj: dict, wide: bool, now) -> list[str]:
     return row + _containers_wide(obj) if wide else row
 
 
+def _statefulset_row(obj: dict, wide: bool, now) -> list[str]:
+    spec, status = obj.get("spec") or {}, obj.get("status") or {}
+    row = [_meta(obj).get("name", ""),
+           f"{status.get('readyReplicas', 0)}/{spec.get('replicas', 1)}",
+           age(_meta(obj).get("creationTimestamp"), now)]
+    return row + _containers_wide(obj)[:2] if wide else row
+
+
+def _daemonset_row(obj: dict, wide: bool, now) -> list[str]:
+    spec, status = obj.get("spec") or {}, obj.get("status") or {}
+    sel = ((spec.get("template") or {}).get("spec") or {}).get("nodeSelector") or {}
+    row = [_meta(obj).get("name", ""), str(status.get("desiredNumberScheduled", 0)),
+           str(status.get("currentNumberScheduled", 0)), str(status.get("numberReady", 0)),
+           str(status.get("updatedNumberScheduled", 0)), str(status.get("numberAvailable", 0)),
+           ",".join(f"{k}={v}" for k, v in sorted(sel.items())) or "<none>",
+           age(_meta(obj).get("creationTimestamp"), now)]
+    return row + _containers_wide(obj) if wide else row
+
+
+def job_status_text(obj: dict) -> str:
+    """kubectl's Job STATUS column: Complete, Failed, Suspended or Running."""
+    spec, status = obj.get("spec") or {}, obj.get("status") or {}
+    for c in status.get("conditions") or []:
+        if c.get("status") == "True" and c.get("type") in ("Complete", "Failed", "Suspended"):
+            return c["type"]
+    return "Suspended" if spec.get("suspend") else "Running"
+
+
+def _job_row(obj: dict, wide: bool, now) -> list[str]:
+    spec, status = obj.get("spec") or {}, obj.get("status") or {}
+    succeeded = status.get("succeeded", 0)
+    if spec.get("completions") is not None:
+        completions = f"{succeeded}/{spec['completions']}"
+    elif spec.get("parallelism", 1) > 1:
+        completions = f"{succeeded}/1 of {spec['parallelism']}"
+    else:
+        completions = f"{succeeded}/1"
+    start, end = parse_time(status.get("startTime")), parse_time(status.get("completionTime"))
+    duration = ""
+    if start is not None:
+        stop = end or parse_time(now) or dt.datetime.now(_UTC)
+        duration = human_duration((stop - start).total_seconds())
+    row = [_meta(obj).get("name", ""), job_status_text(obj), completions, duration,
+           age(_meta(obj).get("creationTimestamp"), now)]
+    if wide:
+        row += _containers_wide(obj)[:2] + [format_selector(spec.get("selector"))]
+    return row
+
+
+def _cronjob_row(obj: dict, wide: bool, now) -> list[str]:
+    spec, status = obj.get("spec") or {}, obj.get("status") or {}
+    last = status.get("lastScheduleTime")
+    row = [_meta(obj).get("name", ""), spec.get("schedule", ""),
+           spec.get("timeZone") or "<none>", "True" if spec.get("suspend") else "False",
+           str(len(status.get("active") or [])), age(last, now) if last else "<none>",
+           age(_meta(obj).get("creationTimestamp"), now)]
+    if wide:
+        row += _containers_wide({"spec": (spec.get("jobTemplate") or {}).get("spec") or {}})
+    return row
+
+
 def _namespace_row(obj: dict, wide: bool, now) -> list[str]:
     return [_meta(obj).get("name", ""), (obj.get("status") or {}).get("phase") or "Active",
             age(_meta(obj).get("creationTimestamp"), now)]
@@ -298,6 +364,24 @@ def _ippool_row(obj: dict, wide: bool, now) -> list[str]:
             str(bool(spec.get("disableBGPExport", False))).lower(), selector]
 
 
+def service_ports_text(spec: dict) -> str:
+    """kubectl's PORT(S): "80/TCP", "80:30080/TCP" for a NodePort, comma-separated."""
+    out = [f"{p.get('port')}{':' + str(p['nodePort']) if p.get('nodePort') else ''}/"
+           f"{p.get('protocol', 'TCP')}" for p in spec.get("ports") or []]
+    return ",".join(out) or "<none>"
+
+
+def _service_row(obj: dict, wide: bool, now) -> list[str]:
+    spec = obj.get("spec") or {}
+    row = [_meta(obj).get("name", ""), spec.get("type", "ClusterIP"),
+           spec.get("clusterIP") or "<none>", "<none>", service_ports_text(spec),
+           age(_meta(obj).get("creationTimestamp"), now)]
+    if wide:
+        sel = spec.get("selector")
+        row.append(",".join(f"{k}={v}" for k, v in sorted(sel.items())) if sel else "<none>")
+    return row
+
+
 def _generic_row(obj: dict, wide: bool, now) -> list[str]:
     return [_meta(obj).get("name", ""), age(_meta(obj).get("creationTimestamp"), now)]
 
@@ -309,7 +393,17 @@ _COLUMNS = {
                    ["CONTAINERS", "IMAGES", "SELECTOR"], _deployment_row),
     "ReplicaSet": (["NAME", "DESIRED", "CURRENT", "READY", "AGE"],
                    ["CONTAINERS", "IMAGES", "SELECTOR"], _replicaset_row),
+    "StatefulSet": (["NAME", "READY", "AGE"], ["CONTAINERS", "IMAGES"], _statefulset_row),
+    "DaemonSet": (["NAME", "DESIRED", "CURRENT", "READY", "UP-TO-DATE", "AVAILABLE",
+                   "NODE SELECTOR", "AGE"], ["CONTAINERS", "IMAGES", "SELECTOR"],
+                  _daemonset_row),
+    "Job": (["NAME", "STATUS", "COMPLETIONS", "DURATION", "AGE"],
+            ["CONTAINERS", "IMAGES", "SELECTOR"], _job_row),
+    "CronJob": (["NAME", "SCHEDULE", "TIMEZONE", "SUSPEND", "ACTIVE", "LAST SCHEDULE", "AGE"],
+                ["CONTAINERS", "IMAGES", "SELECTOR"], _cronjob_row),
     "Namespace": (["NAME", "STATUS", "AGE"], [], _namespace_row),
+    "Service": (["NAME", "TYPE", "CLUSTER-IP", "EXTERNAL-IP", "PORT(S)", "AGE"], ["SELECTOR"],
+                _service_row),
     "Node": (["NAME", "STATUS", "ROLES", "AGE", "VERSION"],
              ["INTERNAL-IP", "EXTERNAL-IP", "OS-IMAGE", "KERNEL-VERSION", "CONTAINER-RUNTIME"],
              _node_row),

@@ -26,15 +26,21 @@ from orchestrator.cni import CNI
 from orchestrator.containers import ContainerRuntime
 from orchestrator.controllers.common import pod_ready
 from orchestrator.controllers.manager import ControllerManager
+from orchestrator.dns.cluster import ClusterDNS
+from orchestrator.dns.cluster import manifests as dns_manifests
+from orchestrator.dns.resolvconf import wrap as resolvconf_wrap
 from orchestrator.errors import CalinetError, NotFound, SupervisorTimeout
 from orchestrator.ipam.store import IPAM, ensure_default_pool
 from orchestrator.kubelet import Kubelet, NodeRef
+from orchestrator.kubeproxy_agent import KubeProxyAgent
 from orchestrator.ledger import Ledger, registered_testbeds
+from orchestrator.netns import netns_path
 from orchestrator.nflog import NodeLog
 from orchestrator.nodes import host_facts, node_object, system_namespaces
 from orchestrator.policy_agent import PolicyAgent
 from orchestrator.routing import BGPAdmission, Routing
 from orchestrator.runner import DEFAULT, Result
+from orchestrator.serviceips import ServiceIPAllocator
 from orchestrator.store import Store
 from topologies.net import start_cluster
 from topologies.spec import load_spec
@@ -62,8 +68,12 @@ class Testbed:
 
     def __init__(self, topology, *, state_dir: str | None = None, progress=None,
                  tick: float = 0.2, keep_state: bool | None = None, fresh: bool = False,
-                 bgp: bool = True, manifests=()):
+                 bgp: bool = True, manifests=(), dns: bool = False):
         self.spec = load_spec(topology)
+        # Cluster DNS: kube-system/coredns behind the kube-dns Service (10.96.0.10), and
+        # every pod's commands resolve through it (orchestrator.dns).
+        self.dns = dns
+        self.cluster_dns: ClusterDNS | None = None
         # Applied once the API is up, before the speakers and controllers start: BGP
         # objects then shape the first configs instead of restarting every speaker.
         self.manifests = [manifests] if isinstance(manifests, (str, dict)) else list(manifests)
@@ -80,6 +90,7 @@ class Testbed:
         self.bgp = bgp
         self.routing = None
         self.policy: PolicyAgent | None = None
+        self.kubeproxy: KubeProxyAgent | None = None
         self.packet_logs: dict[str, NodeLog] = {}
         self.runner = DEFAULT
         self.id: str | None = None
@@ -136,7 +147,8 @@ class Testbed:
         self.store = Store(os.path.join(self.state_dir, "state.db"))
         self.client = Client(self.store, reserved={"underlay": self.spec.underlay.cidr},
                              admission=[BGPAdmission(self.state_dir, self.spec.underlay.cidr)]
-                             if self.bgp else [])
+                             if self.bgp else [],
+                             allocators=[ServiceIPAllocator()])
         with open(os.path.join(self.state_dir, "testbed.json"), "w") as f:
             import json
             json.dump({"id": self.id, "topology": self.spec.name, "owner": os.getpid(),
@@ -161,10 +173,15 @@ class Testbed:
             ensure_default_pool(self.store)
         self.ipam = IPAM(self.store)
         self._reconcile_previous_state()
+        if self.dns:
+            self.cluster_dns = ClusterDNS(self.state_dir)
+            self.applied += self.client.apply(
+                dns_manifests(os.path.join(self.state_dir, "state.db")))
         for source in self.manifests:
             self.applied += self.client.apply(source)
-        self.runtime = ContainerRuntime(self.state_dir, self.runner,
-                                        on_spawn=lambda pid: ledger.pids([pid]))
+        self.runtime = ContainerRuntime(
+            self.state_dir, self.runner, on_spawn=lambda pid: ledger.pids([pid]),
+            resolv_conf=self.cluster_dns.resolv_path if self.cluster_dns else None)
         cni = CNI(self.runner)
         for name, handle in self.cluster.nodes.items():
             self.kubelets[name] = Kubelet(NodeRef(name, handle.pid, handle.ip), self.id,
@@ -184,6 +201,11 @@ class Testbed:
         self.policy = PolicyAgent(self.store, {n: h.pid for n, h in self.cluster.nodes.items()},
                                   self.runner)
         pollers.insert(0, self.policy.poll)
+        # kube-proxy: every node's KUBE- nat chains from the Services and EndpointSlices.
+        self.kubeproxy = KubeProxyAgent(self.store,
+                                        {n: h.pid for n, h in self.cluster.nodes.items()},
+                                        self.runner)
+        pollers.insert(1, self.kubeproxy.poll)
         for kubelet in self.kubelets.values():
             kubelet.policy = self.policy
         self._start_packet_logs()
@@ -259,6 +281,9 @@ class Testbed:
             if self.policy:
                 step("policy agent", self.policy.stop)
                 self.policy = None
+            if self.kubeproxy:
+                step("kube-proxy", self.kubeproxy.stop)
+                self.kubeproxy = None
             for nl in self.packet_logs.values():
                 step(f"packet log of {nl.node}", nl.stop)
             self.packet_logs = {}
@@ -346,21 +371,32 @@ class Testbed:
         out = list(self.routing.converged()) if self.routing else []
         if self.policy is not None:
             out += [f"policy: {p}" for p in self.policy.in_sync()]
+        if self.kubeproxy is not None:
+            out += [f"policy: kube-proxy: {p}" for p in self.kubeproxy.in_sync()]
         return out
 
     def _not_ready(self) -> list[str]:
         out = self._dataplane_problems()
-        for kind in ("Deployment", "ReplicaSet"):
+        for kind in ("Deployment", "ReplicaSet", "StatefulSet"):
             for o in self.store.list(kind):
                 want = o["spec"].get("replicas", 1)
                 have = (o.get("status") or {}).get("readyReplicas", 0)
                 if have != want or (o.get("status") or {}).get("replicas", 0) != want:
                     out.append(f"{kind} {o['metadata']['namespace']}/{o['metadata']['name']} "
                                f"{have}/{want} ready")
+        for o in self.store.list("DaemonSet"):
+            st = o.get("status") or {}
+            want = st.get("desiredNumberScheduled")
+            if want is None or st.get("numberReady", 0) != want:
+                out.append(f"DaemonSet {o['metadata']['namespace']}/{o['metadata']['name']} "
+                           f"{st.get('numberReady', 0)}/{want if want is not None else '?'} ready")
         for p in self.store.list("Pod"):
             st = p.get("status") or {}
             if st.get("phase") == "Succeeded":
                 continue
+            if st.get("phase") == "Failed" and any(
+                    r.get("kind") == "Job" for r in p["metadata"].get("ownerReferences") or []):
+                continue   # a Job's failed attempt is an outcome, not something to wait for
             if not (st.get("phase") == "Running" and st.get("podIP") and pod_ready(p)):
                 out.append(f"Pod {p['metadata']['namespace']}/{p['metadata']['name']} "
                            f"{_why(p)}")
@@ -381,6 +417,17 @@ class Testbed:
             raise NotFound(f'pod "{key}" has no IP yet ({_why(self._pod(key))})')
         return ip
 
+    def service_ip(self, key: str) -> str:
+        """The ClusterIP of Service "ns/name" (NotFound for a headless Service)."""
+        ns, name = split_key(key)
+        svc = self.store.get("Service", name, ns)
+        if svc is None:
+            raise NotFound(f'service "{ns}/{name}" not found')
+        ip = svc["spec"].get("clusterIP")
+        if not ip or ip == "None":
+            raise NotFound(f'service "{ns}/{name}" is headless: it has no ClusterIP')
+        return ip
+
     def pod_node(self, key: str) -> str:
         node = self._pod(key)["spec"].get("nodeName")
         if not node:
@@ -393,9 +440,23 @@ class Testbed:
         return naming.pod_netns(self.id, ns, name)
 
     def exec(self, key: str, argv, timeout: float = 30.0, input: str | None = None) -> Result:
-        """Run argv inside the pod's network namespace -> (returncode, stdout, stderr)."""
-        return self.runner.run(argv, netns=self.pod_netns(key), input=input, timeout=timeout,
-                               check=False)
+        """Run argv inside the pod's network namespace -> (returncode, stdout, stderr).
+        With cluster DNS on, with the pod's resolv.conf (names resolve as in the pod)."""
+        netns = self.pod_netns(key)
+        argv = list(argv)
+        resolv = self.cluster_dns.resolv_path(key) if self.cluster_dns else None
+        if resolv:
+            argv = resolvconf_wrap(argv, resolv)
+        return self.runner.run(argv, netns=netns, input=input, timeout=timeout, check=False)
+
+    def resolve(self, pod: str, name: str, rdtype: str = "A") -> list[str]:
+        """What ``pod``'s resolver gets for ``name`` from the cluster DNS (search list,
+        ndots:5): the addresses, or [] when the name does not exist (Testbed(dns=True))."""
+        if not self.cluster_dns:
+            raise CalinetError("no cluster DNS in this testbed (Testbed(dns=True))")
+        ns = split_key(pod)[0]
+        return self.cluster_dns.resolve(netns_path(netns=self.pod_netns(pod)), ns, name,
+                                        rdtype)
 
     def probe(self, src: str, dst: str, port: int, protocol: str = "TCP",
               timeout: float = 1.0) -> bool:

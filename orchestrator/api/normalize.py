@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 from typing import Any, Iterable
 
+from orchestrator.api.batch import normalize_cronjob_spec, normalize_job_spec
 from orchestrator.api.bgp import normalize_bgpconfiguration_spec, normalize_bgppeer_spec
 from orchestrator.api.calico_policy import (
     check_policy_name,
@@ -36,10 +37,24 @@ from orchestrator.api.loader import INPUT_SOURCE, Document
 from orchestrator.api.meta import check_timestamp, normalize_metadata, object_ref
 from orchestrator.api.netpol import normalize_networkpolicy_spec
 from orchestrator.api.pod import normalize_pod_spec, qos_class
-from orchestrator.api.workloads import normalize_deployment_spec, normalize_replicaset_spec
+from orchestrator.api.service import (
+    ENDPOINTS_FIELDS,
+    ENDPOINTSLICE_FIELDS,
+    normalize_endpoints,
+    normalize_endpointslice,
+    normalize_service_spec,
+)
+from orchestrator.api.workloads import (
+    normalize_daemonset_spec,
+    normalize_deployment_spec,
+    normalize_replicaset_spec,
+    normalize_statefulset_spec,
+)
 from orchestrator.errors import ValidationError
 
 TOP_FIELDS = frozenset({"apiVersion", "kind", "metadata", "spec", "status"})
+# Kinds whose data sits at the top level instead of in a spec.
+_BODY_FIELDS = {"Endpoints": ENDPOINTS_FIELDS, "EndpointSlice": ENDPOINTSLICE_FIELDS}
 # Node status is written by the node itself (kubelet; here the testbed), not dropped.
 _STATUS_FROM_WRITER = frozenset({"Node"})
 
@@ -111,7 +126,7 @@ def _name_check(info: KindInfo):
 
 def _normalize(obj: dict, *, now: str, keep_status: bool) -> dict:
     info = kind_info_of(obj)
-    check_known(obj, TOP_FIELDS, "")
+    check_known(obj, TOP_FIELDS | _BODY_FIELDS.get(info.kind, frozenset()), "")
     meta = normalize_metadata(obj.get("metadata"), info, _name_check(info), now=now)
     kind = info.kind
     # Dispatch on the key: two kinds are named NetworkPolicy.
@@ -127,6 +142,14 @@ def _normalize(obj: dict, *, now: str, keep_status: bool) -> dict:
         spec = normalize_deployment_spec(obj.get("spec"), now=now)
     elif kind == "ReplicaSet":
         spec = normalize_replicaset_spec(obj.get("spec"), now=now)
+    elif kind == "StatefulSet":
+        spec = normalize_statefulset_spec(obj.get("spec"), now=now)
+    elif kind == "DaemonSet":
+        spec = normalize_daemonset_spec(obj.get("spec"), now=now)
+    elif kind == "Job":
+        spec = normalize_job_spec(obj.get("spec"), now=now)
+    elif kind == "CronJob":
+        spec = normalize_cronjob_spec(obj.get("spec"), now=now)
     elif kind == "Namespace":
         spec = normalize_namespace_spec(obj.get("spec"))
         if meta["name"]:
@@ -137,14 +160,22 @@ def _normalize(obj: dict, *, now: str, keep_status: bool) -> dict:
         spec = normalize_ippool_spec(obj.get("spec"))
     elif kind == "BGPConfiguration":
         spec = normalize_bgpconfiguration_spec(obj.get("spec"), meta["name"])
+    elif kind == "Service":
+        spec = normalize_service_spec(obj.get("spec"))
+    elif kind in _BODY_FIELDS:
+        spec = None
     elif kind == "BGPPeer":
         spec = normalize_bgppeer_spec(obj.get("spec"), meta["name"])
     else:  # a KINDS entry without a normalizer is a programming error, not bad input
         raise AssertionError(f"no normalizer for kind {kind}")
-    if kind in ("Deployment", "ReplicaSet"):
+    if kind in ("Deployment", "ReplicaSet", "StatefulSet", "DaemonSet", "Job", "CronJob"):
         meta.setdefault("generation", 1)
 
     out = {"apiVersion": obj["apiVersion"], "kind": kind, "metadata": meta, "spec": spec}
+    if kind in _BODY_FIELDS:
+        del out["spec"]
+        out.update(normalize_endpoints(obj) if kind == "Endpoints"
+                   else normalize_endpointslice(obj))
     status = obj.get("status")
     if status is not None and (keep_status or kind in _STATUS_FROM_WRITER):
         out["status"] = as_map(status, "status")

@@ -144,3 +144,77 @@ def resolve_int_or_percent(value: int | str, total: int, *, round_up: bool) -> i
         return value
     scaled = int(value[:-1]) * total
     return -(-scaled // 100) if round_up else scaled // 100
+
+
+# -- StatefulSet / DaemonSet ---------------------------------------------------------------
+
+STATEFULSET_SPEC_FIELDS = frozenset({"minReadySeconds", "ordinals",
+                                     "persistentVolumeClaimRetentionPolicy",
+                                     "podManagementPolicy", "replicas", "revisionHistoryLimit",
+                                     "selector", "serviceName", "template", "updateStrategy",
+                                     "volumeClaimTemplates"})
+DAEMONSET_SPEC_FIELDS = frozenset({"minReadySeconds", "revisionHistoryLimit", "selector",
+                                   "template", "updateStrategy"})
+_UPDATE_STRATEGY_FIELDS = frozenset({"type", "rollingUpdate"})
+
+
+def normalize_statefulset_spec(spec: Any, *, now: str) -> dict:
+    """apps/v1 StatefulSet: serviceName is required here (the governing headless Service
+    gives the pods their stable DNS names), OrderedReady by default, RollingUpdate."""
+    spec = as_map(spec, "spec", required=True)
+    check_known(spec, STATEFULSET_SPEC_FIELDS, "spec")
+    if not spec.get("serviceName"):
+        fail("spec.serviceName", "Required value: a StatefulSet needs the name of its "
+                                 "governing (headless) Service")
+    if not isinstance(spec["serviceName"], str):
+        fail("spec.serviceName", f"must be a string, got {spec['serviceName']!r}")
+    if spec.get("volumeClaimTemplates") or spec.get("ordinals") or \
+            spec.get("persistentVolumeClaimRetentionPolicy"):
+        bad = next(k for k in ("volumeClaimTemplates", "ordinals",
+                               "persistentVolumeClaimRetentionPolicy") if spec.get(k))
+        fail(f"spec.{bad}", "Unsupported: calinet has no volumes or custom ordinals")
+    out = _common(spec, "statefulset", now=now)
+    out["podManagementPolicy"] = one_of(spec.get("podManagementPolicy", "OrderedReady"),
+                                        "spec.podManagementPolicy", ("OrderedReady", "Parallel"))
+    out["revisionHistoryLimit"] = as_int(spec.get("revisionHistoryLimit", 10),
+                                         "spec.revisionHistoryLimit", minimum=0)
+    us = as_map(spec.get("updateStrategy"), "spec.updateStrategy")
+    check_known(us, _UPDATE_STRATEGY_FIELDS, "spec.updateStrategy")
+    utype = one_of(us.get("type", "RollingUpdate"), "spec.updateStrategy.type",
+                   ("RollingUpdate", "OnDelete"))
+    strategy: dict = {"type": utype}
+    if utype == "RollingUpdate":
+        ru = as_map(us.get("rollingUpdate"), "spec.updateStrategy.rollingUpdate")
+        check_known(ru, frozenset({"partition", "maxUnavailable"}),
+                    "spec.updateStrategy.rollingUpdate")
+        strategy["rollingUpdate"] = {"partition": as_int(
+            ru.get("partition", 0), "spec.updateStrategy.rollingUpdate.partition", minimum=0)}
+    out["updateStrategy"] = strategy
+    return out
+
+
+def normalize_daemonset_spec(spec: Any, *, now: str) -> dict:
+    """apps/v1 DaemonSet: like a ReplicaSet without replicas (one pod per eligible node);
+    RollingUpdate with maxUnavailable 1 by default."""
+    spec = as_map(spec, "spec", required=True)
+    check_known(spec, DAEMONSET_SPEC_FIELDS, "spec")
+    out = _common(spec, "daemonset", now=now)
+    out.pop("replicas", None)
+    out["revisionHistoryLimit"] = as_int(spec.get("revisionHistoryLimit", 10),
+                                         "spec.revisionHistoryLimit", minimum=0)
+    us = as_map(spec.get("updateStrategy"), "spec.updateStrategy")
+    check_known(us, _UPDATE_STRATEGY_FIELDS, "spec.updateStrategy")
+    utype = one_of(us.get("type", "RollingUpdate"), "spec.updateStrategy.type",
+                   ("RollingUpdate", "OnDelete"))
+    strategy = {"type": utype}
+    if utype == "RollingUpdate":
+        path = "spec.updateStrategy.rollingUpdate"
+        ru = as_map(us.get("rollingUpdate"), path)
+        check_known(ru, frozenset({"maxSurge", "maxUnavailable"}), path)
+        unavailable = _int_or_percent(ru.get("maxUnavailable", 1), child(path, "maxUnavailable"))
+        if _is_zero(unavailable):
+            fail(child(path, "maxUnavailable"),
+                 "Invalid value: 0: calinet's DaemonSet updates need maxUnavailable >= 1")
+        strategy["rollingUpdate"] = {"maxUnavailable": unavailable}
+    out["updateStrategy"] = strategy
+    return out

@@ -15,6 +15,7 @@ from orchestrator.client import Client
 from orchestrator.errors import CalinetError
 from orchestrator.ledger import registered_testbeds
 from orchestrator.routing import BGPAdmission
+from orchestrator.serviceips import ServiceIPAllocator
 from orchestrator.store import Store
 
 
@@ -64,5 +65,6 @@ def open_context(explicit: str | None) -> Context:
             live = True
     # A running testbed's speakers are protected from BGP objects ExaBGP would reject.
     admission = [BGPAdmission(state_dir, reserved["underlay"])] if live and reserved else []
-    return Context(state_dir, store, Client(store, reserved=reserved, admission=admission),
-                   tid, live)
+    # Services applied from here get their ClusterIP / nodePorts like the testbed's own.
+    return Context(state_dir, store, Client(store, reserved=reserved, admission=admission,
+                                            allocators=[ServiceIPAllocator()]), tid, live)

@@ -28,6 +28,9 @@ def _parser() -> argparse.ArgumentParser:
     up.add_argument("--fresh", action="store_true", help="discard the state of a previous run")
     up.add_argument("--no-shell", action="store_true", help="apply, show, tear down (no shell)")
     up.add_argument("--timeout", type=float, default=120, help="seconds to wait for pods")
+    up.add_argument("--dns", action="store_true",
+                    help="cluster DNS: kube-system/coredns behind kube-dns (10.96.0.10); "
+                    "commands in pods resolve Service names")
     up.add_argument("--no-bgp", action="store_true",
                     help="do not start the BGP speakers (pods on other nodes stay unreachable)")
 
@@ -119,6 +122,21 @@ def _parser() -> argparse.ArgumentParser:
     xp.add_argument("dst", help="pod (name in -n, or ns/name) or IPv4 address")
     xp.add_argument("port", metavar="PORT/PROTO", help="e.g. 80/TCP (protocol default TCP)")
     _ns(xp)
+
+    ro = sub.add_parser("rollout", help="status, undo or history of a Deployment's rollout")
+    ro.add_argument("action", choices=["status", "undo", "history"])
+    ro.add_argument("target", help="deploy/NAME")
+    ro.add_argument("--to-revision", type=int, default=None, help="undo: revision to go back to")
+    ro.add_argument("--timeout", type=float, default=300, help="status: seconds to wait")
+    ro.add_argument("--no-watch", action="store_true", help="status: print once, do not wait")
+    _ns(ro)
+
+    sc = sub.add_parser("scale", help="set the replicas of a deployment, replicaset or "
+                        "statefulset (kubectl scale)")
+    sc.add_argument("kind", help="KIND, or KIND/NAME")
+    sc.add_argument("name", nargs="?")
+    sc.add_argument("--replicas", type=int, required=True)
+    _ns(sc)
 
     rn = sub.add_parser("run", help="run an experiment file: steps, measurements, "
                         "results.json and report.html")
@@ -235,6 +253,18 @@ def _dispatch(args) -> int:
         _need_root(verb)
         print(commands.probe_(ctx, args.src, args.dst, args.port, namespace=args.namespace,
                               timeout=args.timeout))
+    elif verb in ("rollout", "scale"):
+        from orchestrator.cli import workloads_cmd as wl
+        if verb == "scale":
+            print(wl.scale(ctx, args.kind, args.name, args.replicas, namespace=args.namespace))
+        elif args.action == "status":
+            return wl.rollout_status(ctx, args.target, namespace=args.namespace,
+                                     timeout=args.timeout, watch=not args.no_watch)
+        elif args.action == "undo":
+            print(wl.rollout_undo(ctx, args.target, namespace=args.namespace,
+                                  to_revision=args.to_revision))
+        else:
+            print(wl.rollout_history(ctx, args.target, namespace=args.namespace), end="")
     elif verb == "node":
         print(commands.node_status(ctx, args.node))
     elif verb == "routes":

@@ -34,7 +34,8 @@ def run_up(args) -> int:
     # --fresh is done by the Testbed once it holds the state dir's lock and has cleaned up
     # after the previous run (whose ledger lives there).
     tb = Testbed(args.topology, state_dir=state_dir, progress=lambda m: console.log(m),
-                 fresh=args.fresh, bgp=not args.no_bgp, manifests=args.filename)
+                 fresh=args.fresh, bgp=not args.no_bgp, manifests=args.filename,
+                 dns=args.dns)
     try:
         with console.status(f"bringing up {spec.name} ({len(spec.nodes)} nodes)..."):
             tb.start()

@@ -57,3 +57,37 @@ def key(obj: dict) -> str:
     meta = obj["metadata"]
     ns = meta.get("namespace")
     return f"{ns}/{meta['name']}" if ns else meta["name"]
+
+
+def sync_each(store, kind: str, sync) -> bool:
+    """``sync(obj) -> wrote`` for every object of ``kind`` not being deleted. One object's
+    failure never blocks the others: the first is re-raised after all were tried (the
+    manager logs it)."""
+    wrote, failures = False, []
+    for obj in store.list(kind):
+        if is_deleting(obj):
+            continue
+        try:
+            wrote |= bool(sync(obj))
+        except Exception as exc:  # noqa: BLE001 - one bad object must not block the others
+            failures.append(exc)
+    if failures:
+        raise failures[0]
+    return wrote
+
+
+def pod_from_template(owner: dict, existing: set[str], labels: dict | None = None) -> dict:
+    """A new Pod from ``owner``'s pod template: named `<owner>-<5 safe chars>` (not in
+    ``existing``), in the owner's namespace, controlled by it, with ``labels`` added."""
+    import copy
+    tmpl = copy.deepcopy(owner["spec"]["template"])
+    meta = tmpl.setdefault("metadata", {})
+    base = owner["metadata"]["name"]
+    while True:
+        name = f"{base}-{random_suffix(5)}"
+        if name not in existing:
+            break
+    meta.setdefault("labels", {}).update(labels or {})
+    meta.update({"name": name, "namespace": owner["metadata"]["namespace"],
+                 "generateName": f"{base}-", "ownerReferences": [owner_ref(owner)]})
+    return {"apiVersion": "v1", "kind": "Pod", "metadata": meta, "spec": tmpl["spec"]}

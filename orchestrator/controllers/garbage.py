@@ -9,14 +9,16 @@ from __future__ import annotations
 
 from orchestrator.controllers.common import controller_uid, is_deleting
 
-NAMESPACED_KINDS = ("Deployment", "ReplicaSet", "Pod")
+NAMESPACED_KINDS = ("Deployment", "ReplicaSet", "StatefulSet", "DaemonSet", "CronJob", "Job",
+                    "Pod")
+OWNER_KINDS = ("Deployment", "ReplicaSet", "StatefulSet", "DaemonSet", "CronJob", "Job")
+DEPENDENT_KINDS = ("ReplicaSet", "Job", "Pod")
 
 
 def reconcile(store, now: str, *, mark_deleted) -> bool:
     wrote = False
-    uids = {o["metadata"]["uid"] for kind in ("Deployment", "ReplicaSet")
-            for o in store.list(kind)}
-    for kind in ("ReplicaSet", "Pod"):
+    uids = {o["metadata"]["uid"] for kind in OWNER_KINDS for o in store.list(kind)}
+    for kind in DEPENDENT_KINDS:
         for obj in store.list(kind):
             owner = controller_uid(obj)
             if owner and owner not in uids and not is_deleting(obj):

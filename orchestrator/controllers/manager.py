@@ -14,7 +14,17 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-from orchestrator.controllers import deployment, garbage, replicaset, scheduling
+from orchestrator.controllers import (
+    cronjob,
+    daemonset,
+    deployment,
+    endpoints,
+    garbage,
+    job,
+    replicaset,
+    scheduling,
+    statefulset,
+)
 from orchestrator.store import now_rfc3339
 
 log = logging.getLogger(__name__)
@@ -79,8 +89,15 @@ class ControllerManager:
         yield "deployment", lambda now: deployment.reconcile(self.store, now)
         yield "replicaset", lambda now: replicaset.reconcile(
             self.store, now, mark_deleted=self.mark_deleted)
+        yield "statefulset", lambda now: statefulset.reconcile(
+            self.store, now, mark_deleted=self.mark_deleted)
+        yield "daemonset", lambda now: daemonset.reconcile(
+            self.store, now, mark_deleted=self.mark_deleted)
+        yield "cronjob", lambda now: cronjob.reconcile(self.store, now)
+        yield "job", lambda now: job.reconcile(self.store, now, mark_deleted=self.mark_deleted)
         yield "scheduler", lambda now: scheduling.reconcile(self.store, now)
         yield "kubelets", self._kubelets
+        yield "endpoints", lambda now: endpoints.reconcile(self.store, now)
 
     def _kubelets(self, now: str) -> bool:
         by_node: dict[str, list] = {n: [] for n in self.kubelets}

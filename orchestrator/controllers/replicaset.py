@@ -7,16 +7,13 @@ not ready, then newest first).
 
 from __future__ import annotations
 
-import copy
-
 from orchestrator.api.labels import label_selector_matches
 from orchestrator.controllers.common import (
     controller_uid,
     is_deleting,
-    owner_ref,
     pod_active,
+    pod_from_template,
     pod_ready,
-    random_suffix,
 )
 
 
@@ -26,17 +23,7 @@ def _pods_of(rs: dict, pods: list[dict]) -> list[dict]:
 
 
 def _new_pod(rs: dict, existing: set[str]) -> dict:
-    tmpl = copy.deepcopy(rs["spec"]["template"])
-    meta = tmpl.setdefault("metadata", {})
-    base = rs["metadata"]["name"]
-    while True:
-        name = f"{base}-{random_suffix(5)}"
-        if name not in existing:
-            break
-    meta.update({"name": name, "namespace": rs["metadata"]["namespace"],
-                 "generateName": f"{base}-", "ownerReferences": [owner_ref(rs)]})
-    meta.setdefault("labels", {})
-    return {"apiVersion": "v1", "kind": "Pod", "metadata": meta, "spec": tmpl["spec"]}
+    return pod_from_template(rs, existing)
 
 
 def _delete_rank(pod: dict):

@@ -202,7 +202,7 @@ def run(exp: Experiment, out_dir: str, *, on_step=None, on_progress=None) -> dic
                      "versions": versions(), "host": {"notes": []}, "started": started,
                      "steps": [], "assertions": [], "bgp_timeline": [], "pcaps": [],
                      "passed": False, "error": None}
-    tb = Testbed(exp.topology, bgp=exp.bgp, manifests=exp.manifests, progress=say)
+    tb = Testbed(exp.topology, bgp=exp.bgp, manifests=exp.manifests, progress=say, dns=exp.dns)
     ctx = watcher = None
     try:
         tb.start()

@@ -21,7 +21,7 @@ from orchestrator.errors import ValidationError
 STEP_TYPES = ("apply", "delete", "label", "wait", "probe-matrix", "ping", "iperf", "http",
               "fail-node", "restore-node", "link-down", "link-up", "kill-speaker", "bandwidth",
               "capture", "routes", "iperf-baseline")
-TOP_FIELDS = {"name", "description", "seed", "topology", "bgp", "manifests", "steps"}
+TOP_FIELDS = {"name", "description", "seed", "topology", "bgp", "dns", "manifests", "steps"}
 PROTOCOLS = ("TCP", "UDP", "SCTP")
 OPS = ("==", "!=", "<", "<=", ">", ">=")
 _POD_KEY = re.compile(r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?/[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
@@ -66,6 +66,7 @@ class Experiment:
     manifests: list[str]
     steps: list[Step]
     pods_defined: set[str] = field(default_factory=set)
+    dns: bool = False
 
 
 class _At:
@@ -104,6 +105,9 @@ def parse(doc: Any, path: Path) -> Experiment:
     bgp = doc.get("bgp", True)
     if not isinstance(bgp, bool):
         at.fail("bgp", "must be true or false")
+    dns = doc.get("dns", False)
+    if not isinstance(dns, bool):
+        at.fail("dns", "must be true or false")
     topo = doc.get("topology")
     if not isinstance(topo, str):
         at.fail("topology", "required: the path of a topology file (relative to the experiment)")
@@ -136,7 +140,7 @@ def parse(doc: Any, path: Path) -> Experiment:
                 defined |= _pods_in(src, _At(str(path), i), f"apply[{j}]")
         steps.append(step)
     exp = Experiment(name, str(doc.get("description") or ""), str(path), seed, topo_path, bgp,
-                     manifest_paths, steps, defined)
+                     manifest_paths, steps, defined, dns=dns)
     _check_pod_refs(exp)
     return exp
 

@@ -19,7 +19,7 @@ def test_resolve_kind(word, kind):
     assert resolve_kind(word).kind == kind
 
 
-@pytest.mark.parametrize("word", ["foo", "", "pods.apps", "svc", None])
+@pytest.mark.parametrize("word", ["foo", "", "pods.apps", "gizmos", None])
 def test_resolve_kind_unknown_lists_known(word):
     with pytest.raises(ValidationError) as exc:
         resolve_kind(word)

@@ -83,6 +83,12 @@ def test_template_change_makes_new_replicaset_and_retires_old(store):
     d = store.get("Deployment", "web", "default")
     d["spec"]["template"]["spec"]["containers"][0]["image"] = "nginx"
     store.update(d)
+    # A rolling update only retires old pods once new ones are ready: play the kubelet.
+    for _ in range(10):
+        run(store)
+        for p in store.list("Pod"):
+            store.update_status("Pod", p["metadata"]["name"], "default", {
+                "phase": "Running", "conditions": [{"type": "Ready", "status": "True"}]})
     run(store)
     rss = sorted(store.list("ReplicaSet"), key=lambda r: r["metadata"]["annotations"]
                  ["deployment.kubernetes.io/revision"])

@@ -1,0 +1,313 @@
+"""v1 Service, v1 Endpoints and discovery.k8s.io/v1 EndpointSlice: defaulting and validation.
+
+Pure. What the API server does on create (pkg/apis/core/v1 defaults.go, core/validation
+ValidateService, discovery/validation): type ClusterIP by default, ports default to TCP with
+targetPort = port, port names are DNS labels (required and unique once there are two ports),
+a port+protocol appears once, nodePort only on NodePort Services, clusterIP "None" (headless)
+only on ClusterIP Services, sessionAffinity None or ClientIP (timeoutSeconds 10800 by default,
+1..86400). Allocating clusterIP and nodePort is orchestrator.serviceips' job, at apply time;
+here clusterIP is only checked to be "", "None" or an IPv4 address.
+
+Endpoints and EndpointSlices carry their data at the top level (subsets; addressType,
+endpoints, ports), not in a spec: normalize_endpoints / normalize_endpointslice return those
+fields.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from typing import Any
+
+from orchestrator.api.fields import (
+    as_bool,
+    as_int,
+    as_list,
+    as_map,
+    as_str,
+    check_dns1123_label,
+    check_dns1123_subdomain,
+    check_known,
+    check_labels,
+    check_port_name,
+    child,
+    fail,
+    item,
+    one_of,
+    type_name,
+)
+
+SERVICE_TYPES = ("ClusterIP", "NodePort")
+UNSUPPORTED_TYPES = ("LoadBalancer", "ExternalName")
+PROTOCOLS = ("TCP", "UDP", "SCTP")
+AFFINITIES = ("None", "ClientIP")
+TRAFFIC_POLICIES = ("Cluster", "Local")
+DEFAULT_AFFINITY_SECONDS = 10800
+MAX_AFFINITY_SECONDS = 86400
+HEADLESS = "None"
+SPEC_FIELDS = frozenset({
+    "type", "clusterIP", "clusterIPs", "ports", "selector", "sessionAffinity",
+    "sessionAffinityConfig", "publishNotReadyAddresses", "externalTrafficPolicy",
+    "internalTrafficPolicy", "ipFamilies", "ipFamilyPolicy",
+})
+_PORT_FIELDS = frozenset({"name", "protocol", "port", "targetPort", "nodePort", "appProtocol"})
+ENDPOINTS_FIELDS = frozenset({"subsets"})
+ENDPOINTSLICE_FIELDS = frozenset({"addressType", "endpoints", "ports"})
+_SUBSET_FIELDS = frozenset({"addresses", "notReadyAddresses", "ports"})
+_ADDRESS_FIELDS = frozenset({"ip", "hostname", "nodeName", "targetRef"})
+_EP_PORT_FIELDS = frozenset({"name", "port", "protocol", "appProtocol"})
+_SLICE_EP_FIELDS = frozenset({"addresses", "conditions", "hostname", "nodeName", "targetRef",
+                              "zone", "deprecatedTopology", "hints"})
+_CONDITIONS = frozenset({"ready", "serving", "terminating"})
+ADDRESS_TYPES = ("IPv4", "IPv6", "FQDN")
+MAX_SLICE_ENDPOINTS = 1000
+
+
+def _ipv4(value: Any, path: str) -> str:
+    text = as_str(value, path, required=True)
+    try:
+        ipaddress.IPv4Address(text)
+    except ValueError:
+        fail(path, f"Invalid value: {text!r}: must be a valid IPv4 address")
+    return text
+
+
+def _port_number(value: Any, path: str, *, required: bool = True) -> int | None:
+    if value is None:
+        if required:
+            fail(path, "Required value")
+        return None
+    return as_int(value, path, minimum=1, maximum=65535)
+
+
+def _target_port(value: Any, path: str, default: int) -> int | str:
+    if value is None:
+        return default
+    if isinstance(value, str):
+        # IntOrString: "8080" written as a string is a name, and a name needs a letter.
+        check_port_name(value, path)
+        return value
+    if isinstance(value, bool) or not isinstance(value, int):
+        fail(path, f"must be an integer or a port name, got {type_name(value)} {value!r}")
+    return as_int(value, path, minimum=1, maximum=65535)
+
+
+def normalize_service_spec(spec: Any) -> dict:
+    """The spec defaulted and validated (a new dict); ValidationError naming the field."""
+    spec = as_map(spec, "spec", required=True)
+    check_known(spec, SPEC_FIELDS, "spec")
+    stype = spec.get("type", "ClusterIP")
+    if stype in UNSUPPORTED_TYPES:
+        fail("spec.type", f"Unsupported value: {stype!r}: calinet serves Services of type "
+                          f"{' and '.join(SERVICE_TYPES)} (no cloud load balancer, no "
+                          "ExternalName)")
+    one_of(stype, "spec.type", SERVICE_TYPES)
+    out: dict = {"type": stype}
+    cip = as_str(spec.get("clusterIP"), "spec.clusterIP") or ""
+    if cip and cip != HEADLESS:
+        _ipv4(cip, "spec.clusterIP")
+    if cip == HEADLESS and stype != "ClusterIP":
+        fail("spec.clusterIP", f"Invalid value: \"None\": may not be set to 'None' for "
+                               f"{stype} services")
+    ips = [as_str(v, item("spec.clusterIPs", i)) for i, v in
+           enumerate(as_list(spec.get("clusterIPs"), "spec.clusterIPs"))]
+    if ips:
+        if len(ips) > 1:
+            fail("spec.clusterIPs", "Invalid value: only single-stack IPv4 Services are "
+                                    "supported (one ClusterIP)")
+        if cip and ips[0] != cip:
+            fail("spec.clusterIPs[0]", f"Invalid value: {ips[0]!r}: must match "
+                                       f"`spec.clusterIP` {cip!r}")
+        cip = ips[0]
+        if cip != HEADLESS:
+            _ipv4(cip, "spec.clusterIPs[0]")
+    if cip:
+        out["clusterIP"], out["clusterIPs"] = cip, [cip]
+    ports = [_service_port(p, item("spec.ports", i), stype, len(spec.get("ports") or []))
+             for i, p in enumerate(as_list(spec.get("ports"), "spec.ports"))]
+    if not ports and cip != HEADLESS:
+        fail("spec.ports", "Required value")
+    _check_unique_ports(ports)
+    out["ports"] = ports
+    if "selector" in spec:
+        out["selector"] = check_labels(spec["selector"], "spec.selector")
+    affinity = spec.get("sessionAffinity", "None")
+    one_of(affinity, "spec.sessionAffinity", AFFINITIES)
+    out["sessionAffinity"] = affinity
+    cfg = as_map(spec.get("sessionAffinityConfig"), "spec.sessionAffinityConfig")
+    check_known(cfg, frozenset({"clientIP"}), "spec.sessionAffinityConfig")
+    if affinity == "ClientIP":
+        client = as_map(cfg.get("clientIP"), "spec.sessionAffinityConfig.clientIP")
+        check_known(client, frozenset({"timeoutSeconds"}), "spec.sessionAffinityConfig.clientIP")
+        timeout = as_int(client.get("timeoutSeconds", DEFAULT_AFFINITY_SECONDS),
+                         "spec.sessionAffinityConfig.clientIP.timeoutSeconds",
+                         minimum=1, maximum=MAX_AFFINITY_SECONDS)
+        out["sessionAffinityConfig"] = {"clientIP": {"timeoutSeconds": timeout}}
+    elif cfg:
+        fail("spec.sessionAffinityConfig", "Invalid value: must not be set when "
+                                           "sessionAffinity is None")
+    pna = as_bool(spec.get("publishNotReadyAddresses"), "spec.publishNotReadyAddresses")
+    if pna is not None:
+        out["publishNotReadyAddresses"] = pna
+    out["internalTrafficPolicy"] = one_of(spec.get("internalTrafficPolicy", "Cluster"),
+                                          "spec.internalTrafficPolicy", TRAFFIC_POLICIES)
+    if stype == "NodePort":
+        out["externalTrafficPolicy"] = one_of(spec.get("externalTrafficPolicy", "Cluster"),
+                                              "spec.externalTrafficPolicy", TRAFFIC_POLICIES)
+    elif "externalTrafficPolicy" in spec:
+        fail("spec.externalTrafficPolicy", "Invalid value: may only be set for externally-"
+                                           "accessible services")
+    fams = as_list(spec.get("ipFamilies", ["IPv4"]), "spec.ipFamilies")
+    if fams != ["IPv4"]:
+        fail("spec.ipFamilies", f"Unsupported value: {fams!r}: only [\"IPv4\"] is supported")
+    out["ipFamilies"] = ["IPv4"]
+    out["ipFamilyPolicy"] = one_of(spec.get("ipFamilyPolicy", "SingleStack"),
+                                   "spec.ipFamilyPolicy", ("SingleStack",))
+    return out
+
+
+def _service_port(p: Any, path: str, stype: str, count: int) -> dict:
+    p = as_map(p, path, required=True)
+    check_known(p, _PORT_FIELDS, path)
+    out: dict = {}
+    name = as_str(p.get("name"), child(path, "name"))
+    if name:
+        check_dns1123_label(name, child(path, "name"))
+        out["name"] = name
+    elif count > 1:
+        fail(child(path, "name"), "Required value")
+    out["protocol"] = one_of(p.get("protocol", "TCP"), child(path, "protocol"), PROTOCOLS)
+    out["port"] = _port_number(p.get("port"), child(path, "port"))
+    out["targetPort"] = _target_port(p.get("targetPort"), child(path, "targetPort"), out["port"])
+    if p.get("appProtocol") is not None:
+        out["appProtocol"] = as_str(p["appProtocol"], child(path, "appProtocol"))
+    if p.get("nodePort") not in (None, 0):
+        if stype != "NodePort":
+            fail(child(path, "nodePort"), "Forbidden: may not be used when `type` is "
+                                          f"'{stype}'")
+        out["nodePort"] = _port_number(p["nodePort"], child(path, "nodePort"))
+    return out
+
+
+def _check_unique_ports(ports: list[dict]) -> None:
+    names: set[str] = set()
+    pairs: set[tuple[int, str]] = set()
+    node_ports: set[tuple[int, str]] = set()
+    for i, p in enumerate(ports):
+        path = item("spec.ports", i)
+        if p.get("name") in names:
+            fail(child(path, "name"), f"Duplicate value: {p['name']!r}")
+        names.add(p.get("name"))
+        if (p["port"], p["protocol"]) in pairs:
+            fail(path, f"Duplicate value: {{port: {p['port']}, protocol: {p['protocol']}}}")
+        pairs.add((p["port"], p["protocol"]))
+        if "nodePort" in p:
+            if (p["nodePort"], p["protocol"]) in node_ports:
+                fail(child(path, "nodePort"), f"Duplicate value: {p['nodePort']}")
+            node_ports.add((p["nodePort"], p["protocol"]))
+
+
+# -- Endpoints / EndpointSlice ------------------------------------------------------------
+
+def _target_ref(value: Any, path: str) -> dict:
+    ref = as_map(value, path)
+    for k in ("kind", "namespace", "name", "uid", "apiVersion", "resourceVersion",
+              "fieldPath"):
+        as_str(ref.get(k), child(path, k))
+    return dict(ref)
+
+
+def _endpoint_port(p: Any, path: str, named: bool) -> dict:
+    p = as_map(p, path, required=True)
+    check_known(p, _EP_PORT_FIELDS, path)
+    out: dict = {}
+    name = as_str(p.get("name"), child(path, "name"))
+    if name:
+        check_dns1123_label(name, child(path, "name"))
+        out["name"] = name
+    elif named:
+        fail(child(path, "name"), "Required value")
+    out["port"] = _port_number(p.get("port"), child(path, "port"))
+    out["protocol"] = one_of(p.get("protocol", "TCP"), child(path, "protocol"), PROTOCOLS)
+    if p.get("appProtocol") is not None:
+        out["appProtocol"] = as_str(p["appProtocol"], child(path, "appProtocol"))
+    return out
+
+
+def normalize_endpoints(obj: dict) -> dict:
+    """{"subsets": [...]} of a v1 Endpoints object, validated."""
+    subsets = []
+    for i, s in enumerate(as_list(obj.get("subsets"), "subsets")):
+        path = item("subsets", i)
+        s = as_map(s, path, required=True)
+        check_known(s, _SUBSET_FIELDS, path)
+        out: dict = {}
+        for key in ("addresses", "notReadyAddresses"):
+            addrs = []
+            for j, a in enumerate(as_list(s.get(key), child(path, key))):
+                apath = item(child(path, key), j)
+                a = as_map(a, apath, required=True)
+                check_known(a, _ADDRESS_FIELDS, apath)
+                addr = {"ip": _ipv4(a.get("ip"), child(apath, "ip"))}
+                for k in ("hostname", "nodeName"):
+                    if a.get(k) is not None:
+                        addr[k] = as_str(a[k], child(apath, k))
+                if "targetRef" in a:
+                    addr["targetRef"] = _target_ref(a["targetRef"], child(apath, "targetRef"))
+                addrs.append(addr)
+            if addrs:
+                out[key] = addrs
+        ports = as_list(s.get("ports"), child(path, "ports"))
+        out["ports"] = [_endpoint_port(p, item(child(path, "ports"), j), len(ports) > 1)
+                        for j, p in enumerate(ports)]
+        subsets.append(out)
+    return {"subsets": subsets}
+
+
+def normalize_endpointslice(obj: dict) -> dict:
+    """{"addressType", "endpoints", "ports"} of an EndpointSlice, validated."""
+    atype = obj.get("addressType")
+    if atype is None:
+        fail("addressType", "Required value")
+    one_of(atype, "addressType", ADDRESS_TYPES)
+    eps = as_list(obj.get("endpoints"), "endpoints")
+    if len(eps) > MAX_SLICE_ENDPOINTS:
+        fail("endpoints", f"Too many: {len(eps)}: must have at most {MAX_SLICE_ENDPOINTS} items")
+    out_eps = []
+    for i, ep in enumerate(eps):
+        path = item("endpoints", i)
+        ep = as_map(ep, path, required=True)
+        check_known(ep, _SLICE_EP_FIELDS, path)
+        addrs = as_list(ep.get("addresses"), child(path, "addresses"), required=True)
+        if not 1 <= len(addrs) <= 100:
+            fail(child(path, "addresses"), "Invalid value: must contain 1 to 100 addresses")
+        for j, a in enumerate(addrs):
+            apath = item(child(path, "addresses"), j)
+            if atype == "IPv4":
+                _ipv4(a, apath)
+            elif atype == "FQDN":
+                check_dns1123_subdomain(as_str(a, apath, required=True), apath)
+            else:
+                try:
+                    ipaddress.IPv6Address(as_str(a, apath, required=True))
+                except ValueError:
+                    fail(apath, f"Invalid value: {a!r}: must be a valid IPv6 address")
+        e: dict = {"addresses": list(addrs)}
+        cond = as_map(ep.get("conditions"), child(path, "conditions"))
+        check_known(cond, _CONDITIONS, child(path, "conditions"))
+        for k in _CONDITIONS:
+            as_bool(cond.get(k), child(child(path, "conditions"), k))
+        e["conditions"] = dict(cond)
+        for k in ("hostname", "nodeName", "zone"):
+            if ep.get(k) is not None:
+                e[k] = as_str(ep[k], child(path, k))
+        if "targetRef" in ep:
+            e["targetRef"] = _target_ref(ep["targetRef"], child(path, "targetRef"))
+        out_eps.append(e)
+    ports = as_list(obj.get("ports"), "ports")
+    out_ports = [_endpoint_port(p, item("ports", i), False) for i, p in enumerate(ports)]
+    seen: set = set()
+    for i, p in enumerate(out_ports):
+        if (p.get("name", ""), p["protocol"]) in seen:
+            fail(child(item("ports", i), "name"), f"Duplicate value: {p.get('name', '')!r}")
+        seen.add((p.get("name", ""), p["protocol"]))
+    return {"addressType": atype, "endpoints": out_eps, "ports": out_ports}
