@@ -56,6 +56,7 @@ bench: setup
 	$(PY) bench/bgp_convergence.py --json docs/bench-bgp.json
 	$(PY) bench/policy.py --json docs/bench-policy.json
 	$(PY) bench/experiments.py --json docs/bench-experiments.json
+	$(PY) bench/services.py --json docs/bench-services.json
 
 lint: setup
 	$(VENV)/bin/ruff check .

@@ -15,13 +15,23 @@ from dataclasses import dataclass
 
 from orchestrator import blackholes, images, naming
 from orchestrator.cni import SandboxSpec
-from orchestrator.controllers.common import is_deleting
+from orchestrator.controllers import nodelifecycle
+from orchestrator.controllers.common import is_deleting, pod_ready
 from orchestrator.errors import CalinetError
+from orchestrator.probes import Prober
 
 log = logging.getLogger(__name__)
 
 # A pod whose sandbox failed (no address, CNI error) is retried this often, not every pass.
 RETRY_SECONDS = 2.0
+# A deleted pod that was Ready leaves the store at once, as before, but its sandbox keeps
+# running this long (at most its grace period) before its containers get SIGTERM: the
+# endpoints controller and every node's kube-proxy drop it first, so no new connection is
+# DNAT'ed to a pod that is going (refused, or a SYN into a removed veth), and connections
+# DNAT'ed just before still get an answer. What a preStop `sleep` does on a Kubernetes node;
+# a rolling update then loses no request (tests/e2e/test_rollout_service.py).
+DRAIN_SECONDS = 1.0
+HEARTBEAT_SECONDS = 1.0  # kubelet's nodeLeaseRenewInterval is 10 s; the testbed's grace is 10 s
 
 
 @dataclass
@@ -53,23 +63,36 @@ class Kubelet:
         self._blocks_dirty = True
         self.grace: dict[str, float] = {}  # key -> terminationGracePeriodSeconds
         self.retry_at: dict[str, float] = {}  # key -> monotonic time of the next sandbox try
+        # Heartbeat: the node's Lease is renewed only while the node can reach the control
+        # plane (Testbed.link_down / fail_node clear this); see controllers/nodelifecycle.py.
+        self.reachable = True
+        self._beat_at: float | None = None
+        self.prober = Prober(runtime)  # readinessProbe results, run off the sync thread
+        self.draining: dict[str, float] = {}  # key -> monotonic end of its drain
 
     # -- sync ----------------------------------------------------------------------------
 
     def sync(self, pods: list[dict], now: str) -> bool:
         """Converge this node to the pods bound to it; returns True if anything was written."""
+        self.heartbeat()
         wrote = False
         by_key = {pod_key(p): p for p in pods}
-        gone = [k for k in self.sandboxes if k not in by_key or is_deleting(by_key[k])
-                or by_key[k]["metadata"]["uid"] != self.uids.get(k)]
+        self._start_drains(by_key)
+        mono = time.monotonic()
+        gone = [k for k in self.sandboxes if self.draining.get(k, 0) <= mono and (
+                k not in by_key or is_deleting(by_key[k])
+                or by_key[k]["metadata"]["uid"] != self.uids.get(k))]
         if gone:
             self._teardown(gone)
             wrote = True
         deleting = [by_key.pop(k) for k in [k for k, p in by_key.items() if is_deleting(p)]]
         if deleting:
             # No sandbox of ours (never made, failed, or from before a restart): whatever
-            # IPAM still holds for the pod goes, idempotently, before the object does.
-            self.ipam.release_many([naming.ipam_handle(p["metadata"]["uid"]) for p in deleting])
+            # IPAM still holds for the pod goes, idempotently, before the object does. A
+            # draining sandbox keeps its address until its teardown releases it.
+            self.ipam.release_many([naming.ipam_handle(p["metadata"]["uid"]) for p in deleting
+                                    if not (pod_key(p) in self.draining and
+                                            p["metadata"]["uid"] == self.uids.get(pod_key(p)))])
             self._blocks_dirty = True
             for p in deleting:
                 self.failures.pop(pod_key(p), None)
@@ -89,6 +112,34 @@ class Kubelet:
             for p in by_key.values():
                 wrote |= self._write_status(p, now)
         return wrote
+
+    def heartbeat(self) -> bool:
+        """Renew the node's Lease (one small write per HEARTBEAT_SECONDS) if reachable."""
+        mono = time.monotonic()
+        if not self.reachable or (self._beat_at is not None
+                                  and mono - self._beat_at < HEARTBEAT_SECONDS):
+            return False
+        self._beat_at = mono
+        self.store.put(nodelifecycle.lease_object(self.node.name, nodelifecycle.micro_time()))
+        return True
+
+    def _start_drains(self, by_key: dict[str, dict]) -> None:
+        """Deleted pods that were ready endpoints of a Service: their sandbox drains before
+        its teardown (pods no Service sends traffic to go at once, as before)."""
+        found = [(k, p) for k, p in by_key.items()
+                 if k in self.sandboxes and k not in self.draining and is_deleting(p)
+                 and pod_ready(p) and p["metadata"]["uid"] == self.uids.get(k)]
+        if not found:
+            return
+        serving = {f"{s['metadata']['namespace']}/{(e.get('targetRef') or {}).get('name')}"
+                   for ns in {p["metadata"]["namespace"] for _, p in found}
+                   for s in self.store.list("EndpointSlice", ns)
+                   for e in s.get("endpoints") or []
+                   if (e.get("conditions") or {}).get("ready")}
+        mono = time.monotonic()
+        for k, _ in found:
+            if k in serving:
+                self.draining[k] = mono + min(DRAIN_SECONDS, self.grace.get(k, 30.0))
 
     def _sync_blackholes(self) -> None:
         """Blackholes follow this node's affine blocks; only after IPAM changed here.
@@ -195,6 +246,8 @@ class Kubelet:
             self.sandboxes.pop(k, None)
             self.uids.pop(k, None)
             self.grace.pop(k, None)
+            self.prober.forget(k)
+            self.draining.pop(k, None)
         self._blocks_dirty = True
 
     def teardown_all(self) -> None:
@@ -219,7 +272,8 @@ class Kubelet:
                     "hostIPs": [{"ip": self.node.ip}]}
         sched = next((c for c in old.get("conditions", []) if c["type"] == "PodScheduled"),
                      {"type": "PodScheduled", "status": "True", "lastTransitionTime": now})
-        sandbox = self.sandboxes.get(k)
+        # Not a draining sandbox of an earlier pod of the same name.
+        sandbox = self.sandboxes.get(k) if self.uids.get(k) == pod["metadata"]["uid"] else None
         if sandbox is None:
             reason, message = self.failures.get(k, ("ContainerCreating", ""))
             if old.get("phase") in ("Succeeded", "Failed"):
@@ -233,6 +287,11 @@ class Kubelet:
             st["conditions"] = [sched] + _conds(False, False, now, old)
             return st
         statuses = self.runtime.statuses(k)
+        # With a readinessProbe, the probe alone decides the container's readiness.
+        probed = self.prober.readiness(k, pod, sandbox.netns, sandbox.ip, statuses)
+        for s in statuses:
+            if s["name"] in probed:
+                s["ready"] = probed[s["name"]]
         st["podIP"] = sandbox.ip
         st["podIPs"] = [{"ip": sandbox.ip}]
         st["startTime"] = old.get("startTime") or now

@@ -68,7 +68,8 @@ class Testbed:
 
     def __init__(self, topology, *, state_dir: str | None = None, progress=None,
                  tick: float = 0.2, keep_state: bool | None = None, fresh: bool = False,
-                 bgp: bool = True, manifests=(), dns: bool = False):
+                 bgp: bool = True, manifests=(), dns: bool = False,
+                 node_grace: float = 10.0, eviction_delay: float = 5.0):
         self.spec = load_spec(topology)
         # Cluster DNS: kube-system/coredns behind the kube-dns Service (10.96.0.10), and
         # every pod's commands resolve through it (orchestrator.dns).
@@ -84,6 +85,12 @@ class Testbed:
         self.keep_state = (not self._own_state_dir) if keep_state is None else keep_state
         self.progress = progress or (lambda msg: log.info("%s", msg))
         self.tick = tick
+        # Node lifecycle: a node silent this long is NotReady; its pods go after eviction_delay.
+        # Kubernetes' defaults are 40 s and 300 s; shorter here so experiments see it happen,
+        # long enough that a few seconds of link fault (BGP hold-time tests) evict nothing.
+        self.node_grace = node_grace
+        self.eviction_delay = eviction_delay
+        self._unreachable: dict[str, set] = {}  # node -> {"link", "failed"}
         self.fresh = fresh  # discard a previous run's objects (after cleaning up after it)
         # One ExaBGP speaker per node routing pod blocks between nodes; without it pods
         # reach only pods on their own node (and the nodes).
@@ -210,7 +217,8 @@ class Testbed:
             kubelet.policy = self.policy
         self._start_packet_logs()
         self.manager = ControllerManager(self.store, self.kubelets, self.runtime, tick=self.tick,
-                                         pollers=pollers)
+                                         pollers=pollers, node_grace=self.node_grace,
+                                         eviction_delay=self.eviction_delay)
         self.manager.sync_once()
         self.manager.start()
         self.progress(f"cluster {self.spec.name!r} ready in {time.monotonic() - t0:.2f}s")
@@ -517,10 +525,31 @@ class Testbed:
         """Cut the node's underlay link (as a pulled cable: eth0 loses carrier)."""
         self._node(node)
         self.cluster.link_down(node)
+        self._set_reachable(node, "link", True)
 
     def link_up(self, node: str) -> None:
         self._node(node)
         self.cluster.link_up(node)
+        self._set_reachable(node, "link", False)
+
+    def fail_node(self, node: str) -> None:
+        """The node's kubelet stops reaching the control plane (no heartbeat) while its
+        link stays up: the node lifecycle controller then sees a lost node."""
+        self._node(node)
+        self._set_reachable(node, "failed", True)
+
+    def restore_node(self, node: str) -> None:
+        self._node(node)
+        self._set_reachable(node, "failed", False)
+
+    def _set_reachable(self, node: str, reason: str, cut: bool) -> None:
+        # Reachability of the control plane, emulated: the underlay link is up and the node
+        # is not failed (either one keeps the kubelet from renewing its Lease).
+        reasons = self._unreachable.setdefault(node, set())
+        (reasons.add if cut else reasons.discard)(reason)
+        kubelet = self.kubelets.get(node)
+        if kubelet is not None:
+            kubelet.reachable = not reasons
 
     def kill_speaker(self, node: str) -> int:
         """SIGKILL the node's ExaBGP process (its supervisor restarts it); returns the pid."""

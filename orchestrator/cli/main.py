@@ -138,6 +138,15 @@ def _parser() -> argparse.ArgumentParser:
     sc.add_argument("--replicas", type=int, required=True)
     _ns(sc)
 
+    for verb, text in (("cordon", "mark a node unschedulable"),
+                       ("uncordon", "mark a node schedulable again"),
+                       ("drain", "cordon a node and evict its pods (DaemonSet pods stay)")):
+        nc = sub.add_parser(verb, help=text)
+        nc.add_argument("node")
+        if verb == "drain":
+            nc.add_argument("--timeout", type=float, default=120,
+                            help="seconds to wait for the pods to go")
+
     rn = sub.add_parser("run", help="run an experiment file: steps, measurements, "
                         "results.json and report.html")
     rn.add_argument("experiment")
@@ -265,6 +274,11 @@ def _dispatch(args) -> int:
                                   to_revision=args.to_revision))
         else:
             print(wl.rollout_history(ctx, args.target, namespace=args.namespace), end="")
+    elif verb in ("cordon", "uncordon", "drain"):
+        from orchestrator.cli import nodes_cmd
+        if verb == "drain":
+            return nodes_cmd.drain(ctx, args.node, timeout=args.timeout)
+        print(getattr(nodes_cmd, verb)(ctx, args.node))
     elif verb == "node":
         print(commands.node_status(ctx, args.node))
     elif verb == "routes":

@@ -21,6 +21,7 @@ from orchestrator.controllers import (
     endpoints,
     garbage,
     job,
+    nodelifecycle,
     replicaset,
     scheduling,
     statefulset,
@@ -32,7 +33,8 @@ log = logging.getLogger(__name__)
 
 class ControllerManager:
     def __init__(self, store, kubelets: dict, runtime, *, tick: float = 0.2, clock=now_rfc3339,
-                 pollers=()):
+                 pollers=(), node_grace: float = nodelifecycle.DEFAULT_GRACE,
+                 eviction_delay: float = nodelifecycle.DEFAULT_EVICTION_DELAY):
         self.store = store
         self.kubelets = kubelets  # node name -> Kubelet
         self.runtime = runtime
@@ -45,6 +47,9 @@ class ControllerManager:
         self.errors: list[str] = []
         self.passes = 0
         self._pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="calinet-kubelet")
+        self.nodelifecycle = nodelifecycle.NodeLifecycleController(
+            store, mark_deleted=self.mark_deleted, grace=node_grace,
+            eviction_delay=eviction_delay)
 
     # Pods on a node go through their kubelet (which tears the sandbox down first); pods
     # never scheduled, or on a node whose kubelet is gone, are removed at once.
@@ -84,6 +89,7 @@ class ControllerManager:
                     return
 
     def _steps(self):
+        yield "nodelifecycle", self.nodelifecycle.reconcile
         yield "garbage-collector", lambda now: garbage.reconcile(
             self.store, now, mark_deleted=self.mark_deleted)
         yield "deployment", lambda now: deployment.reconcile(self.store, now)

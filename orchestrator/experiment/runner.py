@@ -206,6 +206,7 @@ def run(exp: Experiment, out_dir: str, *, on_step=None, on_progress=None) -> dic
     ctx = watcher = None
     try:
         tb.start()
+        results["testbed"] = tb.id
         results["topology"] = topology_summary(tb)
         ctx = S.Context(tb, random.Random(exp.seed), out_dir, t0)
         watcher = BGPWatcher(tb, t0).start()
