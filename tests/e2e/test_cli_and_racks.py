@@ -82,7 +82,8 @@ def test_cli_reads_and_writes_a_running_testbed(cluster, tmp_path):
 
 def test_cli_bad_input_is_named_and_changes_nothing(cluster, tmp_path):
     st = cluster.state_dir
-    rv = cluster.store.current_rv()
+    # Not the store version: node heartbeats (Leases) write every second.
+    pods = sorted(cluster.pods())
     bad = tmp_path / "bad.yaml"
     bad.write_text("apiVersion: v1\nkind: Pod\nmetadata: {name: ok}\nspec:\n"
                    "  containers: [{name: c, image: agnhost}]\n---\n"
@@ -97,7 +98,7 @@ def test_cli_bad_input_is_named_and_changes_nothing(cluster, tmp_path):
     assert r.returncode == 1 and "nope" in r.stderr
     r = calinet(st, "get", "gizmos", check=False)
     assert r.returncode == 1 and "gizmos" in r.stderr
-    assert cluster.store.current_rv() == rv
+    assert sorted(cluster.pods()) == pods and cluster.store.get("Pod", "ok", "default") is None
 
 
 def test_up_shell_runs_verbs_and_tears_down(tmp_path):
