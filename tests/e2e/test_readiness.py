@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
+from hostname_fetch import FETCH
 
 from orchestrator.controllers.common import pod_ready
 from orchestrator.testbed import Testbed
@@ -74,23 +75,6 @@ spec:
     readinessProbe: {tcpSocket: {port: 9999}, periodSeconds: 1}
 """
 
-FETCH = r"""
-import socket, sys
-host, n = sys.argv[1], int(sys.argv[2])
-out = []
-for _ in range(n):
-    try:
-        s = socket.create_connection((host, 80), timeout=1)
-        s.sendall(b"GET /hostname HTTP/1.0\r\nHost: x\r\n\r\n")
-        data = b""
-        while chunk := s.recv(4096):
-            data += chunk
-        s.close()
-        out.append(data.split(b"\r\n\r\n", 1)[1].decode().strip() or "?")
-    except OSError:
-        out.append("-")
-print(" ".join(out))
-"""
 
 
 @pytest.fixture(scope="module")
@@ -107,7 +91,7 @@ def tb(tmp_path_factory):
 
 
 def fetch(tb, n):
-    r = tb.exec("rp/client", [sys.executable, "-c", FETCH, tb.service_ip("rp/web"), str(n)],
+    r = tb.exec("rp/client", [sys.executable, "-c", FETCH, tb.service_ip("rp/web"), "80", str(n)],
                 timeout=60)
     assert r.returncode == 0, r.stderr
     return r.stdout.split()
