@@ -94,6 +94,10 @@ class Kubelet:
                                     if not (pod_key(p) in self.draining and
                                             p["metadata"]["uid"] == self.uids.get(pod_key(p)))])
             self._blocks_dirty = True
+            if self.policy is not None:
+                self.policy.sandboxes_draining([
+                    p for p in deleting if pod_key(p) in self.draining
+                    and p["metadata"]["uid"] == self.uids.get(pod_key(p))])
             for p in deleting:
                 self.failures.pop(pod_key(p), None)
                 self.retry_at.pop(pod_key(p), None)
@@ -240,6 +244,8 @@ class Kubelet:
         specs = [self.sandboxes[k] for k in keys]
         handles = [naming.ipam_handle(self.uids[k]) for k in keys if k in self.uids]
         self.cni.delete_many(specs)
+        if self.policy is not None:
+            self.policy.sandboxes_removed([self.uids[k] for k in keys if k in self.uids])
         self.ipam.release_many(handles)
         # Forgotten only once removed: a failure above is retried on the next pass.
         for k in keys:

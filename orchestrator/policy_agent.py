@@ -65,6 +65,11 @@ class PolicyAgent:
         # writes the WorkloadEndpoint during CNI ADD, so Felix programs the pod while its
         # containers start; the kubelet tells us the same way (sandboxes_wired()).
         self._wired: dict[str, str] = {}
+        # Pods gone from the store whose sandbox still drains (uid -> its last Endpoint):
+        # Calico removes a WorkloadEndpoint at CNI DEL, not when the Pod object goes, so a
+        # connection DNAT'ed to the pod just before kube-proxy dropped it is still delivered
+        # (not "Unknown interface" in the dispatch chain) until the sandbox is torn down.
+        self._draining: dict[str, Endpoint] = {}
         self._wired_lock = threading.Lock()
         self._kick = threading.Event()
         self._stopping = threading.Event()
@@ -78,6 +83,23 @@ class PolicyAgent:
         with self._wired_lock:
             self._wired.update(pods)
         self._kick.set()
+
+    def sandboxes_draining(self, pods: list[dict]) -> None:
+        """Deleted pods whose sandbox keeps running for a while: their endpoints stay (with
+        the labels and ports they had) until sandboxes_removed()."""
+        eps = {p["metadata"]["uid"]: ep for p in pods
+               if (ep := pod_endpoint(p)) is not None}
+        if eps:
+            with self._wired_lock:
+                self._draining.update(eps)
+            self._kick.set()
+
+    def sandboxes_removed(self, uids) -> None:
+        """Sandboxes torn down (CNI DEL): their endpoints go."""
+        with self._wired_lock:
+            gone = [u for u in uids if self._draining.pop(u, None) is not None]
+        if gone:
+            self._kick.set()
 
     def _kick_loop(self) -> None:
         while not self._stopping.is_set():
@@ -98,7 +120,11 @@ class PolicyAgent:
                         if not (p.get("status") or {}).get("podIP")}
                 self._wired = {u: ip for u, ip in self._wired.items() if u in live}
             wired = dict(self._wired)
+            draining = dict(self._draining)
         endpoints = [ep for ep in (pod_endpoint(p, wired) for p in pods) if ep is not None]
+        # A pod of the same name may already exist again (a StatefulSet's): the store's wins.
+        have = {ep.key for ep in endpoints}
+        endpoints += [ep for uid, ep in sorted(draining.items()) if ep.key not in have]
         namespaces = {n["metadata"]["name"]: dict(n["metadata"].get("labels") or {})
                       for n in self.store.list("Namespace")}
         objs = [o for kind in POLICY_KINDS for o in self.store.list(kind)]

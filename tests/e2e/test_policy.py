@@ -267,7 +267,7 @@ def test_random_policies_dataplane_matches_the_oracle(runner, seed):
         model = x_y_z_model(runner.ips)
         for port, proto in ((80, "TCP"), (81, "UDP")):
             want = oracle.matrix(model, normalized, port, proto)
-            have = tb.matrix(port, proto, pods=list(XYZ_PODS), timeout=0.5)
+            have = runner.probe_matrix(port, proto, want)
             diff = sorted(k for k in want if want[k] != have[k])
             assert not diff, (f"seed {seed} {proto}/{port}: oracle and dataplane differ on "
                               f"{diff}\npolicies: {policies}")

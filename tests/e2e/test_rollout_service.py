@@ -137,11 +137,10 @@ def _pods(tb):
             if p["metadata"]["name"].startswith("web-")}
 
 
-# Refused connections (old pods killed while still endpoints) are fixed by the kubelet's
-# drain (orchestrator/kubelet.py DRAIN_SECONDS). Still open: in roughly 1 run in 3, one
-# connection times out (its SYN and the retransmit both lost) ~0.3 s after the template
-# change, when the first surge pod joins; cause not found yet. Not strict, so a pass is news.
-@pytest.mark.xfail(strict=False, reason="rare lost SYN when the first surge pod joins")
+# Refused connections (old pods killed while still endpoints) are prevented by the kubelet's
+# drain (orchestrator/kubelet.py DRAIN_SECONDS); SYNs DNAT'ed to a draining pod just before
+# kube-proxy dropped it are delivered because its policy endpoint stays until CNI DEL
+# (PolicyAgent.sandboxes_draining), as Calico keeps a WorkloadEndpoint until then.
 def test_rolling_update_drops_no_request(tb):
     before = set(_pods(tb))
     with Loop(tb) as loop:

@@ -382,3 +382,31 @@ def test_agent_retries_a_failing_node_at_most_once_per_retry_interval():
         assert len(restores) == 1
     finally:
         agent.stop()
+
+
+def test_a_deleted_pods_endpoint_stays_until_its_sandbox_is_torn_down():
+    # Calico drops a WorkloadEndpoint at CNI DEL: while a deleted pod's sandbox drains,
+    # connections DNAT'ed to it just before kube-proxy dropped it must not hit
+    # "Unknown interface" (the rolling-update SYN loss).
+    from orchestrator import naming, policy_agent
+    store = _Store()
+    pod = {"metadata": {"name": "a", "namespace": "x", "uid": "u1", "labels": {"pod": "a"}},
+           "spec": {"nodeName": "n1", "containers": []}, "status": {"podIP": "10.244.0.2"}}
+    store.objs["Pod"] = [pod]
+    agent = policy_agent.PolicyAgent(store, {"n1": 1}, _Iptables())
+    iface = naming.veth_name("x", "a")
+    try:
+        def dispatched():
+            agent.poll()
+            chain = agent.applied["n1"].chains[FILTER]["cali-to-wl-dispatch"]
+            return any(iface in r.match for r in chain.rules)
+        assert dispatched()
+        agent.sandboxes_draining([pod])
+        store.objs["Pod"] = []                  # the object leaves the store at once
+        assert dispatched() and agent.in_sync() == []
+        agent.sandboxes_removed(["u1"])         # the kubelet's teardown (CNI DEL)
+        assert not dispatched()
+        agent.sandboxes_removed(["u1"])         # idempotent
+        assert agent.in_sync() == []
+    finally:
+        agent.stop()
