@@ -7,10 +7,15 @@ in it and then goes itself, as in Kubernetes.
 
 from __future__ import annotations
 
+from orchestrator.api.kinds import KINDS
 from orchestrator.controllers.common import controller_uid, is_deleting
 
-NAMESPACED_KINDS = ("Deployment", "ReplicaSet", "StatefulSet", "DaemonSet", "CronJob", "Job",
-                    "Pod")
+# Everything a namespace can hold (Services, their Endpoints/EndpointSlices and both kinds of
+# NetworkPolicy too: a policy left behind would come back into force with a namespace of the
+# same name). Workload controllers first, so none recreates a pod the namespace just lost.
+_WORKLOADS = ("Deployment", "ReplicaSet", "StatefulSet", "DaemonSet", "CronJob", "Job")
+NAMESPACED_KINDS = _WORKLOADS + tuple(k for k, info in KINDS.items()
+                                      if info.namespaced and k not in _WORKLOADS)
 OWNER_KINDS = ("Deployment", "ReplicaSet", "StatefulSet", "DaemonSet", "CronJob", "Job")
 DEPENDENT_KINDS = ("ReplicaSet", "Job", "Pod")
 

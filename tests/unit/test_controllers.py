@@ -113,9 +113,27 @@ def test_namespace_deletion_empties_it_first(store):
     ns = store.get("Namespace", "x")
     ns["metadata"]["deletionTimestamp"] = NOW
     store.update(ns)
+    others = [
+        {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "web", "namespace": "x"},
+         "spec": {"selector": {"app": "web"}, "clusterIP": "10.96.0.20",
+                  "ports": [{"port": 80}]}},
+        {"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+         "metadata": {"name": "deny", "namespace": "x"}, "spec": {"podSelector": {}}},
+        {"apiVersion": "projectcalico.org/v3", "kind": "NetworkPolicy",
+         "metadata": {"name": "cdeny", "namespace": "x"}, "spec": {"selector": "all()"}},
+    ]
+    for o in others:
+        store.create(o)
+    keep = {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "web",
+                                                                  "namespace": "default"},
+            "spec": {"selector": {"app": "web"}, "ports": [{"port": 80}]}}
+    store.create(keep)
     run(store)
     assert store.get("Namespace", "x") is None
-    assert store.list("Pod") == [] and store.list("Deployment") == []
+    from orchestrator.api.kinds import KINDS
+    left = {k: store.list(k, "x") for k, info in KINDS.items() if info.namespaced}
+    assert not any(left.values()), left
+    assert store.get("Service", "web", "default") is not None   # other namespaces untouched
 
 
 class StaleLists:
