@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import random
 import subprocess
+import time
 import sys
 from pathlib import Path
 
@@ -153,11 +154,66 @@ spec:
         node = tb.pod_node("x/a")
         saved = tb.node_exec(node, ["iptables-save", "-t", "filter"]).stdout
         assert "--nflog-prefix " in saved and "default.deny-y-to-x" in saved
+        # The Log rule recorded the denied SYNs: in the API and from another terminal.
+        src, dst = tb.pod_ip("y/a"), tb.pod_ip("x/a")
+        want = f"TCP {src}:"
+
+        def logged():
+            return [ln for ln in tb.packet_log(node).splitlines()
+                    if "deny-y-to-x" in ln and want in ln and f"-> {dst}:80" in ln]
+        deadline = time.monotonic() + 5
+        while not logged() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert logged(), tb.packet_log(node)
+        assert not [ln for ln in tb.packet_log().splitlines()
+                    if "deny-y-to-x" in ln and tb.pod_ip("z/b") + ":" in ln.split("->")[0]]
+        cli = subprocess.run([sys.executable, "-m", "orchestrator.cli.main", "--state-dir",
+                              tb.state_dir, "policy", "log", node], cwd=REPO,
+                             capture_output=True, text=True, timeout=60)
+        assert cli.returncode == 0 and logged()[0] in cli.stdout, (cli.stdout, cli.stderr)
+        bad = subprocess.run([sys.executable, "-m", "orchestrator.cli.main", "--state-dir",
+                              tb.state_dir, "policy", "log", "node-9"], cwd=REPO,
+                             capture_output=True, text=True, timeout=60)
+        assert bad.returncode == 1 and "no packet log for node 'node-9'" in bad.stderr
         # z/a passes the GNP: the next tier is the profile, which allows
         assert tb.probe("z/a", "x/a", 80, "TCP", timeout=0.5)
     finally:
         tb.delete("GlobalNetworkPolicy", "deny-y-to-x")
         tb.delete("NetworkPolicy", "x/allow-all")
+
+
+CONNECT = ("import socket, sys\n"
+           "s = socket.socket(); s.settimeout(float(sys.argv[3]))\n"
+           "sys.exit(s.connect_ex((sys.argv[1], int(sys.argv[2]))))\n")
+
+
+def test_a_node_reaches_its_own_pods_under_default_deny_but_not_other_nodes_pods(runner):
+    # Felix polices no traffic from the host to its local workloads (cali-OUTPUT returns for
+    # -o cali+); traffic from another node is forwarded and meets the pod's ingress policy.
+    tb = runner.tb
+    runner.reset()
+    tb.apply("""
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: deny-ingress, namespace: x}
+spec: {podSelector: {}, policyTypes: [Ingress]}
+""")
+    try:
+        runner.wait_synced()
+        own = tb.pod_node("x/a")
+        other = next(n for n in tb.nodes() if n != own)
+        ip = tb.pod_ip("x/a")
+
+        def connects(node):
+            return tb.node_exec(node, [sys.executable, "-c", CONNECT, ip, "80", "0.5"],
+                                timeout=10).returncode == 0
+        assert connects(own)
+        assert not connects(other)
+        assert not tb.probe("y/a", "x/a", 80, "TCP", timeout=0.5)
+    finally:
+        tb.delete("NetworkPolicy", "x/deny-ingress")
+    runner.wait_synced()
+    assert connects(other)
 
 
 # -- bad input ----------------------------------------------------------------------------
