@@ -1,5 +1,5 @@
-"""`kubectl describe` text for Pod, Deployment, ReplicaSet, Namespace, Node, and a generic
-form (IPPool and anything else) that prints spec/status the way kubectl does for custom
+"""`kubectl describe` text for Pod, Deployment, ReplicaSet, Namespace, Node (Service and the
+other workload kinds: orchestrator.describe_workloads), and a generic form (IPPool and anything else) that prints spec/status the way kubectl does for custom
 resources.
 
 Pure text: objects and events are manifest dicts, ``now`` is passed in.
@@ -246,4 +246,7 @@ def describe(kind: str, obj: dict, events=None, *, now=None, related=None) -> st
         return describe_node(obj, events, now, related)
     if kind == "Namespace":
         return describe_namespace(obj, events, now, related)
+    from orchestrator.describe_workloads import DESCRIBERS
+    if kind in DESCRIBERS:
+        return DESCRIBERS[kind](obj, events, now, related)
     return describe_generic(obj, events, now)

@@ -64,7 +64,15 @@ def describe(ctx, kind: str, name: str, *, namespace: str = "default") -> str:
     info = api.resolve_kind(kind)
     key = f"{namespace}/{name}" if info.namespaced and "/" not in name else name
     obj = ctx.client.get(info.key, key)
-    return printers.describe(info.kind, obj, now=_now())
+    from orchestrator.describe_workloads import RELATED
+    related = None
+    if info.key in RELATED:
+        # What the describer summarises: a Deployment's ReplicaSets, a controller's Pods, a
+        # Service's EndpointSlices, a node's Pods (from every namespace).
+        ns = None if info.key == "Node" else obj["metadata"].get("namespace")
+        related = ctx.client.list(RELATED[info.key], ns)
+    # No v1 Event objects are recorded: "Events: <none>", as kubectl prints for a quiet object.
+    return printers.describe(info.kind, obj, [], now=_now(), related=related)
 
 
 def apply(ctx, sources: list[str]) -> str:

@@ -80,6 +80,32 @@ def test_cli_reads_and_writes_a_running_testbed(cluster, tmp_path):
     assert calinet(st, "logs", "-n", "cli", name).returncode == 0
 
 
+
+def test_cli_describe_summarises_related_objects(cluster, tmp_path):
+    # after test_cli_reads_and_writes_a_running_testbed: Deployment cli/echo with 3 pods
+    st = cluster.state_dir
+    svc = tmp_path / "svc.yaml"
+    svc.write_text("apiVersion: v1\nkind: Service\nmetadata: {name: echo, namespace: cli}\n"
+                   "spec:\n  selector: {app: echo}\n  ports: [{port: 80, targetPort: 8080}]\n")
+    calinet(st, "apply", "-f", str(svc))
+    ips = sorted(p["status"]["podIP"] for p in cluster.list("Pod", "cli"))
+    deadline = time.monotonic() + 10
+    while True:
+        out = calinet(st, "describe", "svc", "echo", "-n", "cli").stdout
+        if "<none>" not in out.split("Endpoints:")[1].splitlines()[0] or \
+                time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    assert f"IP:                       {cluster.service_ip('cli/echo')}" in out
+    line = next(ln for ln in out.splitlines() if ln.startswith("Endpoints:"))
+    assert sorted(e.split(":")[0] for e in line.split()[1].split(",")) == ips, out
+    dep = calinet(st, "describe", "deploy", "echo", "-n", "cli").stdout
+    rs = cluster.list("ReplicaSet", "cli")[0]["metadata"]["name"]
+    assert re.search(rf"NewReplicaSet:\s+{rs} \(3/3 replicas created\)", dep), dep
+    node = cluster.pod_node(f"cli/{cluster.list('Pod', 'cli')[0]['metadata']['name']}")
+    assert "Non-terminated Pods:" in calinet(st, "describe", "node", node).stdout
+
+
 def test_cli_bad_input_is_named_and_changes_nothing(cluster, tmp_path):
     st = cluster.state_dir
     # Not the store version: node heartbeats (Leases) write every second.

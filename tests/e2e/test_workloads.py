@@ -150,6 +150,55 @@ def test_jobs_complete_or_fail_by_exit_code(three_node):
     tb.delete("Namespace", "wl-job")
 
 
+CRON = """
+apiVersion: v1
+kind: Namespace
+metadata: {name: wl-cron}
+---
+apiVersion: batch/v1
+kind: CronJob
+metadata: {name: tick, namespace: wl-cron}
+spec:
+  schedule: "* * * * *"
+  concurrencyPolicy: Forbid
+  successfulJobsHistoryLimit: 1
+  jobTemplate:
+    spec:
+      template:
+        spec:
+          restartPolicy: Never
+          containers: [{name: c, image: busybox, command: ["sh", "-c", "exit 0"]}]
+"""
+
+
+@pytest.mark.slow
+def test_cronjob_fires_on_the_testbed_clock_and_its_job_completes(three_node):
+    from orchestrator.controllers import cronjob
+    tb = three_node
+    tb.apply(CRON)
+    try:
+        # The next minute boundary after creation: at most ~60 s away.
+        done = until(lambda: [j for j in tb.store.list("Job", "wl-cron")
+                              if job.finished(j) == "Complete"], timeout=80,
+                     what="the CronJob's first Job to complete")
+        j = done[0]
+        cj = tb.get("CronJob", "wl-cron/tick")
+        assert j["metadata"]["ownerReferences"][0]["uid"] == cj["metadata"]["uid"]
+        scheduled = j["metadata"]["annotations"][cronjob.SCHEDULED_ANNOTATION]
+        assert scheduled.endswith(":00Z")                    # on a minute boundary
+        assert j["metadata"]["name"].startswith("tick-")
+        ps = [p for p in pods(tb, "wl-cron").values()
+              if p["metadata"]["labels"].get("job-name") == j["metadata"]["name"]]
+        assert ps and all(p["status"]["phase"] == "Succeeded" for p in ps)
+        st = until(lambda: (lambda c: c.get("status", {}).get("lastSuccessfulTime") and c)(
+            tb.get("CronJob", "wl-cron/tick")), timeout=10, what="CronJob status")["status"]
+        assert st["lastScheduleTime"] == scheduled
+    finally:
+        tb.delete("Namespace", "wl-cron")
+    until(lambda: not tb.store.list("Job", "wl-cron") and not tb.store.list("Pod", "wl-cron"),
+          timeout=30, what="the namespace's Jobs and pods to go")
+
+
 DEP = """
 apiVersion: v1
 kind: Namespace
