@@ -30,8 +30,12 @@ KIND_ALIASES = {
     "Node": ("node", "nodes", "no"),
     "IPPool": ("ippool", "ippools", "ipp"),
     "Service": ("service", "services", "svc"),
+    "Endpoints": ("endpoints", "ep"),
+    "EndpointSlice": ("endpointslice", "endpointslices"),
+    "NetworkPolicy": ("networkpolicy", "networkpolicies", "netpol"),
 }
-CLUSTER_SCOPED = frozenset({"Namespace", "Node", "IPPool"})
+CLUSTER_SCOPED = frozenset({"Namespace", "Node", "IPPool", "GlobalNetworkPolicy",
+                            "BGPConfiguration", "BGPPeer"})
 _UTC = dt.timezone.utc
 
 
@@ -382,6 +386,33 @@ def _service_row(obj: dict, wide: bool, now) -> list[str]:
     return row
 
 
+def _more(items: list[str], limit: int = 3) -> str:
+    """kubectl's endpoint lists: at most three, then "+ N more..."."""
+    text = ",".join(items[:limit])
+    return text + (f" + {len(items) - limit} more..." if len(items) > limit else "")
+
+
+def _endpoints_row(obj: dict, wide: bool, now) -> list[str]:
+    eps = [f"{a['ip']}:{p['port']}" for sub in obj.get("subsets") or []
+           for p in sub.get("ports") or [{"port": ""}] for a in sub.get("addresses") or []]
+    return [_meta(obj).get("name", ""), _more(eps) or "<none>",
+            age(_meta(obj).get("creationTimestamp"), now)]
+
+
+def _endpointslice_row(obj: dict, wide: bool, now) -> list[str]:
+    ports = [str(p.get("port")) for p in obj.get("ports") or []]
+    addrs = [a for e in obj.get("endpoints") or [] for a in e.get("addresses") or []]
+    return [_meta(obj).get("name", ""), obj.get("addressType", "IPv4"),
+            _more(ports) or "<unset>", _more(addrs) or "<unset>",
+            age(_meta(obj).get("creationTimestamp"), now)]
+
+
+def _netpol_row(obj: dict, wide: bool, now) -> list[str]:
+    sel = (obj.get("spec") or {}).get("podSelector")
+    return [_meta(obj).get("name", ""), format_selector(sel) if sel else "<none>",
+            age(_meta(obj).get("creationTimestamp"), now)]
+
+
 def _generic_row(obj: dict, wide: bool, now) -> list[str]:
     return [_meta(obj).get("name", ""), age(_meta(obj).get("creationTimestamp"), now)]
 
@@ -404,6 +435,10 @@ _COLUMNS = {
     "Namespace": (["NAME", "STATUS", "AGE"], [], _namespace_row),
     "Service": (["NAME", "TYPE", "CLUSTER-IP", "EXTERNAL-IP", "PORT(S)", "AGE"], ["SELECTOR"],
                 _service_row),
+    "Endpoints": (["NAME", "ENDPOINTS", "AGE"], [], _endpoints_row),
+    "EndpointSlice": (["NAME", "ADDRESSTYPE", "PORTS", "ENDPOINTS", "AGE"], [],
+                      _endpointslice_row),
+    "NetworkPolicy": (["NAME", "POD-SELECTOR", "AGE"], [], _netpol_row),
     "Node": (["NAME", "STATUS", "ROLES", "AGE", "VERSION"],
              ["INTERNAL-IP", "EXTERNAL-IP", "OS-IMAGE", "KERNEL-VERSION", "CONTAINER-RUNTIME"],
              _node_row),
@@ -419,6 +454,9 @@ def table(kind: str, objects: list[dict], wide: bool = False, now=None, *,
     namespace then name, as the API server lists them. Empty: kubectl's "No resources found"
     line (IPPool: calicoctl's bare header)."""
     kind = canonical_kind(kind)
+    if kind == "NetworkPolicy" and any(str(o.get("apiVersion", "")).startswith(
+            "projectcalico.org") for o in objects):
+        kind = "NetworkPolicy.projectcalico.org"    # Calico's: no podSelector column
     objs = sorted(objects, key=lambda o: (_meta(o).get("namespace") or "",
                                           _meta(o).get("name") or ""))
     if kind == "IPPool":

@@ -39,7 +39,8 @@ def get(ctx, kind: str, name: str | None = None, *, namespace: str = "default",
         return printers.to_yaml(objs if not name else objs[0])
     if output == "json":
         return printers.to_json(objs if not name else objs[0])
-    return printers.table(info.kind, objs, wide=(output == "wide"), now=_now(),
+    # info.key: Calico's NetworkPolicy is not printed with the Kubernetes columns
+    return printers.table(info.key, objs, wide=(output == "wide"), now=_now(),
                           all_namespaces=all_namespaces and info.namespaced, namespace=namespace)
 
 

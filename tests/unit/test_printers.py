@@ -306,3 +306,26 @@ def test_json_single_and_list_and_timestamps():
     assert doc["kind"] == "List" and len(doc["items"]) == 2
     assert doc["metadata"] == {"resourceVersion": ""}
     assert "creationTimestamp: '2024-05-01T10:00:00Z'" in to_yaml(a)
+
+
+def test_get_endpoints_endpointslices_and_networkpolicies_columns():
+    from orchestrator.printers import table
+    ep = {"metadata": {"name": "web", "namespace": "svc"},
+          "subsets": [{"addresses": [{"ip": f"10.244.0.{i}"} for i in range(2, 6)],
+                       "ports": [{"port": 8080}]}]}
+    empty = {"metadata": {"name": "none", "namespace": "svc"}, "subsets": []}
+    out = table("ep", [ep, empty], namespace="svc").splitlines()
+    assert out[0].split() == ["NAME", "ENDPOINTS", "AGE"]
+    assert out[1].split()[1] == "<none>" and out[1].startswith("none")
+    assert "10.244.0.2:8080,10.244.0.3:8080,10.244.0.4:8080 + 1 more..." in out[2]
+    sl = {"metadata": {"name": "web-abcde", "namespace": "svc"}, "addressType": "IPv4",
+          "ports": [{"port": 8080}], "endpoints": [{"addresses": ["10.244.0.2"]}]}
+    out = table("endpointslices", [sl], namespace="svc").splitlines()
+    assert out[0].split() == ["NAME", "ADDRESSTYPE", "PORTS", "ENDPOINTS", "AGE"]
+    assert out[1].split()[:4] == ["web-abcde", "IPv4", "8080", "10.244.0.2"]
+    np_ = {"metadata": {"name": "deny", "namespace": "x"}, "spec": {"podSelector": {}}}
+    sel = {"metadata": {"name": "web", "namespace": "x"},
+           "spec": {"podSelector": {"matchLabels": {"app": "web"}}}}
+    out = table("netpol", [np_, sel], namespace="x").splitlines()
+    assert out[0].split() == ["NAME", "POD-SELECTOR", "AGE"]
+    assert out[1].split()[:2] == ["deny", "<none>"] and out[2].split()[:2] == ["web", "app=web"]
