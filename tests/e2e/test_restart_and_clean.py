@@ -136,3 +136,81 @@ def test_kill_during_allocation_never_double_allocates(state, delay):
         assert len(ips) == 40 and len(set(ips)) == 40
         text, problems = tb.ipam_check()
         assert problems == 0, text
+
+
+SERVICES = """
+apiVersion: v1
+kind: Namespace
+metadata: {name: rs}
+---
+apiVersion: apps/v1
+kind: StatefulSet
+metadata: {name: db, namespace: rs}
+spec:
+  replicas: 2
+  serviceName: db
+  selector: {matchLabels: {app: db}}
+  template:
+    metadata: {labels: {app: db}}
+    spec:
+      containers: [{name: c, image: agnhost, ports: [{containerPort: 8080}]}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: db, namespace: rs}
+spec:
+  sessionAffinity: ClientIP
+  selector: {app: db}
+  ports: [{port: 80, targetPort: 8080}]
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: client, namespace: rs, labels: {role: client}}
+spec:
+  containers: [{name: c, image: agnhost}]
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: stranger, namespace: rs, labels: {role: stranger}}
+spec:
+  containers: [{name: c, image: agnhost}]
+---
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: only-client, namespace: rs}
+spec:
+  podSelector: {matchLabels: {app: db}}
+  ingress: [{from: [{podSelector: {matchLabels: {role: client}}}]}]
+"""
+
+
+def test_restart_keeps_services_statefulsets_and_policies_working(state):
+    # Level-triggered controllers after a kill -9: the same ClusterIP, the same StatefulSet
+    # pod names and addresses, endpoints, kube-proxy rules and policy rules rebuilt from the
+    # store, and ClientIP affinity pinning the client to one backend.
+    sys.path.insert(0, str(Path(__file__).parent))
+    from hostname_fetch import FETCH
+    proc = subprocess.Popen([sys.executable, "-c", CHILD, str(EXAMPLES / "three-node.yaml"),
+                             state, SERVICES], cwd=REPO, stdout=subprocess.PIPE, text=True)
+    try:
+        line = proc.stdout.readline()
+        assert line, "child testbed did not come up"
+        before = json.loads(line)
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(10)
+    from orchestrator.store import Store
+    cluster_ip = Store(os.path.join(state, "state.db")).get("Service", "db", "rs")["spec"][
+        "clusterIP"]
+    with Testbed(str(EXAMPLES / "three-node.yaml"), state_dir=state, keep_state=False) as tb:
+        tb.wait_ready(timeout=60)
+        assert {k: tb.pod_ip(k) for k in tb.pods()} == before["ips"]
+        assert tb.service_ip("rs/db") == cluster_ip
+        assert sorted(k for k in tb.pods("rs") if "/db-" in k) == ["rs/db-0", "rs/db-1"]
+        ip = tb.service_ip("rs/db")
+        answers = tb.exec("rs/client", [sys.executable, "-c", FETCH, ip, "80", "12"],
+                          timeout=60).stdout.split()
+        assert len(answers) == 12 and len(set(answers)) == 1 and answers[0] in ("db-0", "db-1")
+        denied = tb.exec("rs/stranger", [sys.executable, "-c", FETCH, ip, "80", "2"],
+                         timeout=60).stdout.split()
+        assert denied == ["-", "-"]
