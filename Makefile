@@ -20,7 +20,7 @@ NEEDED_CMDS := mnexec ip iptables ipset conntrack ping iperf3 tcpdump brctl ifco
 .PHONY: setup demo test test-unit bench lint clean help
 
 help:
-	@echo "sudo make demo   install what is missing, bring up a 3-node cluster, deploy pods, show them, tear down"
+	@echo "sudo make demo   install what is missing, run the quickstart experiment (3 nodes, web app, matrix, iperf3; report.html)"
 	@echo "sudo make test   install what is missing, run the whole test suite"
 	@echo "make setup | bench | lint | clean"
 

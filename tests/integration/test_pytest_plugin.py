@@ -236,3 +236,24 @@ def test_without_root_everything_skips_with_the_reason():
         r = run_pytest(["-rs", "-p", "calinet"], cwd=d, user=user)
     assert outcomes(r.output) == {"skipped": 2}, r.output
     assert r.output.count(ROOT_REASON) == 2, r.output
+
+
+TEST_OPTION = '''
+def test_topology_from_the_option(testbed):
+    assert testbed.nodes() == ["n1", "n2"]
+    assert testbed.spec.name == "small"
+'''
+
+
+def test_calinet_topology_option_applies_to_modules_without_a_marker(tmp_path):
+    write_tree(tmp_path, {
+        "pytest.ini": "[pytest]\n",
+        "topo/small.yaml": SMALL_TOPOLOGY,
+        "test_opt.py": TEST_OPTION,
+    })
+    r = run_pytest(["-p", "calinet", "--calinet-no-bgp", "--calinet-topology", "topo/small.yaml"],
+                   cwd=tmp_path)
+    assert outcomes(r.output) == {"passed": 1}, r.output
+    r = run_pytest(["-p", "calinet", "--calinet-no-bgp", "--calinet-topology", "topo/none.yaml"],
+                   cwd=tmp_path)
+    assert outcomes(r.output) == {"error": 1} and "none.yaml" in r.output, r.output
