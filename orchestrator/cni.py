@@ -2,9 +2,10 @@
 
 Side effects: creates/deletes named network namespaces (`ip netns`), veth pairs whose host end
 lives in a node's (unnamed, reached by pid) namespace, addresses, routes and sysctls, all through
-orchestrator.runner. Per node the work is a constant number of `ip -batch` / `sysctl` forks plus
-at most one `ip -n <pod> -batch` per pod. Reads back state with `ip -j` so a second ADD of a
-correct sandbox writes nothing. The planning and batch rendering below are pure.
+orchestrator.runner. Per node the work is two forks (the `ip -j` read and the root `ip -batch`
+that makes namespaces and veths); fresh sandboxes are then configured over in-process netlink
+on both ends (orchestrator.rtnl), sandboxes being repaired through `ip -batch` / `sysctl`.
+Reads back state with `ip -j` so a second ADD of a correct sandbox writes nothing. The planning and batch rendering below are pure.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import ipaddress
 import json
 import os
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from orchestrator import naming, rtnl
 from orchestrator.errors import ApplyError, CommandError, ValidationError
@@ -394,17 +395,24 @@ class CNI:
             return
         self._batch(render_stale_batch(plan), pid=pid, what=f"stale veth removal (node pid {pid})")
         self._batch(render_root_batch(plan), what="netns/veth creation")
-        self._batch(render_node_batch(plan), pid=pid, what=f"host veth setup (node pid {pid})")
-        if plan.sysctl:
-            argv = sysctl_argv(plan.sysctl, ipv6)
+        # A fresh sandbox is configured over netlink in-process, both ends (no fork per pod,
+        # none per node); one being repaired goes through `ip -batch` and `sysctl`, whose
+        # `addr flush` and reads handle what a previous run left.
+        fresh = {s.netns for s in plan.create} if self.netlink else set()
+        hosts = [s for s in plan.node_fix if s.netns in fresh]
+        if hosts:
+            rtnl.configure_hosts(pid, [(s.veth, s.ip) for s in hosts], naming.HOST_VETH_MAC,
+                                 {k: v for s in hosts for k, v in sysctl_wants(s, ipv6).items()})
+        rest = replace(plan, node_fix=[s for s in plan.node_fix if s.netns not in fresh],
+                       sysctl=[s for s in plan.sysctl if s.netns not in fresh])
+        self._batch(render_node_batch(rest), pid=pid, what=f"host veth setup (node pid {pid})")
+        if rest.sysctl:
+            argv = sysctl_argv(rest.sysctl, ipv6)
             try:
                 self.runner.run(argv, pid=pid)
             except CommandError as exc:
                 raise ApplyError(f"CNI sysctls on node pid {pid} failed: {exc}",
                                  " ".join(argv)) from exc
-        # A fresh sandbox is configured over netlink in-process (no fork per pod); one being
-        # repaired goes through `ip -batch`, whose `addr flush` drops a stale address.
-        fresh = {s.netns for s in plan.create} if self.netlink else set()
         for s in plan.pod_fix:
             if s.netns in fresh:
                 rtnl.configure_pod(s.netns, s.ip, naming.POD_GATEWAY, POD_IFACE)
