@@ -56,6 +56,10 @@ class PolicyAgent:
         self.errors: dict[str, str] = {}               # node or policy -> last error
         self.policy_errors: dict[str, str] = {}
         self.last_apply_s: dict[str, float] = {}
+        # endpoint key -> monotonic time its node's rules including it were committed
+        # (iptables-restore returned): when a new pod became enforced (bench/policy.py).
+        self.enforced_at: dict[str, float] = {}
+        self._applied_at: dict[str, float] = {}
         self._digest: str | None = None
         self._tried: str | None = None      # digest of the last pass (failed or not)
         self._retry_at = 0.0
@@ -71,6 +75,10 @@ class PolicyAgent:
         # (not "Unknown interface" in the dispatch chain) until the sandbox is torn down.
         self._draining: dict[str, Endpoint] = {}
         self._wired_lock = threading.Lock()
+        self._gen = 0            # bumped by every sandbox notice (not a store write)
+        self._seen_rv: int | None = None
+        self._seen_gen = -1
+        self._again = False      # a poll() found a pass running: it goes round once more
         self._kick = threading.Event()
         self._stopping = threading.Event()
         self._kicker = threading.Thread(target=self._kick_loop, name="calinet-felix-kick",
@@ -82,6 +90,7 @@ class PolicyAgent:
         the pods' status (a pass runs in the background)."""
         with self._wired_lock:
             self._wired.update(pods)
+            self._gen += 1
         self._kick.set()
 
     def sandboxes_draining(self, pods: list[dict]) -> None:
@@ -92,12 +101,14 @@ class PolicyAgent:
         if eps:
             with self._wired_lock:
                 self._draining.update(eps)
+                self._gen += 1
             self._kick.set()
 
     def sandboxes_removed(self, uids) -> None:
         """Sandboxes torn down (CNI DEL): their endpoints go."""
         with self._wired_lock:
             gone = [u for u in uids if self._draining.pop(u, None) is not None]
+            self._gen += 1
         if gone:
             self._kick.set()
 
@@ -149,31 +160,75 @@ class PolicyAgent:
     # -- the pass -------------------------------------------------------------------------
 
     def poll(self) -> list[str]:
-        """Compile and apply where needed; returns the nodes written to."""
-        with self._lock:
-            endpoints, namespaces, policies, objs = self.inputs()
-            digest = self._digest_of(endpoints, namespaces, objs)
-            if digest == self._digest:
-                return []
-            if digest == self._tried and time.monotonic() < self._retry_at:
-                return []      # the same input failed just now: retried after RETRY
-            memo: dict = {}
-            desired = {node: compile_node(node, endpoints, namespaces, policies, memo=memo)
-                       for node in self.firewalls}
-            # A node whose last apply failed is written again even if what it should have
-            # is what it last had (the failure may have left it anywhere).
-            todo = [n for n, dp in desired.items()
-                    if self.applied.get(n) != dp or n in self.errors]
-            local = {n: {ep.key for ep in endpoints if ep.node == n} for n in self.firewalls}
-            results = list(self._pool.map(lambda n: self._apply(n, desired[n]), todo))
-            for node in self.firewalls:
-                if node not in self.errors:
-                    self.endpoints_applied[node] = local[node]
-            self._digest = digest if not self.errors else None
-            self._tried = digest
-            if self.errors:
-                self._retry_at = time.monotonic() + RETRY
-            return [n for n, ok in zip(todo, results) if ok]
+        """Compile and apply where needed; returns the nodes written to.
+
+        Never waits for a pass in progress (the controller loop calls this every round, and
+        a pass writing rules takes tens of ms that a new pod's own start must not wait for):
+        the caller marks the input as changed, and the running pass goes round once more."""
+        written: list[str] = []
+        while True:
+            if not self._lock.acquire(blocking=False):
+                self._again = True
+                return written
+            try:
+                self._again = False
+                written += self._pass()
+            finally:
+                self._lock.release()
+            # A notice that lands after this check is picked up by the controller loop's
+            # next round (at most a tick away) or the kicker.
+            if not self._again:
+                return written
+
+    def _pass(self) -> list[str]:
+        # Nothing written to the store and no sandbox news since the last pass that
+        # succeeded: nothing to read (the inputs cost ms with hundreds of policies).
+        rv = self._store_rv()
+        if (rv is not None and rv == self._seen_rv and self._gen == self._seen_gen
+                and not self.errors and self._digest is not None):
+            return []
+        gen = self._gen
+        endpoints, namespaces, policies, objs = self.inputs()
+        digest = self._digest_of(endpoints, namespaces, objs)
+        self._seen_rv, self._seen_gen = rv, gen
+        if digest == self._digest:
+            return []
+        if digest == self._tried and time.monotonic() < self._retry_at:
+            return []      # the same input failed just now: retried after RETRY
+        memo: dict = {}
+        desired = {node: compile_node(node, endpoints, namespaces, policies, memo=memo)
+                   for node in self.firewalls}
+        # A node whose last apply failed is written again even if what it should have
+        # is what it last had (the failure may have left it anywhere).
+        todo = [n for n, dp in desired.items()
+                if self.applied.get(n) != dp or n in self.errors]
+        local = {n: {ep.key for ep in endpoints if ep.node == n} for n in self.firewalls}
+        # Nodes that gained a pod are written first, on their own: the new pod is enforced
+        # (its dispatch entry and chains) without waiting behind the other nodes' forks on
+        # the same cores; the others only add its address to their selector ipsets.
+        first = [n for n in todo if local[n] - self.endpoints_applied[n]]
+        rest = [n for n in todo if n not in first]
+        ok = {n: r for group in (first, rest) if group
+              for n, r in zip(group, self._pool.map(lambda n: self._apply(n, desired[n]),
+                                                     group))}
+        results = [ok[n] for n in todo]
+        for node in self.firewalls:
+            if node not in self.errors:
+                at = self._applied_at[node] if node in todo else time.monotonic()
+                for key in local[node] - self.endpoints_applied[node]:
+                    self.enforced_at[key] = at
+                for key in self.endpoints_applied[node] - local[node]:
+                    self.enforced_at.pop(key, None)
+                self.endpoints_applied[node] = local[node]
+        self._digest = digest if not self.errors else None
+        self._tried = digest
+        if self.errors:
+            self._retry_at = time.monotonic() + RETRY
+        return [n for n, ok in zip(todo, results) if ok]
+
+    def _store_rv(self) -> int | None:
+        current = getattr(self.store, "current_rv", None)
+        return current() if current is not None else None
 
     def _apply(self, node: str, dp: Dataplane) -> bool:
         t0 = time.monotonic()
@@ -185,7 +240,8 @@ class PolicyAgent:
             return False
         self.errors.pop(node, None)
         self.applied[node] = dp
-        self.last_apply_s[node] = time.monotonic() - t0
+        self._applied_at[node] = time.monotonic()
+        self.last_apply_s[node] = self._applied_at[node] - t0
         return True
 
     # -- reading -----------------------------------------------------------------------

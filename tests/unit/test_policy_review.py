@@ -410,3 +410,27 @@ def test_a_deleted_pods_endpoint_stays_until_its_sandbox_is_torn_down():
         assert agent.in_sync() == []
     finally:
         agent.stop()
+
+
+def test_enforced_at_records_when_a_new_endpoints_rules_were_committed():
+    import time
+
+    from orchestrator import policy_agent
+    store = _Store()
+    store.objs["Pod"] = [{"metadata": {"name": "a", "namespace": "x", "uid": "u1",
+                                       "labels": {"pod": "a"}},
+                          "spec": {"nodeName": "n1", "containers": []},
+                          "status": {"podIP": "10.244.0.2"}}]
+    agent = policy_agent.PolicyAgent(store, {"n1": 1, "n2": 2}, _Iptables())
+    try:
+        t0 = time.monotonic()
+        agent.poll()
+        assert set(agent.enforced_at) == {"x/a"} and t0 <= agent.enforced_at["x/a"]
+        first = agent.enforced_at["x/a"]
+        agent.poll()
+        assert agent.enforced_at["x/a"] == first          # not moved by later passes
+        store.objs["Pod"] = []
+        agent.poll()
+        assert agent.enforced_at == {}
+    finally:
+        agent.stop()
