@@ -54,7 +54,7 @@ test-unit: setup
 bench: setup
 	$(PY) bench/bringup.py --json docs/bench-bringup.json
 	$(PY) bench/bgp_convergence.py --json docs/bench-bgp.json
-	$(PY) bench/policy.py --json docs/bench-policy.json
+	$(PY) bench/netpolicy.py --json docs/bench-policy.json
 	$(PY) bench/experiments.py --json docs/bench-experiments.json
 	$(PY) bench/services.py --json docs/bench-services.json
 

@@ -24,7 +24,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
-sys.path.append(str(Path(__file__).resolve().parent))   # after the repo: bench/policy.py must not shadow the policy package
+sys.path.append(str(Path(__file__).resolve().parent))
 
 from common import write_json  # noqa: E402
 

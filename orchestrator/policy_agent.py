@@ -57,7 +57,7 @@ class PolicyAgent:
         self.policy_errors: dict[str, str] = {}
         self.last_apply_s: dict[str, float] = {}
         # endpoint key -> monotonic time its node's rules including it were committed
-        # (iptables-restore returned): when a new pod became enforced (bench/policy.py).
+        # (iptables-restore returned): when a new pod became enforced (bench/netpolicy.py).
         self.enforced_at: dict[str, float] = {}
         self._applied_at: dict[str, float] = {}
         self._digest: str | None = None

@@ -13,7 +13,7 @@ and one live 3-node Testbed (Mininet, pods, ExaBGP), removed at exit.
 2. New pod -> its `cali-tw-<iface>` chain in its node's iptables-save, and podIP -> chain (the
    Felix part), p50/p95, with ~20 policies against none (same testbed, same run).
 3. iperf3 between pods on two nodes with 200 policies selecting both pods against none.
-Usage: sudo .venv/bin/python bench/policy.py [--pods 100,1000] [--policies 50,200]
+Usage: sudo .venv/bin/python bench/netpolicy.py [--pods 100,1000] [--policies 50,200]
        [--trials 20] [--reps 4] [--seconds 3] [--offline] [--profile] [--json OUT]
 """
 
@@ -35,9 +35,6 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-# This file is bench/policy.py: with its own directory on sys.path, `import policy` would find
-# this script instead of the policy package. Drop it and reach common.py through the repo.
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).parent.resolve()]
 sys.path.insert(0, str(REPO))
 
 from bench.common import write_json  # noqa: E402
@@ -476,7 +473,7 @@ def main() -> int:
     ap.add_argument("--json")
     args = ap.parse_args()
     if os.geteuid() != 0:
-        print("bench/policy.py needs root (sudo make bench)")
+        print("bench/netpolicy.py needs root (sudo make bench)")
         return 2
     result = offline([int(x) for x in args.pods.split(",")],
                      [int(x) for x in args.policies.split(",")], args.profile)
