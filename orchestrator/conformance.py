@@ -22,7 +22,7 @@ import time
 from dataclasses import dataclass, field
 
 from orchestrator import probe as probe_mod
-from orchestrator.errors import SupervisorTimeout
+from orchestrator.errors import CalinetError, SupervisorTimeout
 from policy.cases import NAMESPACES, POD_NAMES, SERVED_PORTS, XYZ_PODS, Case, expected_matrix
 from policy.cases import substitute as substitute_placeholders
 
@@ -128,7 +128,10 @@ class Runner:
         """Delete the nodes' conntrack entries of flows from the pod CIDR (earlier probes)."""
         for node in self.tb.nodes():
             # exit 1 with "0 flow entries" when there was nothing to delete
-            self.tb.node_exec(node, ["conntrack", "-D", "-s", self.podcidr], timeout=10)
+            r = self.tb.node_exec(node, ["conntrack", "-D", "-s", self.podcidr], timeout=10)
+            if r.returncode not in (0, 1):
+                raise CalinetError(f"conntrack -D on {node} failed ({r.returncode}): "
+                                   f"{r.stderr.strip()}")
 
     def probe_matrix(self, port: int, protocol: str,
                      expected: dict[tuple[str, str], bool]) -> dict[tuple[str, str], bool]:

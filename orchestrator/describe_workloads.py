@@ -138,13 +138,19 @@ def describe_daemonset(obj: dict, events, now, related) -> str:
 
 
 def _duration(start, end) -> str:
+    """apimachinery's duration.HumanDuration for the spans a Job takes."""
     a, b = parse_time(start), parse_time(end)
     if a is None or b is None:
         return ""
     s = int((b - a).total_seconds())
     if s < 120:
         return f"{s}s"
-    return f"{s // 60}m{s % 60}s" if s < 3600 else f"{s // 3600}h{s % 3600 // 60}m"
+    m = s // 60
+    if m < 10:
+        return f"{m}m" if s % 60 == 0 else f"{m}m{s % 60}s"
+    if m < 180:
+        return f"{m}m"
+    return f"{s // 3600}h" if m % 60 == 0 or s >= 8 * 3600 else f"{s // 3600}h{m % 60}m"
 
 
 def describe_job(obj: dict, events, now, related) -> str:
@@ -220,7 +226,6 @@ RELATED = {
     "Service": "EndpointSlice",
     "StatefulSet": "Pod",
     "DaemonSet": "Pod",
-    "Job": "Pod",
     "CronJob": "Job",
     "Deployment": "ReplicaSet",
     "ReplicaSet": "Pod",

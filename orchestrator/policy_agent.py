@@ -133,9 +133,12 @@ class PolicyAgent:
             wired = dict(self._wired)
             draining = dict(self._draining)
         endpoints = [ep for ep in (pod_endpoint(p, wired) for p in pods) if ep is not None]
-        # A pod of the same name may already exist again (a StatefulSet's): the store's wins.
-        have = {ep.key for ep in endpoints}
-        endpoints += [ep for uid, ep in sorted(draining.items()) if ep.key not in have]
+        # A pod of the same name may already exist again (a StatefulSet's): on the same node
+        # the store's wins (same veth name); on another node both are endpoints until the old
+        # sandbox is gone.
+        have = {(ep.key, ep.node) for ep in endpoints}
+        endpoints += [ep for uid, ep in sorted(draining.items())
+                      if (ep.key, ep.node) not in have]
         namespaces = {n["metadata"]["name"]: dict(n["metadata"].get("labels") or {})
                       for n in self.store.list("Namespace")}
         objs = [o for kind in POLICY_KINDS for o in self.store.list(kind)]
@@ -167,12 +170,17 @@ class PolicyAgent:
         the caller marks the input as changed, and the running pass goes round once more."""
         written: list[str] = []
         while True:
+            # Raised before trying: a holder that clears it has not read its inputs yet, and
+            # one about to return sees it after releasing.
+            self._again = True
             if not self._lock.acquire(blocking=False):
-                self._again = True
                 return written
             try:
                 self._again = False
                 written += self._pass()
+            except BaseException:
+                self._seen_rv = None    # an unexpected failure: read everything next time
+                raise
             finally:
                 self._lock.release()
             # A notice that lands after this check is picked up by the controller loop's
@@ -254,6 +262,8 @@ class PolicyAgent:
         with self._lock:
             endpoints, namespaces, _policies, objs = self.inputs()
             current = self._digest_of(endpoints, namespaces, objs)
+        if self._again:
+            self.poll()     # a poll() that came while we held the lock did nothing
         if current != self._digest:
             problems = [f"node {n}: {e}" for n, e in sorted(self.errors.items())]
             return problems or ["policy dataplane not yet updated"]

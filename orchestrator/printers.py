@@ -393,8 +393,8 @@ def _more(items: list[str], limit: int = 3) -> str:
 
 
 def _endpoints_row(obj: dict, wide: bool, now) -> list[str]:
-    eps = [f"{a['ip']}:{p['port']}" for sub in obj.get("subsets") or []
-           for p in sub.get("ports") or [{"port": ""}] for a in sub.get("addresses") or []]
+    eps = [f"{a['ip']}:{p['port']}" if p else a["ip"] for sub in obj.get("subsets") or []
+           for p in sub.get("ports") or [None] for a in sub.get("addresses") or []]
     return [_meta(obj).get("name", ""), _more(eps) or "<none>",
             age(_meta(obj).get("creationTimestamp"), now)]
 

@@ -13,6 +13,9 @@ on cases the implementation gets right.
 from __future__ import annotations
 
 import ipaddress
+import time
+
+import pytest
 
 from orchestrator import api
 from orchestrator.errors import CommandError
@@ -397,7 +400,11 @@ def test_a_deleted_pods_endpoint_stays_until_its_sandbox_is_torn_down():
     iface = naming.veth_name("x", "a")
     try:
         def dispatched():
-            agent.poll()
+            for _ in range(200):     # the kicker thread may hold the pass: wait for it
+                agent.poll()
+                if agent.in_sync() == []:
+                    break
+                time.sleep(0.01)
             chain = agent.applied["n1"].chains[FILTER]["cali-to-wl-dispatch"]
             return any(iface in r.match for r in chain.rules)
         assert dispatched()
@@ -413,8 +420,6 @@ def test_a_deleted_pods_endpoint_stays_until_its_sandbox_is_torn_down():
 
 
 def test_enforced_at_records_when_a_new_endpoints_rules_were_committed():
-    import time
-
     from orchestrator import policy_agent
     store = _Store()
     store.objs["Pod"] = [{"metadata": {"name": "a", "namespace": "x", "uid": "u1",
@@ -432,5 +437,100 @@ def test_enforced_at_records_when_a_new_endpoints_rules_were_committed():
         store.objs["Pod"] = []
         agent.poll()
         assert agent.enforced_at == {}
+    finally:
+        agent.stop()
+
+
+class _VersionedStore(_Store):
+    """The fake store with the real one's write counter."""
+
+    def __init__(self):
+        super().__init__()
+        self.rv = 1
+
+    def current_rv(self):
+        return self.rv
+
+
+def _pod(name, ip, node="n1"):
+    return {"metadata": {"name": name, "namespace": "x", "uid": f"u-{name}",
+                         "labels": {"pod": name}},
+            "spec": {"nodeName": node, "containers": []}, "status": {"podIP": ip}}
+
+
+def test_unchanged_store_skips_reading_inputs_and_a_write_is_seen():
+    from orchestrator import policy_agent
+    store = _VersionedStore()
+    store.objs["Pod"] = [_pod("a", "10.244.0.2")]
+    agent = policy_agent.PolicyAgent(store, {"n1": 1}, _Iptables())
+    try:
+        agent.poll()
+        reads = []
+        real = agent.inputs
+        agent.inputs = lambda: reads.append(1) or real()
+        agent.poll()
+        agent.poll()
+        assert reads == []                              # nothing written since: no read
+        store.objs["Pod"].append(_pod("b", "10.244.0.3"))
+        store.rv += 1
+        assert agent.poll() == ["n1"] and reads == [1]
+        agent.sandboxes_wired([("u-c", "10.244.0.4")])  # a notice, no store write
+        agent.poll()
+        assert len(reads) >= 2
+    finally:
+        agent.stop()
+
+
+def test_an_unexpected_failure_does_not_stall_the_agent():
+    from orchestrator import policy_agent
+    store = _VersionedStore()
+    store.objs["Pod"] = [_pod("a", "10.244.0.2")]
+    runner = _Iptables()
+    agent = policy_agent.PolicyAgent(store, {"n1": 1}, runner)
+    try:
+        agent.poll()
+        real = runner.run
+        failures = []
+
+        def once(argv, **kw):
+            if str(argv[0]) == "iptables-restore" and not failures:
+                failures.append(1)
+                raise BlockingIOError("fork: resource temporarily unavailable")
+            return real(argv, **kw)
+        runner.run = once
+        store.objs["Pod"].append(_pod("b", "10.244.0.3"))
+        store.rv += 1
+        with pytest.raises(BlockingIOError):
+            while True:          # the kicker may take the first pass: wait until it fails
+                agent.poll()
+                if failures:
+                    raise BlockingIOError("raised in the kicker's pass")
+                time.sleep(0.01)
+        # no store write since: the next pass must still read and write
+        for _ in range(200):
+            agent.poll()
+            if agent.in_sync() == []:
+                break
+            time.sleep(0.01)
+        assert agent.in_sync() == []
+        assert "x/b" in agent.enforced_at
+    finally:
+        agent.stop()
+
+
+def test_a_draining_endpoint_stays_while_its_name_runs_again_on_another_node():
+    from orchestrator import policy_agent
+    store = _VersionedStore()
+    old = _pod("db-0", "10.244.0.2", node="n1")
+    store.objs["Pod"] = [old]
+    agent = policy_agent.PolicyAgent(store, {"n1": 1, "n2": 2}, _Iptables())
+    try:
+        agent.sandboxes_draining([old])
+        store.objs["Pod"] = [_pod("db-0", "10.244.1.2", node="n2")]   # the StatefulSet's new one
+        store.rv += 1
+        eps = agent.inputs()[0]
+        assert sorted((e.node, e.ip) for e in eps) == [("n1", "10.244.0.2"), ("n2", "10.244.1.2")]
+        agent.sandboxes_removed(["u-db-0"])
+        assert [(e.node, e.ip) for e in agent.inputs()[0]] == [("n2", "10.244.1.2")]
     finally:
         agent.stop()

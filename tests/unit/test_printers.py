@@ -329,3 +329,15 @@ def test_get_endpoints_endpointslices_and_networkpolicies_columns():
     out = table("netpol", [np_, sel], namespace="x").splitlines()
     assert out[0].split() == ["NAME", "POD-SELECTOR", "AGE"]
     assert out[1].split()[:2] == ["deny", "<none>"] and out[2].split()[:2] == ["web", "app=web"]
+
+
+def test_endpoints_without_ports_and_job_durations_as_kubectl():
+    from orchestrator.describe_workloads import _duration
+    from orchestrator.printers import table
+    ep = {"metadata": {"name": "h", "namespace": "svc"},
+          "subsets": [{"addresses": [{"ip": "10.244.0.2"}]}]}
+    assert table("endpoints", [ep], namespace="svc").splitlines()[1].split()[1] == "10.244.0.2"
+    t0 = "2024-05-01T10:00:00Z"
+    assert [_duration(t0, f"2024-05-01T{h}Z") for h in
+            ("10:00:07", "10:02:00", "10:05:30", "10:15:30", "13:00:00", "14:20:00")] == \
+        ["7s", "2m", "5m30s", "15m", "3h", "4h20m"]

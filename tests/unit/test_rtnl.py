@@ -31,3 +31,27 @@ def test_parse_acks_reads_errors_by_sequence():
     ok = struct.pack("=IHHII", 36, rtnl.NLMSG_ERROR, 0, 4, 0) + struct.pack("=i", 0) + b"\0" * 16
     bad = struct.pack("=IHHII", 36, rtnl.NLMSG_ERROR, 0, 5, 0) + struct.pack("=i", -17) + b"\0" * 16
     assert rtnl.parse_acks(ok + bad) == {4: 0, 5: 17}
+
+
+def test_host_messages_set_mac_and_up_then_route_per_veth():
+    import socket
+    import struct
+
+    from orchestrator import rtnl
+    msgs = rtnl.host_messages([(7, "10.244.0.2"), (9, "10.244.0.3")], "ee:ee:ee:ee:ee:ee")
+    assert len(msgs) == 4
+    seqs = [struct.unpack_from("=IHHII", m)[3] for m in msgs]
+    assert seqs == [1, 2, 3, 4]
+    kinds = [struct.unpack_from("=IHHII", m)[1] for m in msgs]
+    assert kinds == [rtnl.RTM_NEWLINK, rtnl.RTM_NEWROUTE] * 2
+    link = msgs[0]
+    assert struct.unpack_from("=IHHII", link)[0] == len(link) and len(link) % 4 == 0
+    _fam, _type, index, flags, change = struct.unpack_from("=BxHiII", link, 16)
+    assert (index, flags & rtnl.IFF_UP, change & rtnl.IFF_UP) == (7, 1, 1)
+    length, kind = struct.unpack_from("=HH", link, 32)
+    assert kind == rtnl.IFLA_ADDRESS and link[36:36 + length - 4] == b"\xee" * 6
+    route = msgs[3]
+    assert socket.inet_aton("10.244.0.3") in route
+    assert struct.pack("=I", 9) in route[-8:]                       # RTA_OIF of veth 9
+    dst_len, scope = route[17], route[22]
+    assert dst_len == 32 and scope == rtnl.RT_SCOPE_LINK
