@@ -198,6 +198,8 @@ def test_on_failure_and_never(rt, netns):
                              {"name": "bad", "image": "busybox", "command": ["sh", "-c", "exit 2"]},
                              restart="OnFailure"))
     assert wait_for(lambda: status(rt, "bad")["restartCount"] >= 1, rt=rt)
+    # Both exits race: "bad" may be restarted in a poll before the one that reaps "ok".
+    assert wait_for(lambda: "terminated" in status(rt, "ok")["state"], rt=rt)
     assert status(rt, "ok")["state"]["terminated"]["reason"] == "Completed"
     assert status(rt, "ok")["restartCount"] == 0
     start_pod(rt, netns, pod({"name": "bad", "image": "busybox", "command": ["sh", "-c", "exit 2"]},
