@@ -19,7 +19,7 @@ from orchestrator.describe_base import (
     pod_template,
     rfc1123z,
 )
-from orchestrator.printers import format_selector, parse_time
+from orchestrator.printers import format_selector, human_duration, parse_time
 
 SERVICE_NAME_LABEL = "kubernetes.io/service-name"
 
@@ -138,19 +138,8 @@ def describe_daemonset(obj: dict, events, now, related) -> str:
 
 
 def _duration(start, end) -> str:
-    """apimachinery's duration.HumanDuration for the spans a Job takes."""
     a, b = parse_time(start), parse_time(end)
-    if a is None or b is None:
-        return ""
-    s = int((b - a).total_seconds())
-    if s < 120:
-        return f"{s}s"
-    m = s // 60
-    if m < 10:
-        return f"{m}m" if s % 60 == 0 else f"{m}m{s % 60}s"
-    if m < 180:
-        return f"{m}m"
-    return f"{s // 3600}h" if m % 60 == 0 or s >= 8 * 3600 else f"{s // 3600}h{m % 60}m"
+    return "" if a is None or b is None else human_duration((b - a).total_seconds())
 
 
 def describe_job(obj: dict, events, now, related) -> str:

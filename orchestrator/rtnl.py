@@ -101,6 +101,19 @@ def parse_acks(data: bytes) -> dict[int, int]:
     return out
 
 
+def _exchange(sock, msgs: list[bytes], timeout: float) -> dict[int, int]:
+    """Send every request in one write, collect one ack per request; closes the socket."""
+    try:
+        sock.settimeout(timeout)
+        sock.sendall(b"".join(msgs))
+        acks: dict[int, int] = {}
+        while len(acks) < len(msgs):
+            acks.update(parse_acks(sock.recv(65536)))
+        return acks
+    finally:
+        sock.close()
+
+
 def _open(iface: str):
     sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_ROUTE)
     return sock, socket.if_nametoindex("lo"), socket.if_nametoindex(iface)
@@ -112,15 +125,9 @@ def configure_pod(netns: str, ip: str, gateway: str, iface: str = "eth0",
     sock, lo, idx = run_in(netns_path(netns), _open, iface)
     msgs = pod_messages(ip, gateway, lo, idx)
     try:
-        sock.settimeout(timeout)
-        sock.sendall(b"".join(msgs))
-        acks: dict[int, int] = {}
-        while len(acks) < len(msgs):
-            acks.update(parse_acks(sock.recv(65536)))
+        acks = _exchange(sock, msgs, timeout)
     except OSError as exc:
         raise ApplyError(f"netlink in {netns}: {exc}", _describe(ip, gateway, iface)) from exc
-    finally:
-        sock.close()
     failed = {seq: err for seq, err in acks.items() if err}
     if failed:
         what = {1: "lo up", 2: f"{iface} up", 3: f"addr {ip}/32", 4: f"route {gateway}",
@@ -148,15 +155,9 @@ def configure_hosts(pid: int, veths: list[tuple[str, str]], mac: str,
         raise ApplyError(f"node pid {pid}: {exc}", text) from exc
     msgs = host_messages(list(zip(indexes, [ip for _, ip in veths])), mac)
     try:
-        sock.settimeout(timeout)
-        sock.sendall(b"".join(msgs))
-        acks: dict[int, int] = {}
-        while len(acks) < len(msgs):
-            acks.update(parse_acks(sock.recv(65536)))
+        acks = _exchange(sock, msgs, timeout)
     except OSError as exc:
         raise ApplyError(f"netlink in node pid {pid}: {exc}", text) from exc
-    finally:
-        sock.close()
     failed = {seq: err for seq, err in acks.items() if err}
     if failed:
         def what(seq):

@@ -57,10 +57,12 @@ def state(tmp_path):
         clean_state_dir(path)
 
 
-def _start_and_kill(state_dir: str, replicas: int) -> dict:
+def _start_and_kill(state_dir: str, replicas: int, manifest: str | None = None) -> dict:
+    """A child testbed with ``manifest`` (default: the Deployment with ``replicas``) up and
+    ready, then SIGKILL: its {"id", "ips"}."""
     proc = subprocess.Popen([sys.executable, "-c", CHILD, str(EXAMPLES / "three-node.yaml"),
-                             state_dir, MANIFEST % replicas], cwd=REPO, stdout=subprocess.PIPE,
-                            text=True)
+                             state_dir, manifest or MANIFEST % replicas], cwd=REPO,
+                            stdout=subprocess.PIPE, text=True)
     try:
         line = proc.stdout.readline()
         assert line, "child testbed did not come up"
@@ -190,15 +192,7 @@ def test_restart_keeps_services_statefulsets_and_policies_working(state):
     # store, and ClientIP affinity pinning the client to one backend.
     sys.path.insert(0, str(Path(__file__).parent))
     from hostname_fetch import FETCH
-    proc = subprocess.Popen([sys.executable, "-c", CHILD, str(EXAMPLES / "three-node.yaml"),
-                             state, SERVICES], cwd=REPO, stdout=subprocess.PIPE, text=True)
-    try:
-        line = proc.stdout.readline()
-        assert line, "child testbed did not come up"
-        before = json.loads(line)
-    finally:
-        proc.send_signal(signal.SIGKILL)
-        proc.wait(10)
+    before = _start_and_kill(state, 0, SERVICES)
     from orchestrator.store import Store
     cluster_ip = Store(os.path.join(state, "state.db")).get("Service", "db", "rs")["spec"][
         "clusterIP"]
