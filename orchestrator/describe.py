@@ -14,10 +14,12 @@ from orchestrator.describe_base import (
     controller,
     events_table,
     head,
+    labels_annotations,
     map_lines,
     meta,
     owned_by,
     pod_template,
+    pods_status,
     qos_class,
     rfc1123z,
     tolerations,
@@ -43,8 +45,7 @@ def describe_pod(pod: dict, events, now) -> str:
     out.w(0, f"Node:\t{node}/{status.get('hostIP', '')}\n" if node else "Node:\t<none>\n")
     if status.get("startTime"):
         out.w(0, f"Start Time:\t{rfc1123z(status['startTime'])}\n")
-    map_lines(out, "", "Labels", meta(pod).get("labels"), "=")
-    map_lines(out, "", "Annotations", meta(pod).get("annotations"), ": ")
+    labels_annotations(out, pod)
     if meta(pod).get("deletionTimestamp"):
         out.w(0, f"Status:\tTerminating (lasts {age(meta(pod)['deletionTimestamp'], now)})\n")
     else:
@@ -80,8 +81,7 @@ def describe_deployment(obj: dict, events, now, related) -> str:
     out, spec, status = Out(), obj.get("spec") or {}, obj.get("status") or {}
     head(out, obj)
     out.w(0, f"CreationTimestamp:\t{rfc1123z(meta(obj).get('creationTimestamp'))}\n")
-    map_lines(out, "", "Labels", meta(obj).get("labels"), "=")
-    map_lines(out, "", "Annotations", meta(obj).get("annotations"), ": ")
+    labels_annotations(out, obj)
     out.w(0, f"Selector:\t{format_selector(spec.get('selector'))}\n")
     out.w(0, f"Replicas:\t{spec.get('replicas', 1)} desired | "
              f"{status.get('updatedReplicas', 0)} updated | {status.get('replicas', 0)} total | "
@@ -125,17 +125,12 @@ def describe_replicaset(obj: dict, events, now, related) -> str:
     out, spec, status = Out(), obj.get("spec") or {}, obj.get("status") or {}
     head(out, obj)
     out.w(0, f"Selector:\t{format_selector(spec.get('selector'))}\n")
-    map_lines(out, "", "Labels", meta(obj).get("labels"), "=")
-    map_lines(out, "", "Annotations", meta(obj).get("annotations"), ": ")
+    labels_annotations(out, obj)
     if controller(obj):
         out.w(0, f"Controlled By:\t{controller(obj)}\n")
     out.w(0, f"Replicas:\t{status.get('replicas', 0)} current / {spec.get('replicas', 1)} "
              "desired\n")
-    phases = [(p.get("status") or {}).get("phase", "Pending")
-              for p in owned_by(related or [], obj, "Pod")]
-    out.w(0, f"Pods Status:\t{phases.count('Running')} Running / {phases.count('Pending')} "
-             f"Waiting / {phases.count('Succeeded')} Succeeded / {phases.count('Failed')} "
-             "Failed\n")
+    pods_status(out, owned_by(related or [], obj, "Pod"))
     pod_template(out, spec.get("template") or {})
     conditions(out, status.get("conditions"))
     events_table(out, events, now)
@@ -146,8 +141,7 @@ def describe_node(obj: dict, events, now, related) -> str:
     out, spec, status = Out(), obj.get("spec") or {}, obj.get("status") or {}
     head(out, obj, namespaced=False)
     out.w(0, f"Roles:\t{','.join(node_roles(obj)) or '<none>'}\n")
-    map_lines(out, "", "Labels", meta(obj).get("labels"), "=")
-    map_lines(out, "", "Annotations", meta(obj).get("annotations"), ": ")
+    labels_annotations(out, obj)
     out.w(0, f"CreationTimestamp:\t{rfc1123z(meta(obj).get('creationTimestamp'))}\n")
     taints = [f"{t.get('key')}{'=' + t['value'] if t.get('value') else ''}:{t.get('effect')}"
               for t in spec.get("taints") or []]
@@ -210,8 +204,7 @@ def _node_pods(out: Out, node: dict, pods: list, now) -> None:
 def describe_namespace(obj: dict, events, now, related) -> str:
     out = Out()
     head(out, obj, namespaced=False)
-    map_lines(out, "", "Labels", meta(obj).get("labels"), "=")
-    map_lines(out, "", "Annotations", meta(obj).get("annotations"), ": ")
+    labels_annotations(out, obj)
     out.w(0, f"Status:\t{(obj.get('status') or {}).get('phase') or 'Active'}\n")
     out.w(0, "\nNo resource quota.\n\nNo LimitRange resource.\n")
     return out.text()
@@ -222,8 +215,7 @@ def describe_generic(obj: dict, events, now) -> str:
     out = Out()
     out.w(0, f"Name:\t{meta(obj).get('name', '')}\n")
     out.w(0, f"Namespace:\t{meta(obj).get('namespace', '')}\n")
-    map_lines(out, "", "Labels", meta(obj).get("labels"), "=")
-    map_lines(out, "", "Annotations", meta(obj).get("annotations"), ": ")
+    labels_annotations(out, obj)
     skip = {".metadata.managedFields", ".metadata.name", ".metadata.namespace",
             ".metadata.labels", ".metadata.annotations"}
     unstructured(out, 0, plain(obj), "", skip)

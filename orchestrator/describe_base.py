@@ -62,6 +62,20 @@ def map_lines(out: Out, indent: str, title: str, values: dict | None, sep: str) 
         out.w(0, f"{label}\t{key}{sep}{values[key]}\n")
 
 
+def labels_annotations(out: Out, obj: dict) -> None:
+    """The Labels and Annotations blocks every describer prints under the name."""
+    map_lines(out, "", "Labels", meta(obj).get("labels"), "=")
+    map_lines(out, "", "Annotations", meta(obj).get("annotations"), ": ")
+
+
+def pods_status(out: Out, pods: list) -> None:
+    """A controller's "Pods Status" line from its pods' phases."""
+    phases = [(p.get("status") or {}).get("phase", "Pending") for p in pods]
+    out.w(0, f"Pods Status:\t{phases.count('Running')} Running / {phases.count('Pending')} "
+             f"Waiting / {phases.count('Succeeded')} Succeeded / {phases.count('Failed')} "
+             "Failed\n")
+
+
 def tolerations(out: Out, indent: str, tolerations: list | None) -> None:
     if not tolerations:
         out.w(0, f"{indent}Tolerations:\t<none>\n")

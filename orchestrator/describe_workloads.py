@@ -13,35 +13,20 @@ from orchestrator.describe_base import (
     controller,
     events_table,
     head,
-    map_lines,
+    labels_annotations,
     meta,
     owned_by,
     pod_template,
+    pods_status,
     rfc1123z,
 )
-from orchestrator.printers import format_selector, human_duration, parse_time
+from orchestrator.printers import format_selector, human_duration, more_list, parse_time
 
 SERVICE_NAME_LABEL = "kubernetes.io/service-name"
 
 
-def _pods_status(out: Out, pods: list, label: str = "Pods Status") -> None:
-    phases = [(p.get("status") or {}).get("phase", "Pending") for p in pods]
-    out.w(
-        0,
-        f"{label}:\t{phases.count('Running')} Running / {phases.count('Pending')} "
-        f"Waiting / {phases.count('Succeeded')} Succeeded / {phases.count('Failed')} "
-        "Failed\n",
-    )
-
-
-def _labels_annotations(out: Out, obj: dict) -> None:
-    map_lines(out, "", "Labels", meta(obj).get("labels"), "=")
-    map_lines(out, "", "Annotations", meta(obj).get("annotations"), ": ")
-
-
 def _endpoints(port: dict, slices: list) -> str:
-    """Ready addresses serving this Service port, as kubectl's formatEndpointSlices (at most
-    three shown, then "+ N more...")."""
+    """Ready addresses serving this Service port, as kubectl's formatEndpointSlices."""
     name = port.get("name", "")
     found = []
     for s in slices:
@@ -55,16 +40,13 @@ def _endpoints(port: dict, slices: list) -> str:
                     if (e.get("conditions") or {}).get("ready", True)
                     for a in e.get("addresses") or []
                 ]
-    if not found:
-        return "<none>"
-    shown = ",".join(found[:3])
-    return shown + (f" + {len(found) - 3} more..." if len(found) > 3 else "")
+    return more_list(found) or "<none>"
 
 
 def describe_service(obj: dict, events, now, related) -> str:
     out, spec = Out(), obj.get("spec") or {}
     head(out, obj)
-    _labels_annotations(out, obj)
+    labels_annotations(out, obj)
     out.w(0, f"Selector:\t{format_selector({'matchLabels': spec.get('selector')}) or '<none>'}\n")
     kind = spec.get("type", "ClusterIP")
     out.w(0, f"Type:\t{kind}\n")
@@ -99,13 +81,13 @@ def describe_statefulset(obj: dict, events, now, related) -> str:
     head(out, obj)
     out.w(0, f"CreationTimestamp:\t{rfc1123z(meta(obj).get('creationTimestamp'))}\n")
     out.w(0, f"Selector:\t{format_selector(spec.get('selector'))}\n")
-    _labels_annotations(out, obj)
+    labels_annotations(out, obj)
     out.w(0, f"Replicas:\t{spec.get('replicas', 1)} desired | {status.get('replicas', 0)} total\n")
     strategy = spec.get("updateStrategy") or {}
     out.w(0, f"Update Strategy:\t{strategy.get('type', 'RollingUpdate')}\n")
     if strategy.get("type", "RollingUpdate") == "RollingUpdate":
         out.w(1, f"Partition:\t{(strategy.get('rollingUpdate') or {}).get('partition', 0)}\n")
-    _pods_status(out, owned_by(related or [], obj, "Pod"))
+    pods_status(out, owned_by(related or [], obj, "Pod"))
     pod_template(out, spec.get("template") or {})
     claims = spec.get("volumeClaimTemplates") or []
     out.w(0, f"Volume Claims:\t{'<none>' if not claims else ''}\n")
@@ -121,7 +103,7 @@ def describe_daemonset(obj: dict, events, now, related) -> str:
     out.w(0, f"Selector:\t{format_selector(spec.get('selector'))}\n")
     node_sel = ((spec.get("template") or {}).get("spec") or {}).get("nodeSelector")
     out.w(0, f"Node-Selector:\t{format_selector({'matchLabels': node_sel}) or '<none>'}\n")
-    _labels_annotations(out, obj)
+    labels_annotations(out, obj)
     out.w(0, f"Desired Number of Nodes Scheduled: {status.get('desiredNumberScheduled', 0)}\n")
     out.w(0, f"Current Number of Nodes Scheduled: {status.get('currentNumberScheduled', 0)}\n")
     out.w(
@@ -131,7 +113,7 @@ def describe_daemonset(obj: dict, events, now, related) -> str:
     )
     out.w(0, f"Number of Nodes Scheduled with Available Pods: {status.get('numberAvailable', 0)}\n")
     out.w(0, f"Number of Nodes Misscheduled: {status.get('numberMisscheduled', 0)}\n")
-    _pods_status(out, owned_by(related or [], obj, "Pod"))
+    pods_status(out, owned_by(related or [], obj, "Pod"))
     pod_template(out, spec.get("template") or {})
     events_table(out, events, now)
     return out.text()
@@ -146,7 +128,7 @@ def describe_job(obj: dict, events, now, related) -> str:
     out, spec, status = Out(), obj.get("spec") or {}, obj.get("status") or {}
     head(out, obj)
     out.w(0, f"Selector:\t{format_selector(spec.get('selector')) or '<none>'}\n")
-    _labels_annotations(out, obj)
+    labels_annotations(out, obj)
     if controller(obj):
         out.w(0, f"Controlled By:\t{controller(obj)}\n")
     out.w(0, f"Parallelism:\t{spec.get('parallelism', 1)}\n")
@@ -173,7 +155,7 @@ def describe_job(obj: dict, events, now, related) -> str:
 def describe_cronjob(obj: dict, events, now, related) -> str:
     out, spec, status = Out(), obj.get("spec") or {}, obj.get("status") or {}
     head(out, obj)
-    _labels_annotations(out, obj)
+    labels_annotations(out, obj)
     out.w(0, f"Schedule:\t{spec.get('schedule')}\n")
     if spec.get("timeZone"):
         out.w(0, f"Time Zone:\t{spec['timeZone']}\n")

@@ -386,7 +386,7 @@ def _service_row(obj: dict, wide: bool, now) -> list[str]:
     return row
 
 
-def _more(items: list[str], limit: int = 3) -> str:
+def more_list(items: list[str], limit: int = 3) -> str:
     """kubectl's endpoint lists: at most three, then "+ N more..."."""
     text = ",".join(items[:limit])
     return text + (f" + {len(items) - limit} more..." if len(items) > limit else "")
@@ -395,7 +395,7 @@ def _more(items: list[str], limit: int = 3) -> str:
 def _endpoints_row(obj: dict, wide: bool, now) -> list[str]:
     eps = [f"{a['ip']}:{p['port']}" if p else a["ip"] for sub in obj.get("subsets") or []
            for p in sub.get("ports") or [None] for a in sub.get("addresses") or []]
-    return [_meta(obj).get("name", ""), _more(eps) or "<none>",
+    return [_meta(obj).get("name", ""), more_list(eps) or "<none>",
             age(_meta(obj).get("creationTimestamp"), now)]
 
 
@@ -403,7 +403,7 @@ def _endpointslice_row(obj: dict, wide: bool, now) -> list[str]:
     ports = [str(p.get("port")) for p in obj.get("ports") or []]
     addrs = [a for e in obj.get("endpoints") or [] for a in e.get("addresses") or []]
     return [_meta(obj).get("name", ""), obj.get("addressType", "IPv4"),
-            _more(ports) or "<unset>", _more(addrs) or "<unset>",
+            more_list(ports) or "<unset>", more_list(addrs) or "<unset>",
             age(_meta(obj).get("creationTimestamp"), now)]
 
 
