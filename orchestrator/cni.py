@@ -125,7 +125,10 @@ def parse_links(doc: list) -> dict[str, Link]:
 
 def parse_node(text: str) -> NodeView:
     """Output of NODE_READ (`ip -d -j -batch` in the node)."""
-    links, routes, netns = json_stream(text)
+    docs = json_stream(text)
+    # `netns list` prints nothing at all, not [], while /run/netns does not exist yet: the
+    # first sandbox on a fresh machine is wired before any named netns was ever created.
+    links, routes, netns = (docs + [[]])[:3] if len(docs) == 2 else docs
     return NodeView(parse_links(links), routes,
                     {n["name"]: n["id"] for n in netns if "id" in n})
 

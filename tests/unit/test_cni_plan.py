@@ -299,3 +299,11 @@ def test_parse_real_output():
 
 def test_json_stream_handles_back_to_back_documents():
     assert cni.json_stream('[1][{"a":2}]\n[]\n ') == [[1], [{"a": 2}], []]
+
+
+def test_node_read_before_any_named_netns_exists():
+    # `ip -j netns list` prints nothing (not []) while /run/netns is absent (a fresh machine).
+    text = "\n".join(REAL_NODE.splitlines()[:2]) + "\n"
+    node = cni.parse_node(text)
+    assert node.nsids == {} and "cali0d7763386da" in node.links
+    assert cni.parse_node(REAL_NODE).nsids == {"calinet-zz04-0d7763386da": 0}
