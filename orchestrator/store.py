@@ -154,6 +154,16 @@ class Store:
                 (kind, namespace))
         return [json.loads(r[0]) for r in rows]
 
+    def list_since(self, kind: str, since_rv: int) -> list[tuple[str, str, int, dict | None]]:
+        """(namespace, name, rv, object) of every object of ``kind``, in list() order; the
+        object is None when its rv is not above ``since_rv`` (the caller has it already).
+        A reader that keeps what it decoded re-reads only what changed."""
+        rows = self._conn().execute(
+            "SELECT namespace, name, rv, CASE WHEN rv > ? THEN body END FROM objects "
+            "WHERE kind=? ORDER BY namespace, name", (since_rv, kind))
+        return [(ns, name, rv, json.loads(body) if body is not None else None)
+                for ns, name, rv, body in rows]
+
     def kinds(self) -> list[str]:
         return [r[0] for r in self._conn().execute("SELECT DISTINCT kind FROM objects ORDER BY kind")]
 

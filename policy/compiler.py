@@ -86,13 +86,39 @@ class Context:
     # Set contents by name, shared by the compilations of every node in one pass: a set's
     # members do not depend on the node.
     memo: dict[str, IPSet] = field(default_factory=dict)
+    # While a policy chain is compiled for the chain cache: the sets it uses, as
+    # (name, recipe), so a cached chain can bring its sets into a later compilation.
+    recording: list | None = None
 
-    def _cached(self, name: str, build) -> str:
+    def use(self, name: str, recipe: tuple) -> str:
+        """The set ``name`` (built from ``recipe`` unless this pass already did) is used."""
+        if self.recording is not None:
+            self.recording.append((name, recipe))
         if name not in self.ipsets:
             if name not in self.memo:
-                self.memo[name] = build()
+                self.memo[name] = self._build(name, recipe)
             self.ipsets[name] = self.memo[name]
         return name
+
+    def _build(self, name: str, recipe: tuple) -> IPSet:
+        what = recipe[0]
+        if what == "selector":
+            _, selector, scope, key = recipe
+            return IPSet(name, HASH_NET, frozenset(
+                f"{ep.ip}/32" for ep in self.endpoints
+                if ep.ip and self.selects(selector, scope, ep)), f"selector {key}")
+        if what == "named-port":
+            _, port, protocol, sel, scope, key = recipe
+            members = set()
+            for ep in self.endpoints:
+                if not ep.ip or not self.selects(sel, scope, ep):
+                    continue
+                for pname, proto, number in ep.ports:
+                    if pname == port and proto == protocol:
+                        members.add(f"{ep.ip},{protocol}:{number}")
+            return IPSet(name, HASH_IP_PORT, frozenset(members), f"named port {key}")
+        canon = recipe[1]
+        return IPSet(name, HASH_NET, frozenset(canon), "nets " + ",".join(canon))
 
     def in_scope(self, ep: Endpoint, scope: Scope) -> bool:
         if scope.namespace is not None:
@@ -109,34 +135,22 @@ class Context:
 
     def selector_set(self, selector: str, scope: Scope) -> str:
         key = f"{parse(selector).normalized} in {scope.describe()}"
-        return self._cached(N.selector_set(key), lambda: IPSet(
-            N.selector_set(key), HASH_NET,
-            frozenset(f"{ep.ip}/32" for ep in self.endpoints
-                      if ep.ip and self.selects(selector, scope, ep)),
-            f"selector {key}"))
+        return self.use(N.selector_set(key), ("selector", selector, scope, key))
 
     def named_port_set(self, port: str, protocol: str, selector: str | None,
                        scope: Scope) -> str:
         sel = selector if selector is not None else "all()"
         key = f"{protocol}:{port} of {parse(sel).normalized} in {scope.describe()}"
-
-        def build() -> IPSet:
-            members = set()
-            for ep in self.endpoints:
-                if not ep.ip or not self.selects(sel, scope, ep):
-                    continue
-                for pname, proto, number in ep.ports:
-                    if pname == port and proto == protocol:
-                        members.add(f"{ep.ip},{protocol}:{number}")
-            return IPSet(N.named_port_set(key), HASH_IP_PORT, frozenset(members),
-                         f"named port {key}")
-        return self._cached(N.named_port_set(key), build)
+        return self.use(N.named_port_set(key), ("named-port", port, protocol, sel, scope, key))
 
     def cidr_set(self, nets: Sequence[str]) -> str:
-        canon = sorted({str(ipaddress.ip_network(n, strict=False)) for n in nets})
-        name = N.cidr_set(",".join(canon))
-        return self._cached(name, lambda: IPSet(name, HASH_NET, frozenset(canon),
-                                                "nets " + ",".join(canon)))
+        canon = tuple(sorted({str(_network(n)) for n in nets}))
+        return self.use(N.cidr_set(",".join(canon)), ("nets", canon))
+
+
+@lru_cache(maxsize=65536)
+def _network(net: str):
+    return ipaddress.ip_network(net, strict=False)
 
 
 # -- rules ------------------------------------------------------------------------------
@@ -157,7 +171,7 @@ def _multiport_blocks(specs: Sequence[PortSpec]) -> list[str]:
 
 
 def _is_everything(net: str) -> bool:
-    return ipaddress.ip_network(net, strict=False).prefixlen == 0
+    return _network(net).prefixlen == 0
 
 
 class _Never(Exception):
@@ -169,10 +183,10 @@ def _entity_matches(ctx: Context, e: Entity, side: str, protocol: str | None
     """(words every alternative has, alternatives ORed) for one side ("src"/"dst")."""
     flag = "-s" if side == "src" else "-d"
     words: list[str] = []
-    nets = [n for n in e.nets if ipaddress.ip_network(n, strict=False).version == 4]
+    nets = [n for n in e.nets if _network(n).version == 4]
     if e.nets and not nets:
         raise _Never()
-    not_nets = [n for n in e.not_nets if ipaddress.ip_network(n, strict=False).version == 4]
+    not_nets = [n for n in e.not_nets if _network(n).version == 4]
     if any(_is_everything(n) for n in not_nets):
         raise _Never()
     # iptables takes one -s (or -d) per rule, negated or not: the address flag goes to a
@@ -383,11 +397,35 @@ def _static(dp: Dataplane) -> None:
     }
 
 
+def cached_policy_chain(ctx: Context, policy: Policy, direction: str,
+                        cache: dict | None) -> Chain:
+    """policy_chain through ``cache`` ((policy, direction) -> (chain, sets used)). A policy
+    chain's rules name sets by what selects their members, never by the members, so it
+    depends on the policy alone and is compiled once for every node and every later pass
+    (Felix, too, renders a policy's chain once and programs it wherever it is active)."""
+    if cache is None:
+        return policy_chain(ctx, policy, direction)
+    hit = cache.get((policy, direction))
+    if hit is None:
+        outer, ctx.recording = ctx.recording, []
+        try:
+            chain = policy_chain(ctx, policy, direction)
+            hit = cache[(policy, direction)] = (chain, tuple(ctx.recording))
+        finally:
+            ctx.recording = outer
+    else:
+        for name, recipe in hit[1]:
+            ctx.use(name, recipe)
+    return hit[0]
+
+
 def compile_node(node: str, endpoints: Sequence[Endpoint],
                  namespaces: Mapping[str, Mapping[str, str]],
-                 policies: Iterable[Policy], *, memo: dict | None = None) -> Dataplane:
+                 policies: Iterable[Policy], *, memo: dict | None = None,
+                 chains: dict | None = None) -> Dataplane:
     """The node's desired chains and ipsets. Pass one ``memo`` dict to the compilations of
-    all nodes of one pass to compute each set's members once."""
+    all nodes of one pass to compute each set's members once, and one ``chains`` dict
+    (cached_policy_chain) to all compilations while it is worth keeping."""
     ctx = Context(endpoints, namespaces, memo={} if memo is None else memo)
     ordered = sorted(policies, key=Policy.sort_key)
     local = sorted((ep for ep in endpoints if ep.node == node and ep.iface),
@@ -402,7 +440,7 @@ def compile_node(node: str, endpoints: Sequence[Endpoint],
                 active[(p.id, direction)] = p
             dp.add_chain(FILTER, endpoint_chain(ep, pols, direction))
     for (_pid, direction), p in sorted(active.items(), key=lambda kv: kv[0]):
-        dp.add_chain(FILTER, policy_chain(ctx, p, direction))
+        dp.add_chain(FILTER, cached_policy_chain(ctx, p, direction, chains))
     for ns in sorted({ep.namespace for ep in local}):
         for fn in (N.profile_in, N.profile_out):
             # kns.<ns>: Calico's per-namespace profile allows everything.

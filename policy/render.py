@@ -19,6 +19,7 @@ import hashlib
 import re
 import shlex
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 from policy.ir import Chain, Dataplane, IPSet, Rule
 
@@ -34,12 +35,19 @@ def _b64(d: bytes) -> str:
 
 
 def rule_hashes(chain: Chain) -> list[str]:
+    return list(_chain_hashes(chain))
+
+
+@lru_cache(maxsize=16384)
+def _chain_hashes(chain: Chain) -> tuple[str, ...]:
+    # Memoised: every apply diffs and remembers every chain of the node, and most chains
+    # (policy chains above all) are the very same from one pass to the next.
     h = hashlib.sha224(chain.name.encode()).digest()
     out = []
     for rule in chain.rules:
         h = hashlib.sha224(h + rule.text().encode()).digest()
         out.append(_b64(h)[:16])
-    return out
+    return tuple(out)
 
 
 def hook_hash(table: str, builtin: str, rule: Rule) -> str:

@@ -534,3 +534,56 @@ def test_a_draining_endpoint_stays_while_its_name_runs_again_on_another_node():
         assert [(e.node, e.ip) for e in agent.inputs()[0]] == [("n2", "10.244.1.2")]
     finally:
         agent.stop()
+
+
+def test_agent_converts_and_compiles_each_policy_once_per_write(tmp_path, monkeypatch):
+    # The caches behind a new pod's fast path (policy conversion by resourceVersion, policy
+    # chains across passes, objects decoded once) against a real store: a pod, a label change,
+    # a policy edit and a delete are all still seen.
+    from orchestrator import policy_agent
+    from orchestrator.store import Store
+    store = Store(str(tmp_path / "state.db"), clock=lambda: NOW)
+    conversions = []
+    real_convert = policy_agent.from_object
+    monkeypatch.setattr(policy_agent, "from_object",
+                        lambda o: conversions.append(o["metadata"]["name"]) or real_convert(o))
+    store.create({"apiVersion": "v1", "kind": "Namespace",
+                  "metadata": {"name": "x", "labels": NAMESPACES["x"]}})
+    store.create(dict(_pod("a", "10.244.0.2"), apiVersion="v1", kind="Pod"))
+    store.create(api.normalize(knp("only-b", {
+        "podSelector": {"matchLabels": {"pod": "a"}},
+        "ingress": [{"from": [{"podSelector": {"matchLabels": {"role": "client"}}}]}]}),
+        now=NOW))
+    agent = policy_agent.PolicyAgent(store, {"n1": 1}, _Iptables())
+
+    def settled():
+        for _ in range(200):
+            agent.poll()
+            if agent.in_sync() == []:
+                return agent.applied["n1"]
+            time.sleep(0.01)
+        raise AssertionError(agent.in_sync())
+
+    def client_set(dp):
+        [s] = [s for s in dp.ipsets.values() if "role == \"client\"" in s.comment]
+        return s.members
+    try:
+        first = settled()
+        assert client_set(first) == frozenset() and conversions == ["only-b"]
+        store.create(dict(_pod("b", "10.244.0.3"), apiVersion="v1", kind="Pod"))
+        store.patch("Pod", "b", "x", lambda p: p["metadata"]["labels"].update(role="client"))
+        second = settled()
+        assert client_set(second) == {"10.244.0.3/32"}
+        assert conversions == ["only-b"]                 # pods came, the policy was not redone
+        [pol_chain] = [c for c in first.chains[FILTER] if c.startswith("cali-pi-")]
+        assert second.chains[FILTER][pol_chain] is first.chains[FILTER][pol_chain]
+        store.patch("NetworkPolicy", "only-b", "x", lambda o: o["spec"]["ingress"][0][
+            "from"][0]["podSelector"]["matchLabels"].update(role="other"))
+        third = settled()
+        assert conversions == ["only-b", "only-b"]
+        assert not any("role == \"client\"" in s.comment for s in third.ipsets.values())
+        store.delete("NetworkPolicy", "only-b", "x")
+        assert not any(c.startswith("cali-pi-") for c in settled().chains[FILTER])
+    finally:
+        agent.stop()
+        store.close()

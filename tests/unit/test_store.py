@@ -106,3 +106,19 @@ def test_two_processes_share_one_file(tmp_path):
     assert len(s.list("Pod")) == 60
     assert s.current_rv() == 60
     assert sorted(e.rv for e in s.events(0)) == list(range(1, 61))
+
+
+def test_list_since_returns_only_what_changed(store):
+    a = store.create(pod("a"))
+    store.create(pod("b", ns="other"))
+    rows = store.list_since("Pod", 0)
+    assert [(ns, n, o["metadata"]["name"]) for ns, n, _rv, o in rows] == [
+        ("default", "a", "a"), ("other", "b", "b")]
+    top = max(rv for _ns, _n, rv, _o in rows)
+    assert [o for *_, o in store.list_since("Pod", top)] == [None, None]
+    a["spec"]["x"] = 1
+    store.update(a)
+    store.delete("Pod", "b", "other")
+    rows = store.list_since("Pod", top)
+    assert [(n, o is not None) for _ns, n, _rv, o in rows] == [("a", True)]
+    assert rows[0][3]["spec"]["x"] == 1
