@@ -1,7 +1,8 @@
 """Applier of one node's policy dataplane: `cali-` chains and `cali40` ipsets in its netns.
 
 Side effects: runs `iptables-save`, `ipset save`, `ipset restore` and `iptables-restore
---noflush` inside the node's network namespace (Runner with the node's pid). Reads the kernel
+--noflush` inside the node's network namespace (Runner with the node's pid), the last through
+a long-lived process when given one (restore_session). Reads the kernel
 once, then trusts what it wrote (Felix re-reads on a timer; here: after any failure, or when
 ``refresh()`` is called), so a steady-state change costs one or two forks.
 
@@ -14,6 +15,7 @@ carries the restore input; the old rules stay in place.
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass
 
 from orchestrator.errors import ApplyError, CommandError
@@ -49,12 +51,19 @@ class Written:
 
 class Firewall:
     def __init__(self, node: str, pid: int | None, runner: Runner = DEFAULT, *,
-                 netns: str | None = None):
-        """``pid``: a process in the node's netns (a Mininet host); or ``netns``: a named one."""
+                 netns: str | None = None, session=None):
+        """``pid``: a process in the node's netns (a Mininet host); or ``netns``: a named one.
+        ``session``: a restore_session.RestoreSession in that netns, which the iptables half
+        of each write goes through instead of forking iptables-restore (the Felix of a
+        testbed keeps one per node)."""
         self.node, self.pid, self.runner, self.netns = node, pid, runner, netns
+        self.session = session
         self._tables: dict[str, TableState] | None = None
         self._sets: dict[str, SetState] | None = None
         self.applies = 0
+        # Seconds of each fork of the last apply that wrote something (bench/netpolicy.py).
+        self.last_write_s: dict[str, float] = {}
+        self.committed_at = 0.0   # monotonic time the last write's rules were in the kernel
 
     def _where(self) -> dict:
         return {"netns": self.netns} if self.netns else {"pid": self.pid}
@@ -80,14 +89,21 @@ class Firewall:
         written = Written(pre, text, post)
         if not written.changed:
             return written
+        t0 = time.perf_counter()
         try:
             if pre:
                 self._restore_ipsets(pre)
         except ApplyError:
             self.refresh()
             raise
+        t1 = time.perf_counter()
         try:
-            if text:
+            # Not when sets are destroyed after: nf_tables frees a removed rule's reference
+            # to its ipset in deferred work, which only a process closing its socket waits
+            # for; through a session the destroy would find the set still "in use".
+            if text and self.session is not None and self.session.available and not post:
+                self.session.write(text)
+            elif text:
                 self.runner.run(["iptables-restore", "--noflush", "-w"], **self._where(),
                                 input=text)
         except CommandError as exc:
@@ -100,6 +116,9 @@ class Firewall:
             self.refresh()
             raise ApplyError(f"node {self.node}: iptables-restore failed, previous rules kept: "
                              f"{exc.stderr.strip() or exc}", text) from exc
+        t2 = time.perf_counter()
+        # The rules are in the kernel from here on (what follows only tidies up).
+        self.committed_at = time.monotonic()
         try:
             if post:
                 self._restore_ipsets(post)
@@ -109,6 +128,8 @@ class Firewall:
             self.refresh()
         else:
             self._remember(dp)
+        t3 = time.perf_counter()
+        self.last_write_s = {"ipset_pre": t1 - t0, "iptables": t2 - t1, "after": t3 - t2}
         self.applies += 1
         return written
 

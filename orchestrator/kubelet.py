@@ -31,6 +31,9 @@ RETRY_SECONDS = 2.0
 # DNAT'ed just before still get an answer. What a preStop `sleep` does on a Kubernetes node;
 # a rolling update then loses no request (tests/e2e/test_rollout_service.py).
 DRAIN_SECONDS = 1.0
+# How long a new sandbox's containers wait for the node to enforce its policy (Calico's CNI
+# option policy_setup_timeout_seconds; a pass takes tens of ms, a failing node retries each s).
+POLICY_SETUP_TIMEOUT = 1.0
 HEARTBEAT_SECONDS = 1.0  # kubelet's nodeLeaseRenewInterval is 10 s; the testbed's grace is 10 s
 
 
@@ -198,6 +201,14 @@ class Kubelet:
                     self.ipam.release_many([naming.ipam_handle(p["metadata"]["uid"])])
         if self.policy is not None and done:
             self.policy.sandboxes_wired([(p["metadata"]["uid"], s.ip) for s, p in done])
+            # As Calico's CNI with policy_setup_timeout_seconds: the containers start once
+            # the node enforces the pods' policy (their first packet is policed, not dropped
+            # as "Unknown interface"), or after the timeout (logged) if that takes too long.
+            uids = [p["metadata"]["uid"] for _s, p in done]
+            if not self.policy.wait_enforced(self.node.name, uids, POLICY_SETUP_TIMEOUT):
+                log.warning("node %s: starting %s before their policy is in place (not "
+                            "enforced within %.1f s)", self.node.name,
+                            ", ".join(pod_key(p) for _s, p in done), POLICY_SETUP_TIMEOUT)
         specs_to_start = []
         for s, p in done:
             k = pod_key(p)

@@ -24,6 +24,8 @@ from concurrent.futures import ThreadPoolExecutor
 from orchestrator import naming
 from orchestrator.errors import ApplyError, CalinetError
 from orchestrator.firewall import Firewall
+from orchestrator.restore_session import RestoreSession
+from policy.compile_cache import CompileCache
 from policy.compiler import Endpoint, compile_node, endpoint
 from policy.ir import Dataplane
 from policy.model import Policy, from_object
@@ -48,9 +50,16 @@ def pod_endpoint(pod: dict, wired: dict | None = None) -> Endpoint | None:
 
 
 class PolicyAgent:
-    def __init__(self, store, nodes: dict[str, int], runner, *, workers: int = 4):
+    def __init__(self, store, nodes: dict[str, int], runner, *, workers: int = 4,
+                 keep_restore: bool = False, on_spawn=None):
         self.store = store
-        self.firewalls = {name: Firewall(name, pid, runner) for name, pid in nodes.items()}
+        # keep_restore: one long-lived iptables-restore per node (restore_session: a forked
+        # one spends ~16 ms closing its nf_tables socket, more than the rest of a new pod's
+        # write); its pids go to on_spawn.
+        self.sessions = {name: RestoreSession(runner, pid=pid, on_spawn=on_spawn)
+                         for name, pid in nodes.items()} if keep_restore else {}
+        self.firewalls = {name: Firewall(name, pid, runner, session=self.sessions.get(name))
+                          for name, pid in nodes.items()}
         self.applied: dict[str, Dataplane] = {}        # node -> last written
         self.endpoints_applied: dict[str, set[str]] = {n: set() for n in nodes}
         self.errors: dict[str, str] = {}               # node or policy -> last error
@@ -66,6 +75,10 @@ class PolicyAgent:
         self._tried: str | None = None      # digest of the last pass (failed or not)
         self._retry_at = 0.0
         self._lock = threading.Lock()
+        self._enforced_cv = threading.Condition()
+        self._enforced_uids: dict[str, set] = {}   # node -> uids of the pods it enforces
+        self._ep_uids: dict = {}
+        self._passes_started = self._passes_ended = 0   # passes begun / over (wait_enforced)
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="calinet-felix")
         # Sandboxes wired but not yet in the pod's status (uid -> IP): Calico's CNI plugin
         # writes the WorkloadEndpoint during CNI ADD, so Felix programs the pod while its
@@ -77,11 +90,14 @@ class PolicyAgent:
         # (not "Unknown interface" in the dispatch chain) until the sandbox is torn down.
         self._draining: dict[str, Endpoint] = {}
         self._wired_lock = threading.Lock()
-        # Converted policies by (kind, namespace, name, resourceVersion), and compiled policy
-        # chains (compiler.cached_policy_chain): a pass after one pod came re-does neither,
-        # which with 200 policies was most of its time (conversion ~25 ms, chains ~80 ms).
+        # Converted policies by (kind, namespace, name, resourceVersion), and what the
+        # compiler keeps between passes (policy and endpoint chains, set members per
+        # endpoint): a pass after one pod came re-does none of it for the others, which with
+        # 200 policies was most of its time (conversion ~25 ms, chains ~80 ms, the selectors
+        # of every policy against every endpoint ~20 ms per node).
         self._converted: dict[tuple, Policy | str] = {}
-        self._chains: dict = {}
+        self._cache = CompileCache()
+        self._endpoints: dict[str, tuple] = {}   # pod uid -> (its key, Endpoint | None)
         # kind -> (highest rv seen, {(namespace, name): object}): objects decoded once per
         # write of them (Store.list_since), not every pass.
         self._objects: dict[str, tuple[int, dict]] = {}
@@ -150,6 +166,9 @@ class PolicyAgent:
 
     def inputs(self) -> tuple[list[Endpoint], dict[str, dict], list[Policy], list[dict]]:
         pods = self._list("Pod")
+        if len(self._endpoints) > 2 * len(pods) + 64:     # forget deleted pods now and then
+            live = {p["metadata"].get("uid") for p in pods}
+            self._endpoints = {u: v for u, v in self._endpoints.items() if u in live}
         with self._wired_lock:
             if self._wired:   # forget what the status now says, or what is gone
                 live = {p["metadata"]["uid"] for p in pods
@@ -157,13 +176,20 @@ class PolicyAgent:
                 self._wired = {u: ip for u, ip in self._wired.items() if u in live}
             wired = dict(self._wired)
             draining = dict(self._draining)
-        endpoints = [ep for ep in (pod_endpoint(p, wired) for p in pods) if ep is not None]
+        endpoints, uids = [], {}
+        for p in pods:
+            if (ep := self._endpoint(p, wired)) is not None:
+                endpoints.append(ep)
+                uids.setdefault(ep, p["metadata"].get("uid"))
         # A pod of the same name may already exist again (a StatefulSet's): on the same node
         # the store's wins (same veth name); on another node both are endpoints until the old
         # sandbox is gone.
         have = {(ep.key, ep.node) for ep in endpoints}
-        endpoints += [ep for uid, ep in sorted(draining.items())
-                      if (ep.key, ep.node) not in have]
+        for uid, ep in sorted(draining.items()):
+            if (ep.key, ep.node) not in have:
+                endpoints.append(ep)
+                uids.setdefault(ep, uid)
+        self._ep_uids = uids     # which pod each endpoint is (wait_enforced goes by uid)
         namespaces = {n["metadata"]["name"]: dict(n["metadata"].get("labels") or {})
                       for n in self._list("Namespace")}
         objs = [o for kind in POLICY_KINDS for o in self._list(kind)]
@@ -187,6 +213,18 @@ class PolicyAgent:
         self._converted = converted
         self.policy_errors = errors
         return endpoints, namespaces, policies, objs
+
+    def _endpoint(self, pod: dict, wired: dict) -> Endpoint | None:
+        # By (uid, resourceVersion, wired address): a pass converts only the pods written
+        # since the last one (the objects are shared, never modified: _list).
+        meta = pod["metadata"]
+        key = (meta.get("uid"), meta.get("resourceVersion"), wired.get(meta.get("uid")))
+        if key[1] is None:
+            return pod_endpoint(pod, wired)
+        hit = self._endpoints.get(key[0])
+        if hit is None or hit[0] != key:
+            hit = self._endpoints[key[0]] = (key, pod_endpoint(pod, wired))
+        return hit[1]
 
     @staticmethod
     def _digest_of(endpoints, namespaces, objs) -> str:
@@ -216,12 +254,16 @@ class PolicyAgent:
                 return written
             try:
                 self._again = False
+                self._passes_started += 1
                 written += self._pass()
             except BaseException:
                 self._seen_rv = None    # an unexpected failure: read everything next time
                 raise
             finally:
+                self._passes_ended = self._passes_started
                 self._lock.release()
+                with self._enforced_cv:     # a failed pass, too, ends a wait_enforced()
+                    self._enforced_cv.notify_all()
             # A notice that lands after this check is picked up by the controller loop's
             # next round (at most a tick away) or the kicker.
             if not self._again:
@@ -246,6 +288,8 @@ class PolicyAgent:
         if digest == self._tried and time.monotonic() < self._retry_at:
             return []      # the same input failed just now: retried after RETRY
         local = {n: {ep.key for ep in endpoints if ep.node == n} for n in self.firewalls}
+        local_uids = {n: {self._ep_uids.get(ep) for ep in endpoints if ep.node == n}
+                      for n in self.firewalls}
         # Nodes that gained a pod are compiled and written first, on their own: the new pod
         # is enforced (its dispatch entry and chains) without waiting for the other nodes'
         # compiles and forks on the same cores; the others only add its address to their
@@ -253,17 +297,13 @@ class PolicyAgent:
         first = [n for n in self.firewalls if local[n] - self.endpoints_applied[n]]
         rest = [n for n in self.firewalls if n not in first]
         memo: dict = {}
-        active = set(policies)
-        # Chains of policies that are gone or changed are dropped (a changed policy is a
-        # different key).
-        self._chains = {k: v for k, v in self._chains.items() if k[0] in active}
         todo: list[str] = []
         ok: dict[str, bool] = {}
         phases = {"inputs": t1 - t0, "digest": t2 - t1, "compile": 0.0, "apply": 0.0}
         for group in (first, rest):
             t = time.perf_counter()
             desired = {n: compile_node(n, endpoints, namespaces, policies, memo=memo,
-                                       chains=self._chains) for n in group}
+                                       cache=self._cache) for n in group}
             t3 = time.perf_counter()
             # A node whose last apply failed is written again even if what it should have
             # is what it last had (the failure may have left it anywhere).
@@ -273,23 +313,56 @@ class PolicyAgent:
             todo += write
             phases["compile"] += t3 - t
             phases["apply"] += time.perf_counter() - t3
+            if group is first:
+                self._enforced(first, local, local_uids, write)   # their kubelets wait
             if group is first and first:
                 phases["first_node"] = time.perf_counter() - t0
+                for k, v in self.firewalls[first[0]].last_write_s.items():
+                    phases[f"first_node_{k}"] = v if first[0] in write else 0.0
         results = [ok[n] for n in todo]
         self.last_pass_s = phases
-        for node in self.firewalls:
-            if node not in self.errors:
-                at = self._applied_at[node] if node in todo else time.monotonic()
-                for key in local[node] - self.endpoints_applied[node]:
-                    self.enforced_at[key] = at
-                for key in self.endpoints_applied[node] - local[node]:
-                    self.enforced_at.pop(key, None)
-                self.endpoints_applied[node] = local[node]
+        self._enforced(rest, local, local_uids, todo)
         self._digest = digest if not self.errors else None
         self._tried = digest
         if self.errors:
             self._retry_at = time.monotonic() + RETRY
         return [n for n, ok in zip(todo, results) if ok]
+
+    def _enforced(self, nodes, local: dict[str, set[str]], local_uids: dict[str, set],
+                  written) -> None:
+        # Records when the rules of each node's new endpoints were committed, and wakes the
+        # kubelets waiting for them (wait_enforced).
+        now = time.monotonic()
+        for node in nodes:
+            if node in self.errors:
+                continue
+            at = self._applied_at[node] if node in written else now
+            for key in local[node] - self.endpoints_applied[node]:
+                self.enforced_at[key] = at
+            for key in self.endpoints_applied[node] - local[node]:
+                self.enforced_at.pop(key, None)
+            self.endpoints_applied[node] = local[node]
+            self._enforced_uids[node] = local_uids[node]
+        with self._enforced_cv:
+            self._enforced_cv.notify_all()
+
+    def wait_enforced(self, node: str, uids, timeout: float) -> bool:
+        """Wait until ``node`` enforces the endpoints of the pods ``uids``, or a pass that
+        started after this call failed on that node, or ``timeout`` passed; returns whether
+        they are enforced. What Calico's CNI plugin does with policy_setup_timeout_seconds
+        (v3.28): CNI ADD returns once Felix reports the endpoint programmed, so a pod's
+        containers never run before its policy. By uid, not name: a pod of the same name
+        may still drain on another node (a StatefulSet's), or have just left this one."""
+        deadline = time.monotonic() + timeout
+        begun = self._passes_started
+        with self._enforced_cv:
+            while True:
+                if all(u in self._enforced_uids.get(node, ()) for u in uids):
+                    return True
+                left = deadline - time.monotonic()
+                if left <= 0 or (node in self.errors and self._passes_ended > begun):
+                    return False
+                self._enforced_cv.wait(left)
 
     def _store_rv(self) -> int | None:
         current = getattr(self.store, "current_rv", None)
@@ -298,15 +371,17 @@ class PolicyAgent:
     def _apply(self, node: str, dp: Dataplane) -> bool:
         t0 = time.monotonic()
         try:
-            self.firewalls[node].apply(dp)
+            written = self.firewalls[node].apply(dp)
         except ApplyError as exc:
             log.error("policy on %s: %s\ninput:\n%s", node, exc, exc.rendered_input)
             self.errors[node] = str(exc)
             return False
         self.errors.pop(node, None)
         self.applied[node] = dp
-        self._applied_at[node] = time.monotonic()
-        self.last_apply_s[node] = self._applied_at[node] - t0
+        # When the rules were committed, not when the applier finished its bookkeeping.
+        committed = getattr(self.firewalls[node], "committed_at", 0.0)
+        self._applied_at[node] = committed if written.changed and committed else time.monotonic()
+        self.last_apply_s[node] = time.monotonic() - t0
         return True
 
     # -- reading -----------------------------------------------------------------------
@@ -331,3 +406,5 @@ class PolicyAgent:
         self._kick.set()
         self._kicker.join(2)
         self._pool.shutdown(wait=True)
+        for session in self.sessions.values():
+            session.close()

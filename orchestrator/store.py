@@ -154,6 +154,23 @@ class Store:
                 (kind, namespace))
         return [json.loads(r[0]) for r in rows]
 
+    def has(self, kind: str) -> bool:
+        """Whether any object of ``kind`` exists (without decoding one)."""
+        return self._conn().execute(
+            "SELECT 1 FROM objects WHERE kind=? LIMIT 1", (kind,)).fetchone() is not None
+
+    def list_where(self, kind: str, path: str, *, present: bool) -> list[dict]:
+        """Objects of ``kind`` that have (or lack) a value at the JSON ``path``
+        ("$.spec.nodeName"); lacking is missing, null, "", 0 or false. SQLite filters them
+        without Python decoding each object, which is most of what a controller's pass over
+        hundreds of pods costs. Callers still check what they get: this is a prefilter."""
+        lacks = "(json_extract(body, ?1) IS NULL OR json_extract(body, ?1) IN ('', 0))"
+        test = f"NOT {lacks}" if present else lacks
+        rows = self._conn().execute(
+            f"SELECT body FROM objects WHERE kind=?2 AND {test} ORDER BY namespace, name",
+            (path, kind))
+        return [json.loads(r[0]) for r in rows]
+
     def list_since(self, kind: str, since_rv: int) -> list[tuple[str, str, int, dict | None]]:
         """(namespace, name, rv, object) of every object of ``kind``, in list() order; the
         object is None when its rv is not above ``since_rv`` (the caller has it already).

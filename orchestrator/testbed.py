@@ -206,7 +206,8 @@ class Testbed:
         # Felix: every node enforces network policy (with none, the namespace profiles
         # allow everything, as in Calico).
         self.policy = PolicyAgent(self.store, {n: h.pid for n, h in self.cluster.nodes.items()},
-                                  self.runner)
+                                  self.runner, keep_restore=True,
+                                  on_spawn=lambda pid: ledger.pids([pid]))
         pollers.insert(0, self.policy.poll)
         # kube-proxy: every node's KUBE- nat chains from the Services and EndpointSlices.
         self.kubeproxy = KubeProxyAgent(self.store,

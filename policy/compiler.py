@@ -30,6 +30,7 @@ from functools import lru_cache
 from policy import names as N
 from policy.ir import FILTER, HASH_IP_PORT, HASH_NET, RAW, Chain, Dataplane, IPSet, Rule
 from policy.model import ALLOW, DENY, EGRESS, INGRESS, LOG, PASS, Entity, Policy, PortSpec, Scope
+from policy.compile_cache import CompileCache
 from policy.selector import parse
 
 MULTIPORT_MAX = 15          # iptables multiport: at most 15 ports, a range counts as two
@@ -89,6 +90,7 @@ class Context:
     # While a policy chain is compiled for the chain cache: the sets it uses, as
     # (name, recipe), so a cached chain can bring its sets into a later compilation.
     recording: list | None = None
+    cache: CompileCache | None = None
 
     def use(self, name: str, recipe: tuple) -> str:
         """The set ``name`` (built from ``recipe`` unless this pass already did) is used."""
@@ -101,24 +103,24 @@ class Context:
         return name
 
     def _build(self, name: str, recipe: tuple) -> IPSet:
+        make = lambda members: _ipset(name, recipe, members)  # noqa: E731
+        if self.cache is not None:
+            return self.cache.ipset(recipe, self.endpoints, self.contribution, make)
+        return make(frozenset(m for ep in self.endpoints for m in self.contribution(recipe, ep)))
+
+    def contribution(self, recipe: tuple, ep: Endpoint) -> tuple[str, ...]:
+        """The members ``ep`` brings to the set built from ``recipe``."""
         what = recipe[0]
         if what == "selector":
-            _, selector, scope, key = recipe
-            return IPSet(name, HASH_NET, frozenset(
-                f"{ep.ip}/32" for ep in self.endpoints
-                if ep.ip and self.selects(selector, scope, ep)), f"selector {key}")
+            _, selector, scope, _key = recipe
+            return (f"{ep.ip}/32",) if ep.ip and self.selects(selector, scope, ep) else ()
         if what == "named-port":
-            _, port, protocol, sel, scope, key = recipe
-            members = set()
-            for ep in self.endpoints:
-                if not ep.ip or not self.selects(sel, scope, ep):
-                    continue
-                for pname, proto, number in ep.ports:
-                    if pname == port and proto == protocol:
-                        members.add(f"{ep.ip},{protocol}:{number}")
-            return IPSet(name, HASH_IP_PORT, frozenset(members), f"named port {key}")
-        canon = recipe[1]
-        return IPSet(name, HASH_NET, frozenset(canon), "nets " + ",".join(canon))
+            _, port, protocol, sel, scope, _key = recipe
+            if not ep.ip or not self.selects(sel, scope, ep):
+                return ()
+            return tuple(f"{ep.ip},{protocol}:{number}" for pname, proto, number in ep.ports
+                         if pname == port and proto == protocol)
+        return ()
 
     def in_scope(self, ep: Endpoint, scope: Scope) -> bool:
         if scope.namespace is not None:
@@ -146,6 +148,15 @@ class Context:
     def cidr_set(self, nets: Sequence[str]) -> str:
         canon = tuple(sorted({str(_network(n)) for n in nets}))
         return self.use(N.cidr_set(",".join(canon)), ("nets", canon))
+
+
+def _ipset(name: str, recipe: tuple, members: frozenset) -> IPSet:
+    if recipe[0] == "selector":
+        return IPSet(name, HASH_NET, members, f"selector {recipe[3]}")
+    if recipe[0] == "named-port":
+        return IPSet(name, HASH_IP_PORT, members, f"named port {recipe[5]}")
+    canon = recipe[1]     # a CIDR list: its members are the recipe
+    return IPSet(name, HASH_NET, frozenset(canon), "nets " + ",".join(canon))
 
 
 @lru_cache(maxsize=65536)
@@ -397,20 +408,18 @@ def _static(dp: Dataplane) -> None:
     }
 
 
-def cached_policy_chain(ctx: Context, policy: Policy, direction: str,
-                        cache: dict | None) -> Chain:
-    """policy_chain through ``cache`` ((policy, direction) -> (chain, sets used)). A policy
-    chain's rules name sets by what selects their members, never by the members, so it
-    depends on the policy alone and is compiled once for every node and every later pass
-    (Felix, too, renders a policy's chain once and programs it wherever it is active)."""
+def cached_policy_chain(ctx: Context, policy: Policy, direction: str) -> Chain:
+    """policy_chain through ``ctx.cache`` (compile_cache: the chain and the sets it uses).
+    A cached chain brings its sets' recipes, whose members are the current ones."""
+    cache = ctx.cache
     if cache is None:
         return policy_chain(ctx, policy, direction)
-    hit = cache.get((policy, direction))
+    hit = cache.policy_chains.get((policy, direction))
     if hit is None:
         outer, ctx.recording = ctx.recording, []
         try:
             chain = policy_chain(ctx, policy, direction)
-            hit = cache[(policy, direction)] = (chain, tuple(ctx.recording))
+            hit = cache.policy_chains[(policy, direction)] = (chain, tuple(ctx.recording))
         finally:
             ctx.recording = outer
     else:
@@ -419,15 +428,34 @@ def cached_policy_chain(ctx: Context, policy: Policy, direction: str,
     return hit[0]
 
 
+def cached_endpoint_chain(ctx: Context, ordered: Sequence[Policy], ep: Endpoint,
+                          direction: str) -> tuple[tuple[Policy, ...], Chain]:
+    """The policies applying to ``ep`` in ``direction`` and its endpoint chain, through
+    ``ctx.cache``: evaluating every policy's selector for every local endpoint was most of a
+    pass once the policy chains were cached."""
+    cache = ctx.cache
+    hit = cache.endpoint_chains.get((ep, direction)) if cache is not None else None
+    if hit is None:
+        pols = tuple(applicable(ctx, ordered, ep, direction))
+        hit = (pols, endpoint_chain(ep, pols, direction))
+        if cache is not None:
+            cache.endpoint_chains[(ep, direction)] = hit
+            cache.stats["endpoint_chains"] += 1
+    return hit
+
+
 def compile_node(node: str, endpoints: Sequence[Endpoint],
                  namespaces: Mapping[str, Mapping[str, str]],
                  policies: Iterable[Policy], *, memo: dict | None = None,
-                 chains: dict | None = None) -> Dataplane:
+                 cache: CompileCache | None = None) -> Dataplane:
     """The node's desired chains and ipsets. Pass one ``memo`` dict to the compilations of
-    all nodes of one pass to compute each set's members once, and one ``chains`` dict
-    (cached_policy_chain) to all compilations while it is worth keeping."""
-    ctx = Context(endpoints, namespaces, memo={} if memo is None else memo)
+    all nodes of one pass to compute each set's members once, and one ``cache``
+    (compile_cache.CompileCache) to every compilation while it is worth keeping: the result
+    is the same with or without them."""
+    ctx = Context(endpoints, namespaces, memo={} if memo is None else memo, cache=cache)
     ordered = sorted(policies, key=Policy.sort_key)
+    if cache is not None:
+        cache.begin(endpoints, namespaces, ordered)
     local = sorted((ep for ep in endpoints if ep.node == node and ep.iface),
                    key=lambda ep: ep.iface)
     dp = Dataplane()
@@ -435,12 +463,12 @@ def compile_node(node: str, endpoints: Sequence[Endpoint],
     active: dict[tuple[str, str], Policy] = {}
     for ep in local:
         for direction in (INGRESS, EGRESS):
-            pols = applicable(ctx, ordered, ep, direction)
+            pols, chain = cached_endpoint_chain(ctx, ordered, ep, direction)
             for p in pols:
                 active[(p.id, direction)] = p
-            dp.add_chain(FILTER, endpoint_chain(ep, pols, direction))
+            dp.add_chain(FILTER, chain)
     for (_pid, direction), p in sorted(active.items(), key=lambda kv: kv[0]):
-        dp.add_chain(FILTER, cached_policy_chain(ctx, p, direction, chains))
+        dp.add_chain(FILTER, cached_policy_chain(ctx, p, direction))
     for ns in sorted({ep.namespace for ep in local}):
         for fn in (N.profile_in, N.profile_out):
             # kns.<ns>: Calico's per-namespace profile allows everything.

@@ -92,6 +92,8 @@ def _new_pod(ds: dict, node: str, h: str, existing: set[str]) -> dict:
 
 def reconcile(store, now: str, *, mark_deleted) -> bool:
     """One pass over every DaemonSet. `mark_deleted(pod)` starts a graceful deletion."""
+    if not store.has("DaemonSet"):
+        return False     # no pods to list (decoding hundreds of them costs ms every pass)
     all_pods = store.list("Pod")
     nodes = store.list("Node")
     return sync_each(store, "DaemonSet", lambda ds: _sync(store, ds, nodes, all_pods, mark_deleted))

@@ -24,7 +24,8 @@ def reconcile(store, now: str, *, mark_deleted) -> bool:
     wrote = False
     uids = {o["metadata"]["uid"] for kind in OWNER_KINDS for o in store.list(kind)}
     for kind in DEPENDENT_KINDS:
-        for obj in store.list(kind):
+        # Only objects that have an owner can be orphans: SQLite picks them.
+        for obj in store.list_where(kind, "$.metadata.ownerReferences", present=True):
             owner = controller_uid(obj)
             if owner and owner not in uids and not is_deleting(obj):
                 if kind == "Pod":

@@ -70,6 +70,8 @@ def _cond(ctype: str, reason: str, message: str, now: str) -> dict:
 
 def reconcile(store, now: str, *, mark_deleted) -> bool:
     """One pass over every Job. `mark_deleted(pod)` starts a graceful pod deletion."""
+    if not store.has("Job"):
+        return False     # no pods to list (decoding hundreds of them costs ms every pass)
     all_pods = store.list("Pod")
     return sync_each(store, "Job", lambda job: _sync(store, job, all_pods, now, mark_deleted))
 

@@ -42,8 +42,11 @@ def _neg(s: str):
 def reconcile(store, now: str, *, mark_deleted) -> bool:
     """One pass over every ReplicaSet. `mark_deleted(pod)` starts a graceful pod deletion."""
     wrote = False
+    replicasets = store.list("ReplicaSet")
+    if not replicasets:
+        return False     # no pods to list (decoding hundreds of them costs ms every pass)
     all_pods = store.list("Pod")
-    for rs in store.list("ReplicaSet"):
+    for rs in replicasets:
         if is_deleting(rs):
             continue
         ns = rs["metadata"]["namespace"]

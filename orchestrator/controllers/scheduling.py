@@ -18,6 +18,10 @@ def _set_condition(pod: dict, cond: dict) -> None:
 
 
 def reconcile(store, now: str) -> bool:
+    # Only unbound pods are decoded while nothing is pending (every pass, most of the time).
+    unbound = store.list_where("Pod", "$.spec.nodeName", present=False)
+    if not any(not p["spec"].get("nodeName") and not is_deleting(p) for p in unbound):
+        return False
     pods = store.list("Pod")
     pending = [p for p in pods if not p["spec"].get("nodeName") and not is_deleting(p)]
     if not pending:

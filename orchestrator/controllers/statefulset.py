@@ -70,6 +70,8 @@ def _revision(pod: dict) -> str | None:
 
 def reconcile(store, now: str, *, mark_deleted) -> bool:
     """One pass over every StatefulSet. `mark_deleted(pod)` starts a graceful deletion."""
+    if not store.has("StatefulSet"):
+        return False     # no pods to list (decoding hundreds of them costs ms every pass)
     all_pods = store.list("Pod")
     return sync_each(store, "StatefulSet", lambda sts: _sync(store, sts, all_pods, mark_deleted))
 

@@ -14,11 +14,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-from orchestrator import api
+from orchestrator import api, naming
 from orchestrator.conformance import Runner, truth_table
 from orchestrator.errors import ValidationError
 from orchestrator.testbed import Testbed
-from policy import oracle
+from policy import names, oracle
 from policy.cases import XYZ_PODS, load_dir, x_y_z_model
 
 REPO = Path(__file__).resolve().parents[2]
@@ -214,6 +214,43 @@ spec: {podSelector: {}, policyTypes: [Ingress]}
         tb.delete("NetworkPolicy", "x/deny-ingress")
     runner.wait_synced()
     assert connects(other)
+
+
+def test_a_new_pods_containers_start_once_its_rules_are_committed(runner):
+    # As Calico's CNI with policy_setup_timeout_seconds: the kubelet waits for the node to
+    # enforce the new endpoint before starting its containers, so the pod's first packet is
+    # policed (never "Unknown interface"). The rules go through each node's long-lived
+    # iptables-restore (restore_session), which lives in that node's network namespace.
+    tb = runner.tb
+    runner.reset()
+    tb.apply("""
+apiVersion: v1
+kind: Pod
+metadata: {name: late, namespace: x, labels: {pod: late}}
+spec: {containers: [{name: c, image: agnhost}]}
+""")
+    try:
+        deadline = time.monotonic() + 20
+        while (tb.get("Pod", "x/late").get("status") or {}).get("phase") != "Running":
+            assert time.monotonic() < deadline, tb.get("Pod", "x/late").get("status")
+            time.sleep(0.02)
+        enforced_wall = time.time() - (time.monotonic() - tb.policy.enforced_at["x/late"])
+        started_wall = tb.runtime._pods["x/late"]["c"].started_wall
+        assert started_wall >= enforced_wall - 0.005, (started_wall, enforced_wall)
+        node = tb.pod_node("x/late")
+        chain = names.to_workload(naming.veth_name("x", "late"))
+        assert f":{chain} " in tb.node_exec(node, ["iptables-save", "-t", "filter"]).stdout
+        for name, session in tb.policy.sessions.items():
+            if session.proc is None:
+                continue
+            node_pid = tb._node(name).pid
+            assert os.stat(f"/proc/{session.proc.pid}/ns/net").st_ino == \
+                os.stat(f"/proc/{node_pid}/ns/net").st_ino
+            assert session.proc.poll() is None
+        assert any(s.proc is not None for s in tb.policy.sessions.values())
+    finally:
+        tb.delete("Pod", "x/late")
+        runner.wait_synced()
 
 
 # -- bad input ----------------------------------------------------------------------------

@@ -7,6 +7,7 @@ import pytest
 
 from orchestrator.errors import ApplyError
 from orchestrator.firewall import Firewall
+from orchestrator.restore_session import RestoreSession
 from orchestrator.runner import DEFAULT
 from policy.compiler import compile_node, endpoint
 from policy.ir import Chain, Rule
@@ -53,8 +54,27 @@ def node(make_netns):
     # ipsets are destroyed with the netns; nothing else to remove
 
 
-def test_apply_is_bulk_idempotent_and_incremental(node):
-    fw = Firewall("n1", None, netns=node)
+@pytest.fixture(params=["fork", "session"])
+def make_fw(request, node):
+    """Firewalls that fork iptables-restore per write, or write through one long-lived
+    restore_session (as the testbed's agent does): the same behaviour either way."""
+    sessions = []
+
+    def make():
+        session = None
+        if request.param == "session":
+            session = RestoreSession(DEFAULT, netns=node)
+            if not session.available:
+                pytest.skip("no /proc/<pid>/syscall: sessions unavailable")
+            sessions.append(session)
+        return Firewall("n1", None, netns=node, session=session)
+    yield make
+    for session in sessions:
+        session.close()
+
+
+def test_apply_is_bulk_idempotent_and_incremental(node, make_fw):
+    fw = make_fw()
     dp = compile_node("n1", model(), NSS, [POLICY])
     w = fw.apply(dp)
     assert w.iptables.count("COMMIT") == 2 and w.changed
@@ -79,8 +99,8 @@ def test_apply_is_bulk_idempotent_and_incremental(node):
     assert "-j cali-FORWARD" in text
 
 
-def test_failed_restore_keeps_the_old_rules_and_ipsets(node):
-    fw = Firewall("n1", None, netns=node)
+def test_failed_restore_keeps_the_old_rules_and_ipsets(node, make_fw):
+    fw = make_fw()
     dp = compile_node("n1", model(), NSS, [POLICY])
     fw.apply(dp)
     before_rules, before_sets = save(node), sets(node)

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from policy import names as N
+from policy.compile_cache import CompileCache
 from policy.compiler import Context, compile_node, endpoint, rule_matches
 from policy.ir import FILTER, RAW
 from policy.model import (
@@ -323,18 +324,19 @@ def test_many_local_endpoints_get_a_two_level_dispatch_tree():
                    for n in compile_node("node-1", xyz(), NSS, []).chains[FILTER])
 
 
-def test_cached_policy_chains_compile_exactly_what_a_fresh_compile_does():
-    # The policy agent keeps compiled policy chains across passes and nodes; every corpus
-    # case's steps (policy updates and deletes, pod and namespace label changes) are compiled
-    # through one shared cache and must equal a compilation from scratch, sets included
-    # (a cached chain brings its sets' current members, not the ones it was compiled with).
+def test_a_shared_compile_cache_compiles_exactly_what_a_fresh_compile_does():
+    # The policy agent keeps compiled policy and endpoint chains and set members across
+    # passes and nodes; every corpus case's steps (policy updates and deletes, pod and
+    # namespace label changes) are compiled through one shared cache and must equal a
+    # compilation from scratch, sets included (a cached chain brings its sets' current
+    # members, not the ones it was compiled with).
     from orchestrator import api
     from policy import cases
     from policy.model import from_object
 
     ips = {f"{ns}/{p}": f"10.244.{i}.{j + 2}" for i, ns in enumerate("xyz")
            for j, p in enumerate("abc")}
-    chains: dict = {}
+    cache = CompileCache()
     hits = 0
     corpus = Path(__file__).resolve().parents[2] / "conformance" / "cases"
     for case in cases.load_dir(corpus):
@@ -348,10 +350,10 @@ def test_cached_policy_chains_compile_exactly_what_a_fresh_compile_does():
                    for p in model.pods]
             memo: dict = {}
             for node in ("node-1", "node-2"):
-                before = len(chains)
+                before = len(cache.policy_chains)
                 cached = compile_node(node, eps, model.namespaces, pols, memo=memo,
-                                      chains=chains)
-                hits += before == len(chains) and bool(pols)
+                                      cache=cache)
+                hits += before == len(cache.policy_chains) and bool(pols)
                 assert cached == compile_node(node, eps, model.namespaces, pols), \
                     f"{case.name} on {node}"
     assert hits > 50      # the cache was really used, not refilled every time

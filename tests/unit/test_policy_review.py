@@ -587,3 +587,70 @@ def test_agent_converts_and_compiles_each_policy_once_per_write(tmp_path, monkey
     finally:
         agent.stop()
         store.close()
+
+
+def test_wait_enforced_returns_once_the_wired_pod_is_committed_or_gives_up():
+    # The kubelet starts a new pod's containers after this (Calico's CNI with
+    # policy_setup_timeout_seconds): a wired sandbox's endpoint is written by the kicked pass.
+    import time as _time
+
+    from orchestrator import policy_agent
+    store = _VersionedStore()
+    store.objs["Pod"] = [_pod("a", "10.244.0.2")]
+    runner = _Iptables()
+    agent = policy_agent.PolicyAgent(store, {"n1": 1, "n2": 2}, runner)
+    try:
+        agent.poll()
+        new = _pod("b", None, node="n2")
+        new["status"] = {}
+        store.objs["Pod"].append(new)
+        store.rv += 1
+        agent.sandboxes_wired([("u-b", "10.244.1.3")])
+        assert agent.wait_enforced("n2", ["u-b"], timeout=5.0)
+        assert agent.enforced_at["x/b"] <= _time.monotonic()
+        # never an endpoint (no such pod): bounded by the timeout
+        t = _time.monotonic()
+        assert not agent.wait_enforced("n2", ["u-ghost"], timeout=0.2)
+        assert 0.15 < _time.monotonic() - t < 2.0
+        # a node whose writes fail: the wait ends once a pass has failed, not at the timeout
+        real = runner.run
+
+        def refuse(argv, **kw):
+            if str(argv[0]) == "iptables-restore":
+                raise CommandError([str(a) for a in argv], 2, "", "refused", kw.get("input"))
+            return real(argv, **kw)
+        runner.run = refuse
+        late = _pod("c", None, node="n1")
+        late["status"] = {}
+        store.objs["Pod"].append(late)
+        store.rv += 1
+        t = _time.monotonic()
+        agent.sandboxes_wired([("u-c", "10.244.0.9")])
+        assert not agent.wait_enforced("n1", ["u-c"], timeout=5.0)
+        assert _time.monotonic() - t < 2.0 and "n1" in agent.errors
+    finally:
+        agent.stop()
+
+
+def test_wait_enforced_goes_by_pod_uid_not_by_a_name_draining_elsewhere():
+    # A StatefulSet's pod recreated on n2 while its predecessor of the same name still
+    # drains on n1: the old sandbox's rules on n1 must not count for the new pod on n2.
+    from orchestrator import policy_agent
+    store = _VersionedStore()
+    old = _pod("w", "10.244.0.7", node="n1")
+    old["metadata"]["uid"] = "u-old"
+    agent = policy_agent.PolicyAgent(store, {"n1": 1, "n2": 2}, _Iptables())
+    try:
+        agent.sandboxes_draining([old])
+        agent.poll()
+        assert agent.wait_enforced("n1", ["u-old"], timeout=2.0)
+        assert not agent.wait_enforced("n2", ["u-old"], timeout=0.1)
+        new = _pod("w", None, node="n2")
+        new["metadata"]["uid"], new["status"] = "u-new", {}
+        store.objs["Pod"] = [new]
+        store.rv += 1
+        agent.sandboxes_wired([("u-new", "10.244.1.7")])
+        assert agent.wait_enforced("n2", ["u-new"], timeout=5.0)
+        assert not agent.wait_enforced("n1", ["u-new"], timeout=0.1)
+    finally:
+        agent.stop()

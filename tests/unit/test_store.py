@@ -122,3 +122,35 @@ def test_list_since_returns_only_what_changed(store):
     rows = store.list_since("Pod", top)
     assert [(n, o is not None) for _ns, n, _rv, o in rows] == [("a", True)]
     assert rows[0][3]["spec"]["x"] == 1
+
+
+def test_has_and_list_where_filter_without_decoding_everything(store):
+    assert not store.has("Pod")
+    store.create(pod("bound", nodeName="node-1"))
+    store.create(pod("pending"))
+    owned = pod("owned", nodeName="node-2")
+    owned["metadata"]["ownerReferences"] = [{"kind": "ReplicaSet", "name": "rs", "uid": "u1",
+                                            "controller": True}]
+    store.create(owned)
+    assert store.has("Pod") and not store.has("ReplicaSet")
+    names = lambda objs: [o["metadata"]["name"] for o in objs]  # noqa: E731
+    assert names(store.list_where("Pod", "$.spec.nodeName", present=False)) == ["pending"]
+    assert names(store.list_where("Pod", "$.spec.nodeName", present=True)) == ["bound", "owned"]
+    assert names(store.list_where("Pod", "$.metadata.ownerReferences", present=True)) == ["owned"]
+    # An annotation that merely mentions the key is not the key.
+    tricky = pod("tricky")
+    tricky["metadata"]["annotations"] = {"note": '"nodeName": "node-1"'}
+    store.create(tricky)
+    assert names(store.list_where("Pod", "$.spec.nodeName", present=False)) == ["pending",
+                                                                                "tricky"]
+
+
+def test_list_where_counts_empty_and_null_values_as_lacking(store):
+    store.create(pod("empty", nodeName=""))
+    store.create(pod("null", nodeName=None))
+    store.create(pod("bound", nodeName="n1"))
+    got = [o["metadata"]["name"] for o in store.list_where("Pod", "$.spec.nodeName",
+                                                            present=False)]
+    assert got == ["empty", "null"]
+    assert [o["metadata"]["name"] for o in store.list_where(
+        "Pod", "$.spec.nodeName", present=True)] == ["bound"]
