@@ -19,6 +19,7 @@ import time
 from dataclasses import dataclass
 
 from orchestrator.errors import ApplyError, CommandError
+from orchestrator.restore_session import ARGV as RESTORE_ARGV
 from orchestrator.runner import DEFAULT, Runner
 from policy.ir import Dataplane
 from policy.render import (
@@ -101,11 +102,11 @@ class Firewall:
             # Not when sets are destroyed after: nf_tables frees a removed rule's reference
             # to its ipset in deferred work, which only a process closing its socket waits
             # for; through a session the destroy would find the set still "in use".
-            if text and self.session is not None and self.session.available and not post:
+            # (A session that cannot work here forks by itself.)
+            if text and self.session is not None and not post:
                 self.session.write(text)
             elif text:
-                self.runner.run(["iptables-restore", "--noflush", "-w"], **self._where(),
-                                input=text)
+                self.runner.run(RESTORE_ARGV, **self._where(), input=text)
         except CommandError as exc:
             undo = inverse_member_changes(pre)
             try:

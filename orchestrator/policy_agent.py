@@ -379,8 +379,8 @@ class PolicyAgent:
         self.errors.pop(node, None)
         self.applied[node] = dp
         # When the rules were committed, not when the applier finished its bookkeeping.
-        committed = getattr(self.firewalls[node], "committed_at", 0.0)
-        self._applied_at[node] = committed if written.changed and committed else time.monotonic()
+        self._applied_at[node] = (self.firewalls[node].committed_at if written.changed
+                                  else time.monotonic())
         self.last_apply_s[node] = time.monotonic() - t0
         return True
 
