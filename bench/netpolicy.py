@@ -40,10 +40,11 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from bench.common import write_json  # noqa: E402
-from orchestrator import api, naming  # noqa: E402
-from orchestrator.firewall import Firewall  # noqa: E402
-from orchestrator.runner import DEFAULT  # noqa: E402
-from orchestrator.store import now_rfc3339  # noqa: E402
+from orchestrator import api  # noqa: E402
+from orchestrator.control.store import now_rfc3339  # noqa: E402
+from orchestrator.host import naming  # noqa: E402
+from orchestrator.host.runner import DEFAULT  # noqa: E402
+from orchestrator.node.firewall import Firewall  # noqa: E402
 from policy import compiler, names, render, selector  # noqa: E402
 from policy.model import from_object  # noqa: E402
 

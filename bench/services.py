@@ -32,9 +32,9 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from bench.common import write_json  # noqa: E402
-from orchestrator import netns as netns_mod  # noqa: E402
 from orchestrator.controllers.common import pod_ready  # noqa: E402
 from orchestrator.errors import CalinetError  # noqa: E402
+from orchestrator.host import netns as netns_mod  # noqa: E402
 from orchestrator.testbed import Testbed  # noqa: E402
 
 TOPOLOGY = REPO / "topologies" / "examples" / "three-node.yaml"

@@ -13,8 +13,8 @@ from collections.abc import Iterable
 
 from bgp.rib import Route, parse_current, render_batch
 from orchestrator.errors import ApplyError, CommandError
-from orchestrator.naming import RTPROT_BIRD
-from orchestrator.runner import DEFAULT, Runner
+from orchestrator.host.naming import RTPROT_BIRD
+from orchestrator.host.runner import DEFAULT, Runner
 
 
 class Fib:

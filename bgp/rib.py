@@ -18,7 +18,7 @@ from dataclasses import dataclass, replace
 
 from bgp import codec
 from bgp.peering import Neighbor
-from orchestrator.naming import RTPROT_BIRD
+from orchestrator.host.naming import RTPROT_BIRD
 
 UNICAST = "unicast"
 BLACKHOLE = "blackhole"

@@ -23,7 +23,7 @@ from pathlib import Path
 
 from bgp.agent import parse_config
 from orchestrator.errors import CommandError, SupervisorTimeout, ValidationError
-from orchestrator.runner import DEFAULT, Runner
+from orchestrator.host.runner import DEFAULT, Runner
 
 log = logging.getLogger(__name__)
 

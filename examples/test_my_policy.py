@@ -91,7 +91,7 @@ def test_policy_allows_http_only(testbed, testbed_apply):
 
 def test_web_sees_the_client_address(testbed):
     """Calico routes pod to pod without NAT: the SYN arrives from the client's own IP."""
-    from orchestrator.packets import sniffing
+    from orchestrator.traffic.packets import sniffing
 
     port = random.randint(20000, 60000)
     with sniffing(testbed.pod_netns(WEB)) as web:     # capturing before anything is sent

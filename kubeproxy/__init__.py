@@ -4,7 +4,7 @@ Pure. ``model`` reads the API objects into service ports with their ready endpoi
 ``rules`` lays them out exactly as kube-proxy's iptables proxier does (KUBE-SERVICES,
 KUBE-SVC-*, KUBE-SEP-*, KUBE-EXT-*, KUBE-NODEPORTS, KUBE-MARK-MASQ, KUBE-POSTROUTING);
 ``render`` turns them into `iptables-restore --noflush -t nat` text, whole or as a difference.
-The applier is orchestrator.kubeproxy_agent.
+The applier is orchestrator.node.kubeproxy_agent.
 """
 
 from kubeproxy.model import Endpoint, ServicePort, service_ports

@@ -19,29 +19,30 @@ import shutil
 import tempfile
 import time
 
-from orchestrator import naming, probe
-from orchestrator.cleanup import clean_state_dir, owned_links, owned_netns
-from orchestrator.client import Client, split_key
-from orchestrator.cni import CNI
-from orchestrator.containers import ContainerRuntime
+from orchestrator.control.client import Client, split_key
+from orchestrator.control.nodes import host_facts, node_object, system_namespaces
+from orchestrator.control.serviceips import ServiceIPAllocator
+from orchestrator.control.store import Store
 from orchestrator.controllers.common import pod_ready
 from orchestrator.controllers.manager import ControllerManager
 from orchestrator.dns.cluster import ClusterDNS
 from orchestrator.dns.cluster import manifests as dns_manifests
 from orchestrator.dns.resolvconf import wrap as resolvconf_wrap
 from orchestrator.errors import CalinetError, NotFound, SupervisorTimeout
+from orchestrator.host import naming
+from orchestrator.host.cleanup import clean_state_dir, owned_links, owned_netns
+from orchestrator.host.ledger import Ledger, registered_testbeds
+from orchestrator.host.netns import netns_path
+from orchestrator.host.runner import DEFAULT, Result
 from orchestrator.ipam.store import IPAM, ensure_default_pool
-from orchestrator.kubelet import Kubelet, NodeRef
-from orchestrator.kubeproxy_agent import KubeProxyAgent
-from orchestrator.ledger import Ledger, registered_testbeds
-from orchestrator.netns import netns_path
-from orchestrator.nflog import NodeLog
-from orchestrator.nodes import host_facts, node_object, system_namespaces
-from orchestrator.policy_agent import PolicyAgent
-from orchestrator.routing import BGPAdmission, Routing
-from orchestrator.runner import DEFAULT, Result
-from orchestrator.serviceips import ServiceIPAllocator
-from orchestrator.store import Store
+from orchestrator.node.cni import CNI
+from orchestrator.node.containers import ContainerRuntime
+from orchestrator.node.kubelet import Kubelet, NodeRef
+from orchestrator.node.kubeproxy_agent import KubeProxyAgent
+from orchestrator.node.nflog import NodeLog
+from orchestrator.node.policy_agent import PolicyAgent
+from orchestrator.node.routing import BGPAdmission, Routing
+from orchestrator.traffic import probe
 from topologies.net import start_cluster
 from topologies.spec import load_spec
 
@@ -485,22 +486,22 @@ class Testbed:
                            protocol.upper(), timeout)
         return {(s, d): bool(res[(netns[s], ips[d])]) for s, d in pairs}
 
-    # -- scapy packets from inside pods (orchestrator.packets; IP source defaults to the pod's)
+    # -- scapy packets from inside pods (orchestrator.traffic.packets; IP source defaults to the pod's)
 
     def send(self, pod: str, *pkts) -> None:
         """Send crafted packets (IPv4 layer first) out of the pod's eth0."""
-        from orchestrator import packets
+        from orchestrator.traffic import packets
         packets.send(self.pod_netns(pod), *pkts, src=self.pod_ip(pod))
 
     def sr1(self, pod: str, pkt, timeout: float = 1.0):
         """Send one packet from the pod -> the packet answering it, or None after timeout."""
-        from orchestrator import packets
+        from orchestrator.traffic import packets
         return packets.sr1(self.pod_netns(pod), pkt, timeout, src=self.pod_ip(pod))
 
     def sniff(self, pod: str, timeout: float = 1.0, count: int | None = None,
               lfilter=None) -> list:
         """Packets arriving at the pod during the next ``timeout`` s (stops at ``count``)."""
-        from orchestrator import packets
+        from orchestrator.traffic import packets
         return packets.sniff(self.pod_netns(pod), timeout, count, lfilter)
 
     # -- nodes ---------------------------------------------------------------------------

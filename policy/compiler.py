@@ -28,9 +28,9 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 
 from policy import names as N
+from policy.compile_cache import CompileCache
 from policy.ir import FILTER, HASH_IP_PORT, HASH_NET, RAW, Chain, Dataplane, IPSet, Rule
 from policy.model import ALLOW, DENY, EGRESS, INGRESS, LOG, PASS, Entity, Policy, PortSpec, Scope
-from policy.compile_cache import CompileCache
 from policy.selector import parse
 
 MULTIPORT_MAX = 15          # iptables multiport: at most 15 ports, a range counts as two

@@ -27,9 +27,9 @@ from mininet.net import Mininet
 from mininet.node import Host
 from mininet.nodelib import LinuxBridge
 
-from orchestrator import naming
 from orchestrator.errors import CommandError, Conflict, NotFound, SupervisorTimeout, Unavailable
-from orchestrator.runner import DEFAULT, Result, Runner
+from orchestrator.host import naming
+from orchestrator.host.runner import DEFAULT, Result, Runner
 from topologies.spec import ClusterSpec
 from topologies.topo import NODE_INTF, CalinetTopo
 

@@ -36,8 +36,8 @@ from pathlib import Path
 
 import yaml
 
+from orchestrator.api.quantity import parse_quantity
 from orchestrator.errors import ValidationError
-from orchestrator.quantity import parse_quantity
 from topologies.addressing import assign_node_ips
 
 DEFAULT_CIDR = "172.18.0.0/16"

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from mininet.topo import Topo
 
-from orchestrator import naming
 from orchestrator.errors import ValidationError
+from orchestrator.host import naming
 from topologies.spec import ClusterSpec
 
 NODE_INTF = "eth0"

@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from orchestrator import cron
+from orchestrator.api import cron
 from orchestrator.api.fields import (
     as_bool,
     as_int,

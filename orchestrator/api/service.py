@@ -5,7 +5,7 @@ ValidateService, discovery/validation): type ClusterIP by default, ports default
 targetPort = port, port names are DNS labels (required and unique once there are two ports),
 a port+protocol appears once, nodePort only on NodePort Services, clusterIP "None" (headless)
 only on ClusterIP Services, sessionAffinity None or ClientIP (timeoutSeconds 10800 by default,
-1..86400). Allocating clusterIP and nodePort is orchestrator.serviceips' job, at apply time;
+1..86400). Allocating clusterIP and nodePort is orchestrator.control.serviceips' job, at apply time;
 here clusterIP is only checked to be "", "None" or an IPv4 address.
 
 Endpoints and EndpointSlices carry their data at the top level (subsets; addressType,

@@ -11,12 +11,16 @@ import os
 import time
 from datetime import datetime, timezone
 
-from orchestrator import api, naming, printers, probe
-from orchestrator.client import split_key
-from orchestrator.containers import read_logs
+from orchestrator import api
+from orchestrator.control.client import split_key
 from orchestrator.errors import CalinetError, NotFound
+from orchestrator.host import naming
+from orchestrator.host.runner import DEFAULT
 from orchestrator.ipam.store import IPAM
-from orchestrator.runner import DEFAULT
+from orchestrator.node.containers import read_logs
+from orchestrator.present import printers
+from orchestrator.present.describe import describe as describe_text
+from orchestrator.traffic import probe
 
 
 def _now() -> datetime:
@@ -65,7 +69,7 @@ def describe(ctx, kind: str, name: str, *, namespace: str = "default") -> str:
     info = api.resolve_kind(kind)
     key = f"{namespace}/{name}" if info.namespaced and "/" not in name else name
     obj = ctx.client.get(info.key, key)
-    from orchestrator.describe_workloads import RELATED
+    from orchestrator.present.describe_workloads import RELATED
     related = None
     if info.key in RELATED:
         # What the describer summarises: a Deployment's ReplicaSets, a controller's Pods, a
@@ -73,7 +77,7 @@ def describe(ctx, kind: str, name: str, *, namespace: str = "default") -> str:
         ns = None if info.key == "Node" else obj["metadata"].get("namespace")
         related = ctx.client.list(RELATED[info.key], ns)
     # No v1 Event objects are recorded: "Events: <none>", as kubectl prints for a quiet object.
-    return printers.describe(info.kind, obj, [], now=_now(), related=related)
+    return describe_text(info.kind, obj, [], now=_now(), related=related)
 
 
 def apply(ctx, sources: list[str]) -> str:

@@ -14,8 +14,8 @@ from pathlib import Path
 
 from rich.console import Console
 
-from orchestrator.conformance import Runner, truth_table
 from orchestrator.testbed import Testbed
+from orchestrator.traffic.conformance import Runner, truth_table
 from policy.cases import load_dir
 
 REPO = Path(__file__).resolve().parents[2]

@@ -11,12 +11,12 @@ import json
 import os
 from dataclasses import dataclass
 
-from orchestrator.client import Client
+from orchestrator.control.client import Client
+from orchestrator.control.serviceips import ServiceIPAllocator
+from orchestrator.control.store import Store
 from orchestrator.errors import CalinetError
-from orchestrator.ledger import registered_testbeds
-from orchestrator.routing import BGPAdmission
-from orchestrator.serviceips import ServiceIPAllocator
-from orchestrator.store import Store
+from orchestrator.host.ledger import registered_testbeds
+from orchestrator.node.routing import BGPAdmission
 
 
 @dataclass

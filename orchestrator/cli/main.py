@@ -211,7 +211,7 @@ def _dispatch(args) -> int:
         return 0
     if verb == "clean":
         _need_root(verb)
-        from orchestrator.cleanup import clean_all
+        from orchestrator.host.cleanup import clean_all
         reports = clean_all(include_live=args.all)
         for r in reports:
             print(r.summary())

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import time
 
+from orchestrator.control.store import now_rfc3339
 from orchestrator.errors import CalinetError, NotFound
-from orchestrator.store import now_rfc3339
 
 
 def _node(ctx, name: str) -> dict:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from orchestrator import api
 from orchestrator.errors import CalinetError, ValidationError
-from orchestrator.policy_agent import POLICY_KINDS, pod_endpoint
+from orchestrator.node.policy_agent import POLICY_KINDS, pod_endpoint
 from policy.compiler import compile_node, endpoint
 from policy.explain import explain
 from policy.model import from_object

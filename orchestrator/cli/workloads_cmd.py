@@ -9,10 +9,10 @@ from __future__ import annotations
 import time
 
 from orchestrator import api
+from orchestrator.control.store import now_rfc3339
 from orchestrator.controllers import deployment
 from orchestrator.errors import CalinetError, NotFound, ValidationError
-from orchestrator.printers import tabwrite
-from orchestrator.store import now_rfc3339
+from orchestrator.present.printers import tabwrite
 
 SCALABLE = ("Deployment", "ReplicaSet", "StatefulSet")
 

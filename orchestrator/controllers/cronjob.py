@@ -17,7 +17,7 @@ import copy
 from datetime import datetime, timedelta, timezone
 from zoneinfo import ZoneInfo
 
-from orchestrator import cron
+from orchestrator.api import cron
 from orchestrator.controllers.common import controller_uid, is_deleting, owner_ref, sync_each
 from orchestrator.controllers.job import finished, parse_time
 

@@ -15,8 +15,9 @@ from __future__ import annotations
 
 import copy
 
-from orchestrator import scheduler
 from orchestrator.api.workloads import resolve_int_or_percent
+from orchestrator.control import scheduler
+from orchestrator.control.nodeinfo import node_infos, pod_view
 from orchestrator.controllers.common import (
     controller_uid,
     is_deleting,
@@ -26,7 +27,6 @@ from orchestrator.controllers.common import (
     sync_each,
 )
 from orchestrator.controllers.deployment import template_hash
-from orchestrator.nodeinfo import node_infos, pod_view
 
 HASH_LABEL = "controller-revision-hash"
 # DaemonSet pods tolerate these whatever their template says (util.AddOrUpdateDaemonPodTolerations).

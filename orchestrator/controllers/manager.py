@@ -14,6 +14,7 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
+from orchestrator.control.store import now_rfc3339
 from orchestrator.controllers import (
     cronjob,
     daemonset,
@@ -26,7 +27,6 @@ from orchestrator.controllers import (
     scheduling,
     statefulset,
 )
-from orchestrator.store import now_rfc3339
 
 log = logging.getLogger(__name__)
 

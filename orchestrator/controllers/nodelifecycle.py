@@ -18,8 +18,8 @@ from __future__ import annotations
 import time
 from datetime import datetime, timezone
 
+from orchestrator.control.scheduler import tolerates
 from orchestrator.controllers.common import is_deleting
-from orchestrator.scheduler import tolerates
 
 LEASE_NAMESPACE = "kube-node-lease"
 UNREACHABLE_KEY = "node.kubernetes.io/unreachable"

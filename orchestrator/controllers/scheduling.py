@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import copy
 
-from orchestrator import scheduler
+from orchestrator.control import scheduler
 from orchestrator.controllers.common import is_deleting
 
 

@@ -60,7 +60,7 @@ class ClusterDNS:
         import dns.query
         import dns.rcode
 
-        from orchestrator.netns import run_in
+        from orchestrator.host.netns import run_in
 
         def ask() -> list[str]:
             for cand in candidates(name, namespace):

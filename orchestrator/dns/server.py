@@ -130,7 +130,7 @@ def main(argv=None) -> int:
     p.add_argument("--port", type=int, default=53)
     p.add_argument("--domain", default=DOMAIN)
     args = p.parse_args(argv)
-    from orchestrator.store import Store
+    from orchestrator.control.store import Store
     z = Zone(Store(args.store), args.domain)
     udp, tcp = sockets(args.port)
     print(f"calinet DNS: {args.domain} on port {args.port}", flush=True)

@@ -199,7 +199,7 @@ def http(ctx: Context, p: dict) -> dict:
     """HTTP GETs from a pod (sockets made inside its netns), to the destination pod's port."""
     import http.client
 
-    from orchestrator.netns import netns_path, run_in
+    from orchestrator.host.netns import netns_path, run_in
     src, dst = ctx.pod(p["from"]), ctx.pod(p["to"])
     ip = ctx.tb.pod_ip(dst)
 

@@ -2,7 +2,7 @@
 
 Pure at import (resolve() maps a container to argv + env). The server scripts beside it
 (agnhost.py, http_server.py over serve.py/answers.py) run inside pod namespaces, started by
-orchestrator.containers.
+orchestrator.node.containers.
 """
 
 from orchestrator.images.programs import ImageError, ImageProgram

@@ -87,7 +87,7 @@ def http_response(method: str, status: int, body: str, ctype: str, mode: str) ->
 def sctp_reply(codec, datagram: bytes, ports: set[int], tag: int):
     """INIT to a served port -> (peer_ip, INIT-ACK with our initiate ``tag``); else None.
 
-    ``codec`` is orchestrator/sctp.py, passed in because the scripts load it by path.
+    ``codec`` is orchestrator/traffic/sctp.py, passed in because the scripts load it by path.
     """
     try:
         src_ip, _dst_ip, payload = codec.strip_ipv4(datagram)

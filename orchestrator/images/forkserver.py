@@ -18,8 +18,8 @@ import sys
 import threading
 from collections.abc import Callable
 
+from orchestrator.host.runner import DEFAULT, Runner
 from orchestrator.images.programs import ZYGOTE
-from orchestrator.runner import DEFAULT, Runner
 
 log = logging.getLogger(__name__)
 

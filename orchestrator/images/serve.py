@@ -1,7 +1,7 @@
 """Built-in container server: TCP, UDP and SCTP ports in one selectors loop (agnhost/nginx-like).
 
 Runs as its own process inside a pod's network namespace, started through agnhost.py or
-http_server.py as `python3 -S -E <script>`; stdlib only (plus orchestrator/sctp.py, loaded
+http_server.py as `python3 -S -E <script>`; stdlib only (plus orchestrator/traffic/sctp.py, loaded
 only when an SCTP port is served) so a pod's server starts in milliseconds. Touches: the
 sockets it binds (TCP/UDP on the given ports, one raw IPPROTO_SCTP socket when SCTP ports are
 served) and stderr, its log.
@@ -309,11 +309,11 @@ class Server:
 
 
 def load_sctp_codec():
-    """Import orchestrator/sctp.py without running orchestrator/__init__.py.
+    """Import orchestrator/traffic/sctp.py without running orchestrator/__init__.py.
 
     We run with -S (no site-packages) and the package's __init__ may import the whole
     testbed; a bare package object whose __path__ points at the directory lets
-    `orchestrator.sctp` and its `orchestrator.errors` import load alone.
+    `orchestrator.traffic.sctp` and its `orchestrator.errors` import load alone.
     """
     import importlib
     import types
@@ -322,7 +322,7 @@ def load_sctp_codec():
         pkg = types.ModuleType("orchestrator")
         pkg.__path__ = [pkg_dir]
         sys.modules["orchestrator"] = pkg
-    return importlib.import_module("orchestrator.sctp")
+    return importlib.import_module("orchestrator.traffic.sctp")
 
 
 def main(argv: list[str] | None = None, default_mode: str = "") -> int:

@@ -1,6 +1,6 @@
 """Fork server of the built-in container servers: one warm interpreter, one fork per container.
 
-Run as `python3 -S -E zygote.py` in the root network namespace by orchestrator.containers
+Run as `python3 -S -E zygote.py` in the root network namespace by orchestrator.node.containers
 (stdlib only plus the sibling serve.py, pre-imported so a container costs a fork instead of
 an interpreter start). Protocol, one JSON object per line:
   stdin  {"id": n, "netns": "/var/run/netns/x", "log": path, "argv": [...], "mode": "",

@@ -7,8 +7,8 @@ import json
 
 import pytest
 
-from orchestrator import naming
 from orchestrator.errors import ValidationError
+from orchestrator.host import naming
 
 pytestmark = [pytest.mark.root, pytest.mark.mininet]
 

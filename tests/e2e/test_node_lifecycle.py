@@ -13,7 +13,7 @@ import pytest
 
 from orchestrator.cli import nodes_cmd
 from orchestrator.controllers.common import pod_ready
-from orchestrator.printers import node_status_text, table
+from orchestrator.present.printers import node_status_text, table
 from orchestrator.testbed import Testbed
 
 REPO = Path(__file__).resolve().parents[2]

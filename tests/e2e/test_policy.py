@@ -14,10 +14,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-from orchestrator import api, naming
-from orchestrator.conformance import Runner, truth_table
+from orchestrator import api
 from orchestrator.errors import ValidationError
+from orchestrator.host import naming
 from orchestrator.testbed import Testbed
+from orchestrator.traffic.conformance import Runner, truth_table
 from policy import names, oracle
 from policy.cases import XYZ_PODS, load_dir, x_y_z_model
 

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.cleanup import owned_links, owned_netns
-from orchestrator.ledger import Ledger, proc_start_time
+from orchestrator.host.cleanup import owned_links, owned_netns
+from orchestrator.host.ledger import Ledger, proc_start_time
 from orchestrator.testbed import Testbed
 
 REPO = Path(__file__).resolve().parents[2]
@@ -53,7 +53,7 @@ def state(tmp_path):
     path = str(tmp_path / "state")
     yield path
     if os.path.isdir(path):
-        from orchestrator.cleanup import clean_state_dir
+        from orchestrator.host.cleanup import clean_state_dir
         clean_state_dir(path)
 
 
@@ -193,7 +193,7 @@ def test_restart_keeps_services_statefulsets_and_policies_working(state):
     sys.path.insert(0, str(Path(__file__).parent))
     from hostname_fetch import FETCH
     before = _start_and_kill(state, 0, SERVICES)
-    from orchestrator.store import Store
+    from orchestrator.control.store import Store
     cluster_ip = Store(os.path.join(state, "state.db")).get("Service", "db", "rs")["spec"][
         "clusterIP"]
     with Testbed(str(EXAMPLES / "three-node.yaml"), state_dir=state, keep_state=False) as tb:

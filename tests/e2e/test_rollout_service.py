@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator import netns
 from orchestrator.controllers.deployment import rollout_status
+from orchestrator.host import netns
 from orchestrator.testbed import Testbed
 
 REPO = Path(__file__).resolve().parents[2]
@@ -138,7 +138,7 @@ def _pods(tb):
 
 
 # Refused connections (old pods killed while still endpoints) are prevented by the kubelet's
-# drain (orchestrator/kubelet.py DRAIN_SECONDS); SYNs DNAT'ed to a draining pod just before
+# drain (orchestrator/node/kubelet.py DRAIN_SECONDS); SYNs DNAT'ed to a draining pod just before
 # kube-proxy dropped it are delivered because its policy endpoint stays until CNI DEL
 # (PolicyAgent.sandboxes_draining), as Calico keeps a WorkloadEndpoint until then.
 def test_rolling_update_drops_no_request(tb):

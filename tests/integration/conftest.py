@@ -6,7 +6,7 @@ import secrets
 
 import pytest
 
-from orchestrator.runner import DEFAULT
+from orchestrator.host.runner import DEFAULT
 
 
 @pytest.fixture

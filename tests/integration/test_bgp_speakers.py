@@ -26,7 +26,7 @@ from lan import build_lan
 from bgp import config, model, peering, status
 from bgp.supervisor import FAILED, Speaker, Supervisor, agent_argv
 from orchestrator.errors import ValidationError
-from orchestrator.runner import Runner
+from orchestrator.host.runner import Runner
 
 pytestmark = [pytest.mark.root,
               pytest.mark.skipif(os.geteuid() != 0, reason="needs root: netns + BGP on 179")]

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from orchestrator.errors import Conflict
-from orchestrator.runner import DEFAULT
+from orchestrator.host.runner import DEFAULT
 from topologies.net import start_cluster
 from topologies.spec import load_spec, spec_from_dict
 

@@ -14,10 +14,10 @@ import time
 
 import pytest
 
-from orchestrator import naming
-from orchestrator.cni import CNI, SandboxSpec
 from orchestrator.errors import ApplyError
-from orchestrator.runner import Runner
+from orchestrator.host import naming
+from orchestrator.host.runner import Runner
+from orchestrator.node.cni import CNI, SandboxSpec
 
 pytestmark = [pytest.mark.root,
               pytest.mark.skipif(os.geteuid() != 0, reason="needs root: network namespaces")]

@@ -14,11 +14,11 @@ import time
 
 import pytest
 
-from orchestrator.containers import ContainerRuntime
 from orchestrator.errors import SupervisorTimeout
+from orchestrator.host.netns import socket_in
+from orchestrator.host.runner import DEFAULT
 from orchestrator.images import ImageProgram, resolve
-from orchestrator.netns import socket_in
-from orchestrator.runner import DEFAULT
+from orchestrator.node.containers import ContainerRuntime
 
 pytestmark = [pytest.mark.root,
               pytest.mark.skipif(os.geteuid() != 0, reason="needs root: named netns, raw sockets")]
@@ -125,7 +125,7 @@ def sctp_handshake(netns: str, port: int, wait: float = 3.0) -> bool:
 
 
 def test_probe_module_sees_the_served_ports(rt, netns):
-    probe = pytest.importorskip("orchestrator.probe").probe
+    probe = pytest.importorskip("orchestrator.traffic.probe").probe
     start_pod(rt, netns, pod({"name": "srv", "image": "agnhost",
                               "ports": [{"containerPort": 80}, {"containerPort": 81, "protocol": "UDP"},
                                         {"containerPort": 82, "protocol": "SCTP"}]}))

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from orchestrator.dns import resolvconf
-from orchestrator.runner import DEFAULT
+from orchestrator.host.runner import DEFAULT
 
 pytestmark = pytest.mark.root
 

@@ -22,7 +22,7 @@ import pytest
 from lan import build_lan
 
 from bgp import codec, config, model, peering
-from orchestrator.runner import Runner
+from orchestrator.host.runner import Runner
 
 pytestmark = [pytest.mark.root,
               pytest.mark.skipif(os.geteuid() != 0, reason="needs root: netns + BGP on 179")]

@@ -6,9 +6,9 @@ from __future__ import annotations
 import pytest
 
 from orchestrator.errors import ApplyError
-from orchestrator.firewall import Firewall
-from orchestrator.restore_session import RestoreSession
-from orchestrator.runner import DEFAULT
+from orchestrator.host.runner import DEFAULT
+from orchestrator.node.firewall import Firewall
+from orchestrator.node.restore_session import RestoreSession
 from policy.compiler import compile_node, endpoint
 from policy.ir import Chain, Rule
 from policy.model import from_k8s

@@ -11,8 +11,8 @@ import pytest
 
 from kubeproxy import Endpoint, ServicePort, compile_nat
 from orchestrator.errors import ApplyError
-from orchestrator.kubeproxy_agent import NatApplier
-from orchestrator.runner import DEFAULT, RecordingRunner, Result, in_netns
+from orchestrator.host.runner import DEFAULT, RecordingRunner, Result, in_netns
+from orchestrator.node.kubeproxy_agent import NatApplier
 
 pytestmark = pytest.mark.root
 

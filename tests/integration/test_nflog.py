@@ -7,8 +7,8 @@ import time
 
 import pytest
 
-from orchestrator.nflog import NodeLog, config_message, describe_payload, parse_packets
-from orchestrator.runner import DEFAULT
+from orchestrator.host.runner import DEFAULT
+from orchestrator.node.nflog import NodeLog, config_message, describe_payload, parse_packets
 
 pytestmark = pytest.mark.root
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import pytest
 
 from orchestrator import api
-from orchestrator.firewall import Firewall
+from orchestrator.node.firewall import Firewall
 from policy.compiler import compile_node, endpoint
 from policy.model import from_object
 

@@ -1,7 +1,7 @@
 """Probes and netns helpers against real pod sandboxes on a fake node (root only).
 
 Servers are tiny in-test listeners whose sockets are created inside the pod namespaces with
-orchestrator.netns (TCP listen, UDP echo thread, raw-socket SCTP INIT -> INIT-ACK responder).
+orchestrator.host.netns (TCP listen, UDP echo thread, raw-socket SCTP INIT -> INIT-ACK responder).
 Denied paths use an iptables DROP inside the destination pod's own namespace.
 """
 
@@ -16,8 +16,9 @@ import time
 
 import pytest
 
-from orchestrator import naming, netns, probe, sctp
-from orchestrator.cni import CNI, SandboxSpec
+from orchestrator.host import naming, netns
+from orchestrator.node.cni import CNI, SandboxSpec
+from orchestrator.traffic import probe, sctp
 
 pytestmark = [pytest.mark.root,
               pytest.mark.skipif(os.geteuid() != 0, reason="needs root: network namespaces")]

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.cleanup import owned_links, owned_netns
+from orchestrator.host.cleanup import owned_links, owned_netns
 from orchestrator.pytest_plugin import ROOT_REASON
 
 pytestmark = [pytest.mark.root, pytest.mark.mininet]

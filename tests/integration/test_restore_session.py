@@ -7,8 +7,8 @@ from __future__ import annotations
 import pytest
 
 from orchestrator.errors import CommandError
-from orchestrator.restore_session import RestoreSession
-from orchestrator.runner import DEFAULT
+from orchestrator.host.runner import DEFAULT
+from orchestrator.node.restore_session import RestoreSession
 
 pytestmark = pytest.mark.root
 

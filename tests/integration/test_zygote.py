@@ -13,11 +13,11 @@ import time
 
 import pytest
 
-from orchestrator.containers import ContainerRuntime
+from orchestrator.host.netns import socket_in
+from orchestrator.host.runner import DEFAULT
 from orchestrator.images import resolve
 from orchestrator.images.forkserver import ZygoteChild
-from orchestrator.netns import socket_in
-from orchestrator.runner import DEFAULT
+from orchestrator.node.containers import ContainerRuntime
 
 pytestmark = [pytest.mark.root,
               pytest.mark.skipif(os.geteuid() != 0, reason="needs root: named netns, setns")]

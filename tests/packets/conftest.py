@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from orchestrator import api
-from orchestrator.store import now_rfc3339
+from orchestrator.control.store import now_rfc3339
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLES = REPO / "topologies" / "examples"

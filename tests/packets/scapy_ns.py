@@ -1,9 +1,9 @@
-"""The scapy-in-a-pod helpers the packet tests use: now library code in orchestrator.packets
+"""The scapy-in-a-pod helpers the packet tests use: now library code in orchestrator.traffic.packets
 (re-exported here so the tests keep their imports). Side effects: those of that module."""
 
 from scapy.config import conf
 
-from orchestrator.packets import (  # noqa: F401 - re-exported
+from orchestrator.traffic.packets import (  # noqa: F401 - re-exported
     IFACE,
     TIMEOUT,
     PodSocket,

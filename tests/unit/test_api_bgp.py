@@ -11,11 +11,11 @@ import pytest
 
 from orchestrator import api
 from orchestrator.api.bgp import check_peer_against_cluster
-from orchestrator.client import Client
+from orchestrator.control.client import Client
+from orchestrator.control.store import Store
 from orchestrator.errors import ValidationError
-from orchestrator.routing import Routing
-from orchestrator.runner import DEFAULT
-from orchestrator.store import Store
+from orchestrator.host.runner import DEFAULT
+from orchestrator.node.routing import Routing
 
 NOW = "2026-01-01T00:00:00Z"
 UNDERLAY = "172.18.0.0/16"
@@ -236,8 +236,8 @@ def test_client_admission_rejection_rolls_the_whole_apply_back(store):
 
 def admitted_cluster(store, tmp_path):
     """Three nodes as the Testbed registers them, each with a running exabgp.conf on disk."""
-    from orchestrator.nodes import node_object
-    from orchestrator.routing import BGPAdmission, node_inputs_from_store, render_configs
+    from orchestrator.control.nodes import node_object
+    from orchestrator.node.routing import BGPAdmission, node_inputs_from_store, render_configs
     from topologies.spec import load_spec
     spec = load_spec("name: t\nnodes: [{name: node-1}, {name: node-2}, {name: node-3}]\n")
     for i, n in enumerate(spec.nodes):

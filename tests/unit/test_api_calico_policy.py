@@ -10,12 +10,13 @@ from types import SimpleNamespace
 
 import pytest
 
-from orchestrator import api, printers
+from orchestrator import api
 from orchestrator.api import Document
 from orchestrator.cli import commands
-from orchestrator.client import Client
+from orchestrator.control.client import Client
+from orchestrator.control.store import Store
 from orchestrator.errors import ValidationError
-from orchestrator.store import Store
+from orchestrator.present import printers
 
 NOW = "2026-01-01T00:00:00Z"
 SRC = "policies.yaml"
@@ -357,7 +358,7 @@ def test_one_apply_may_hold_both_kinds_with_one_name_but_not_one_kind_twice():
 
 @pytest.fixture
 def client(store):
-    from orchestrator.nodes import system_namespaces
+    from orchestrator.control.nodes import system_namespaces
     for ns in system_namespaces():
         store.create(ns)
     store.create(api.normalize({"apiVersion": "v1", "kind": "Namespace",

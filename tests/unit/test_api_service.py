@@ -117,7 +117,7 @@ def test_endpointslice_errors(body, field):
 
 
 def test_get_svc_table_like_kubectl():
-    from orchestrator.printers import table
+    from orchestrator.present.printers import table
     objs = [normalize(svc(clusterIP="10.96.0.50", selector={"app": "web"}), now=NOW),
             normalize(svc(type="NodePort", clusterIP="10.96.0.51",
                           ports=[{"name": "a", "port": 80, "nodePort": 30080},

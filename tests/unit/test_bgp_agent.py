@@ -23,7 +23,7 @@ from bgp.peering import MESH, NODE_SPECIFIC, Neighbor
 from bgp.rib import BLACKHOLE, UNICAST, Route
 from bgp.supervisor import Speaker, agent_argv
 from orchestrator.errors import ApplyError, ValidationError
-from orchestrator.runner import RecordingRunner, Result
+from orchestrator.host.runner import RecordingRunner, Result
 
 FIX = Path(__file__).resolve().parents[1] / "fixtures" / "bgp"
 ME, A, B = "10.0.0.1", "10.0.0.2", "10.0.0.3"

@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 import os
 
-from orchestrator import blackholes
-from orchestrator.ledger import Ledger, proc_start_time
-from orchestrator.runner import RecordingRunner, Result
+from orchestrator.host.ledger import Ledger, proc_start_time
+from orchestrator.host.runner import RecordingRunner, Result
+from orchestrator.node import blackholes
 
 
 def test_render_adds_and_removes_only_the_difference():
@@ -30,7 +30,7 @@ def test_sync_reads_then_writes_one_batch():
 
 
 def test_ledger_records_and_reads_back(tmp_path):
-    import orchestrator.ledger as ledger_mod
+    import orchestrator.host.ledger as ledger_mod
     led = Ledger(str(tmp_path))
     registry = tmp_path / "registry"
     old = ledger_mod.REGISTRY_DIR
@@ -60,7 +60,7 @@ def test_proc_start_time_handles_odd_comm_and_missing_pid():
 def test_cleanup_never_sweeps_its_own_namespace(tmp_path, monkeypatch):
     """A recorded node pid that lives in our own netns (a bridge shell, the zygote) must not
     make cleanup kill every process of the machine's namespace."""
-    from orchestrator import cleanup
+    from orchestrator.host import cleanup
     led = Ledger(str(tmp_path))
     with open(led.path, "w") as f:
         f.write(json.dumps({"run": "ab12", "owner": 1, "start": "0"}) + "\n")

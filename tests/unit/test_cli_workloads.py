@@ -7,13 +7,13 @@ from types import SimpleNamespace
 
 import pytest
 
-from orchestrator import printers
 from orchestrator.api.normalize import normalize
 from orchestrator.cli import workloads_cmd as wl
 from orchestrator.cli.main import _parser
+from orchestrator.control.store import Store
 from orchestrator.controllers import deployment, replicaset
 from orchestrator.errors import CalinetError, NotFound
-from orchestrator.store import Store
+from orchestrator.present import printers
 
 NOW = "2026-01-01T00:00:00Z"
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from orchestrator.client import Client
+from orchestrator.control.client import Client
+from orchestrator.control.store import Store
 from orchestrator.errors import NotFound, ValidationError
-from orchestrator.store import Store
 
 NS = "apiVersion: v1\nkind: Namespace\nmetadata: {name: x}\n"
 POD = ("apiVersion: v1\nkind: Pod\nmetadata: {name: a, namespace: x, labels: {app: a}}\n"
@@ -16,7 +16,7 @@ POD = ("apiVersion: v1\nkind: Pod\nmetadata: {name: a, namespace: x, labels: {ap
 
 @pytest.fixture
 def client(tmp_path):
-    from orchestrator.nodes import system_namespaces
+    from orchestrator.control.nodes import system_namespaces
     s = Store(str(tmp_path / "s.db"))
     for ns in system_namespaces():
         s.create(ns)

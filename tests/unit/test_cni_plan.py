@@ -6,10 +6,11 @@ import json
 
 import pytest
 
-from orchestrator import cni, naming
-from orchestrator.cni import CNI, SandboxSpec
 from orchestrator.errors import ApplyError, ValidationError
-from orchestrator.runner import RecordingRunner, Result
+from orchestrator.host import naming
+from orchestrator.host.runner import RecordingRunner, Result
+from orchestrator.node import cni
+from orchestrator.node.cni import CNI, SandboxSpec
 
 PID = 4242
 NODE_READ_ARGV = ("ip", "-d", "-j", "-batch", "-")

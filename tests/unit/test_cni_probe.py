@@ -8,8 +8,9 @@ import time
 
 import pytest
 
-from orchestrator import netns, probe
 from orchestrator.errors import NotFound, ValidationError
+from orchestrator.host import netns
+from orchestrator.traffic import probe
 
 
 @pytest.mark.parametrize("kw,field", [({"protocol": "ICMP"}, "protocol"),

@@ -1,4 +1,4 @@
-"""SCTP codec (orchestrator.sctp): CRC32c and INIT/INIT-ACK checked against scapy's SCTP layer."""
+"""SCTP codec (orchestrator.traffic.sctp): CRC32c and INIT/INIT-ACK checked against scapy's SCTP layer."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ from hypothesis import strategies as st
 from scapy.layers.sctp import SCTP, SCTPChunkAbort, SCTPChunkInit, SCTPChunkInitAck
 from scapy.layers.sctp import crc32c as scapy_crc32c
 
-from orchestrator import sctp
 from orchestrator.errors import ValidationError
+from orchestrator.traffic import sctp
 
 
 def test_crc32c_check_value():

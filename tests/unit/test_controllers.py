@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from orchestrator.control.store import Store
 from orchestrator.controllers import deployment, garbage, replicaset
 from orchestrator.controllers.common import controller_uid
-from orchestrator.store import Store
 
 NOW = "2026-01-01T00:00:00Z"
 
@@ -168,7 +168,7 @@ def test_controller_status_write_keeps_a_concurrent_scale(store):
 
 
 def test_kubelet_status_write_keeps_a_concurrent_delete(store):
-    from orchestrator.kubelet import Kubelet, NodeRef
+    from orchestrator.node.kubelet import Kubelet, NodeRef
     pod = store.create({"apiVersion": "v1", "kind": "Pod",
                         "metadata": {"name": "p", "namespace": "default"},
                         "spec": {"nodeName": "n1", "containers": [{"name": "c", "image": "x"}]}})

@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 
 from orchestrator.api.normalize import normalize
+from orchestrator.control.store import Store
 from orchestrator.controllers import cronjob, garbage
 from orchestrator.controllers.common import controller_uid
 from orchestrator.errors import ValidationError
-from orchestrator.store import Store
 
 CREATED = "2026-01-01T00:00:00Z"
 # 2026-01-01T00:00:00Z is 1767225600 s = 29453760 min after the epoch (20454 days).

@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import pytest
 
-from orchestrator import scheduler
 from orchestrator.api.normalize import normalize
+from orchestrator.control import scheduler
+from orchestrator.control.nodeinfo import node_infos
+from orchestrator.control.store import Store
 from orchestrator.controllers import daemonset, garbage
 from orchestrator.controllers.common import controller_uid
-from orchestrator.nodeinfo import node_infos
-from orchestrator.store import Store
 
 NOW = "2026-01-01T00:00:00Z"
 

@@ -6,10 +6,10 @@ from __future__ import annotations
 import pytest
 
 from orchestrator.api.normalize import normalize
+from orchestrator.control.store import Store
 from orchestrator.controllers import garbage, job
 from orchestrator.controllers.common import controller_uid
 from orchestrator.errors import ValidationError
-from orchestrator.store import Store
 
 NOW = "2026-01-01T00:00:00Z"
 

@@ -1,4 +1,4 @@
-"""Cron schedule parsing and fire times (orchestrator.cron). Expected times worked out by hand
+"""Cron schedule parsing and fire times (orchestrator.api.cron). Expected times worked out by hand
 from a calendar: 2026-01-01 is a Thursday, 2028 is the next leap year."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ from datetime import datetime, timezone
 
 import pytest
 
-from orchestrator import cron
+from orchestrator.api import cron
 from orchestrator.errors import ValidationError
 
 

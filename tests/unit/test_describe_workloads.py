@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.printers import describe
+from orchestrator.present.describe import describe
 
 GOLDEN = Path(__file__).resolve().parents[1] / "fixtures" / "describe"
 NOW = "2024-05-01T12:00:00Z"

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from orchestrator.control.store import Store
 from orchestrator.controllers import endpoints
-from orchestrator.store import Store
 
 NOW = "2026-01-01T00:00:00Z"
 

@@ -9,10 +9,10 @@ import time
 
 import pytest
 
-from orchestrator.containers import ContainerRuntime, log_path, read_logs
 from orchestrator.errors import NotFound, ValidationError
+from orchestrator.host.runner import Runner
 from orchestrator.images import ImageProgram
-from orchestrator.runner import Runner
+from orchestrator.node.containers import ContainerRuntime, log_path, read_logs
 
 KEY = "default/job-0"
 

@@ -16,9 +16,9 @@ import urllib.request
 
 import pytest
 
-from orchestrator import sctp
 from orchestrator.images import answers, serve
 from orchestrator.images.programs import AGNHOST, HTTP_SERVER
+from orchestrator.traffic import sctp
 
 # -- pure parts ---------------------------------------------------------------------------
 

@@ -4,10 +4,10 @@ import multiprocessing
 
 import pytest
 
+from orchestrator.control.store import Store
 from orchestrator.errors import IPAMExhausted, ValidationError
 from orchestrator.ipam import IPAM, IPAMConfig, ensure_default_pool
 from orchestrator.ipam.codec import pool_object
-from orchestrator.store import Store
 
 
 @pytest.fixture

@@ -2,7 +2,7 @@
 
 import pytest
 
-from orchestrator import naming
+from orchestrator.host import naming
 
 
 @pytest.mark.parametrize("ns, pod, veth", [

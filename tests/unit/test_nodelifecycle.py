@@ -6,11 +6,11 @@ from types import SimpleNamespace
 
 import pytest
 
-from orchestrator import scheduler
 from orchestrator.cli import nodes_cmd
+from orchestrator.control import scheduler
+from orchestrator.control.store import Store
 from orchestrator.controllers import nodelifecycle as nlc
-from orchestrator.printers import node_status_text
-from orchestrator.store import Store
+from orchestrator.present.printers import node_status_text
 
 NOW = "2026-01-01T00:00:00Z"
 
@@ -182,7 +182,7 @@ def test_scheduler_skips_an_unreachable_node(cluster):
 
 
 def test_kubelet_heartbeat_only_while_reachable(store, monkeypatch):
-    from orchestrator import kubelet as kl
+    from orchestrator.node import kubelet as kl
     t = [50.0]
     monkeypatch.setattr(kl.time, "monotonic", lambda: t[0])
     k = kl.Kubelet(kl.NodeRef("n1", 1, "172.18.0.2"), "ab12", store=store, ipam=None,

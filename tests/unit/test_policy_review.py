@@ -19,7 +19,7 @@ import pytest
 
 from orchestrator import api
 from orchestrator.errors import CommandError
-from orchestrator.runner import RecordingRunner, Result
+from orchestrator.host.runner import RecordingRunner, Result
 from policy.compiler import compile_node, endpoint
 from policy.ir import FILTER, HASH_IP_PORT
 from policy.model import from_object
@@ -332,7 +332,7 @@ class _Iptables(RecordingRunner):
 
 
 def test_agent_recovers_once_the_failing_policy_is_deleted(monkeypatch):
-    from orchestrator import policy_agent
+    from orchestrator.node import policy_agent
     monkeypatch.setattr(policy_agent, "RETRY", 0.0)
     store = _Store()
     store.objs["Namespace"] = [{"metadata": {"name": "x", "labels": NAMESPACES["x"]}}]
@@ -359,7 +359,7 @@ def test_agent_recovers_once_the_failing_policy_is_deleted(monkeypatch):
 
 
 def test_agent_retries_a_failing_node_at_most_once_per_retry_interval():
-    from orchestrator import policy_agent
+    from orchestrator.node import policy_agent
     store = _Store()
     store.objs["Pod"] = [{"metadata": {"name": "a", "namespace": "x", "uid": "u1",
                                        "labels": {"pod": "a"}},
@@ -391,7 +391,8 @@ def test_a_deleted_pods_endpoint_stays_until_its_sandbox_is_torn_down():
     # Calico drops a WorkloadEndpoint at CNI DEL: while a deleted pod's sandbox drains,
     # connections DNAT'ed to it just before kube-proxy dropped it must not hit
     # "Unknown interface" (the rolling-update SYN loss).
-    from orchestrator import naming, policy_agent
+    from orchestrator.host import naming
+    from orchestrator.node import policy_agent
     store = _Store()
     pod = {"metadata": {"name": "a", "namespace": "x", "uid": "u1", "labels": {"pod": "a"}},
            "spec": {"nodeName": "n1", "containers": []}, "status": {"podIP": "10.244.0.2"}}
@@ -420,7 +421,7 @@ def test_a_deleted_pods_endpoint_stays_until_its_sandbox_is_torn_down():
 
 
 def test_enforced_at_records_when_a_new_endpoints_rules_were_committed():
-    from orchestrator import policy_agent
+    from orchestrator.node import policy_agent
     store = _Store()
     store.objs["Pod"] = [{"metadata": {"name": "a", "namespace": "x", "uid": "u1",
                                        "labels": {"pod": "a"}},
@@ -459,7 +460,7 @@ def _pod(name, ip, node="n1"):
 
 
 def test_unchanged_store_skips_reading_inputs_and_a_write_is_seen():
-    from orchestrator import policy_agent
+    from orchestrator.node import policy_agent
     store = _VersionedStore()
     store.objs["Pod"] = [_pod("a", "10.244.0.2")]
     agent = policy_agent.PolicyAgent(store, {"n1": 1}, _Iptables())
@@ -482,7 +483,7 @@ def test_unchanged_store_skips_reading_inputs_and_a_write_is_seen():
 
 
 def test_an_unexpected_failure_does_not_stall_the_agent():
-    from orchestrator import policy_agent
+    from orchestrator.node import policy_agent
     store = _VersionedStore()
     store.objs["Pod"] = [_pod("a", "10.244.0.2")]
     runner = _Iptables()
@@ -519,7 +520,7 @@ def test_an_unexpected_failure_does_not_stall_the_agent():
 
 
 def test_a_draining_endpoint_stays_while_its_name_runs_again_on_another_node():
-    from orchestrator import policy_agent
+    from orchestrator.node import policy_agent
     store = _VersionedStore()
     old = _pod("db-0", "10.244.0.2", node="n1")
     store.objs["Pod"] = [old]
@@ -540,8 +541,8 @@ def test_agent_converts_and_compiles_each_policy_once_per_write(tmp_path, monkey
     # The caches behind a new pod's fast path (policy conversion by resourceVersion, policy
     # chains across passes, objects decoded once) against a real store: a pod, a label change,
     # a policy edit and a delete are all still seen.
-    from orchestrator import policy_agent
-    from orchestrator.store import Store
+    from orchestrator.control.store import Store
+    from orchestrator.node import policy_agent
     store = Store(str(tmp_path / "state.db"), clock=lambda: NOW)
     conversions = []
     real_convert = policy_agent.from_object
@@ -594,7 +595,7 @@ def test_wait_enforced_returns_once_the_wired_pod_is_committed_or_gives_up():
     # policy_setup_timeout_seconds): a wired sandbox's endpoint is written by the kicked pass.
     import time as _time
 
-    from orchestrator import policy_agent
+    from orchestrator.node import policy_agent
     store = _VersionedStore()
     store.objs["Pod"] = [_pod("a", "10.244.0.2")]
     runner = _Iptables()
@@ -635,7 +636,7 @@ def test_wait_enforced_returns_once_the_wired_pod_is_committed_or_gives_up():
 def test_wait_enforced_goes_by_pod_uid_not_by_a_name_draining_elsewhere():
     # A StatefulSet's pod recreated on n2 while its predecessor of the same name still
     # drains on n1: the old sandbox's rules on n1 must not count for the new pod on n2.
-    from orchestrator import policy_agent
+    from orchestrator.node import policy_agent
     store = _VersionedStore()
     old = _pod("w", "10.244.0.7", node="n1")
     old["metadata"]["uid"] = "u-old"

@@ -1,4 +1,4 @@
-"""orchestrator.printers: kubectl get tables (golden), pod STATUS logic, AGE, yaml/json."""
+"""orchestrator.present.printers: kubectl get tables (golden), pod STATUS logic, AGE, yaml/json."""
 
 import datetime as dt
 import json
@@ -7,7 +7,7 @@ import pytest
 import yaml
 
 from orchestrator.errors import ValidationError
-from orchestrator.printers import (
+from orchestrator.present.printers import (
     age,
     canonical_kind,
     format_selector,
@@ -309,7 +309,7 @@ def test_json_single_and_list_and_timestamps():
 
 
 def test_get_endpoints_endpointslices_and_networkpolicies_columns():
-    from orchestrator.printers import table
+    from orchestrator.present.printers import table
     ep = {"metadata": {"name": "web", "namespace": "svc"},
           "subsets": [{"addresses": [{"ip": f"10.244.0.{i}"} for i in range(2, 6)],
                        "ports": [{"port": 8080}]}]}
@@ -332,8 +332,8 @@ def test_get_endpoints_endpointslices_and_networkpolicies_columns():
 
 
 def test_endpoints_without_ports_and_job_durations_as_kubectl():
-    from orchestrator.describe_workloads import _duration
-    from orchestrator.printers import table
+    from orchestrator.present.describe_workloads import _duration
+    from orchestrator.present.printers import table
     ep = {"metadata": {"name": "h", "namespace": "svc"},
           "subsets": [{"addresses": [{"ip": "10.244.0.2"}]}]}
     assert table("endpoints", [ep], namespace="svc").splitlines()[1].split()[1] == "10.244.0.2"

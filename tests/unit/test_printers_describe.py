@@ -1,10 +1,10 @@
-"""orchestrator.describe (via printers.describe): kubectl describe text, golden."""
+"""orchestrator.present.describe: kubectl describe text, golden."""
 # ruff: noqa: W291  (kubectl pads some cells with a trailing space; the goldens keep it)
 
 import pytest
 
-from orchestrator.describe_base import qos_class, rfc1123z, smart_label
-from orchestrator.printers import describe
+from orchestrator.present.describe import describe
+from orchestrator.present.describe_base import qos_class, rfc1123z, smart_label
 
 NOW = "2024-05-01T12:00:00Z"
 

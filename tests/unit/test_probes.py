@@ -1,4 +1,4 @@
-"""Readiness probe decisions (orchestrator.probes): parsing, thresholds, timing, Prober.
+"""Readiness probe decisions (orchestrator.node.probes): parsing, thresholds, timing, Prober.
 
 Golden values from the Kubernetes Probe API: periodSeconds 10, timeoutSeconds 1,
 successThreshold 1, failureThreshold 3, initialDelaySeconds 0 by default; a container with a
@@ -7,9 +7,9 @@ readiness probe is not ready until the probe succeeds; httpGet succeeds on 200-3
 
 import pytest
 
-from orchestrator import probes
 from orchestrator.errors import ValidationError
-from orchestrator.probes import Prober, ProbeSpec, ProbeState, parse
+from orchestrator.node import probes
+from orchestrator.node.probes import Prober, ProbeSpec, ProbeState, parse
 
 C = {"name": "web", "ports": [{"name": "http", "containerPort": 8080}]}
 

@@ -1,4 +1,4 @@
-"""orchestrator.quantity: Kubernetes quantity syntax, rounding, formatting."""
+"""orchestrator.api.quantity: Kubernetes quantity syntax, rounding, formatting."""
 
 from fractions import Fraction
 
@@ -6,8 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from orchestrator.errors import ValidationError
-from orchestrator.quantity import (
+from orchestrator.api.quantity import (
     format_cpu,
     format_decimal,
     format_memory,
@@ -15,6 +14,7 @@ from orchestrator.quantity import (
     parse_memory,
     parse_quantity,
 )
+from orchestrator.errors import ValidationError
 
 
 @pytest.mark.parametrize("text,value", [

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from orchestrator.restore_session import ARGV, RestoreSession
-from orchestrator.runner import RecordingRunner
+from orchestrator.host.runner import RecordingRunner
+from orchestrator.node.restore_session import ARGV, RestoreSession
 
 
 class _NoSpawn(RecordingRunner):

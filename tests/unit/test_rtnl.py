@@ -3,7 +3,7 @@
 import socket
 import struct
 
-from orchestrator import rtnl
+from orchestrator.host import rtnl
 
 
 def test_messages_are_well_formed_and_sequenced():
@@ -37,7 +37,7 @@ def test_host_messages_set_mac_and_up_then_route_per_veth():
     import socket
     import struct
 
-    from orchestrator import rtnl
+    from orchestrator.host import rtnl
     msgs = rtnl.host_messages([(7, "10.244.0.2"), (9, "10.244.0.3")], "ee:ee:ee:ee:ee:ee")
     assert len(msgs) == 4
     seqs = [struct.unpack_from("=IHHII", m)[3] for m in msgs]

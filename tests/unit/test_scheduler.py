@@ -1,11 +1,10 @@
-"""orchestrator.scheduler: each filter, scoring, batch spreading, FitError messages."""
+"""orchestrator.control.scheduler: each filter, scoring, batch spreading, FitError messages."""
 
 from collections import Counter
 
 import pytest
 
-from orchestrator.errors import ValidationError
-from orchestrator.scheduler import (
+from orchestrator.control.scheduler import (
     NodeInfo,
     Resources,
     node_infos,
@@ -14,6 +13,7 @@ from orchestrator.scheduler import (
     schedule_many,
     tolerates,
 )
+from orchestrator.errors import ValidationError
 
 GI = 2**30
 

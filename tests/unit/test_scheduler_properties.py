@@ -1,10 +1,10 @@
-"""orchestrator.scheduler properties: no overcommit, determinism, every placement feasible."""
+"""orchestrator.control.scheduler properties: no overcommit, determinism, every placement feasible."""
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from orchestrator.scheduler import NodeInfo, Resources, pod_view, schedule_many
-from orchestrator.scheduler import filter_node as filter_node_view
+from orchestrator.control.scheduler import NodeInfo, Resources, pod_view, schedule_many
+from orchestrator.control.scheduler import filter_node as filter_node_view
 
 GI = 2**30
 

@@ -7,10 +7,10 @@ import random
 
 import pytest
 
-from orchestrator.client import Client
+from orchestrator.control.client import Client
+from orchestrator.control.serviceips import ServiceIPAllocator
+from orchestrator.control.store import Store
 from orchestrator.errors import ValidationError
-from orchestrator.serviceips import ServiceIPAllocator
-from orchestrator.store import Store
 
 
 def svc(name, **spec):
@@ -21,7 +21,7 @@ def svc(name, **spec):
 
 @pytest.fixture
 def store(tmp_path):
-    from orchestrator.nodes import system_namespaces
+    from orchestrator.control.nodes import system_namespaces
     s = Store(str(tmp_path / "s.db"))
     for ns in system_namespaces():
         s.create(ns)

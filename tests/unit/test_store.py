@@ -4,8 +4,8 @@ import multiprocessing
 
 import pytest
 
+from orchestrator.control.store import Store
 from orchestrator.errors import Conflict, NotFound
-from orchestrator.store import Store
 
 
 def pod(name, ns="default", **spec):

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from orchestrator.api.quantity import parse_quantity
 from orchestrator.errors import ValidationError
-from orchestrator.quantity import parse_quantity
 from topologies.addressing import assign_node_ips
 from topologies.spec import load_spec, spec_from_dict
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from orchestrator.errors import ValidationError
-from orchestrator.runner import RecordingRunner, Result
+from orchestrator.host.runner import RecordingRunner, Result
 from topologies import net as tnet
 from topologies.spec import load_spec, spec_from_dict
 from topologies.topo import IFNAMSIZ, CalinetTopo

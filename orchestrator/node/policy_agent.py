@@ -1,6 +1,6 @@
 """Felix for every node: policies and pods from the store -> compiled -> applied per node.
 
-Side effects: through orchestrator.firewall, `cali-` chains and `cali40` ipsets in each node's
+Side effects: through orchestrator.node.firewall, `cali-` chains and `cali40` ipsets in each node's
 network namespace. Called by the controller manager on every pass (poll()); cheap when nothing
 relevant changed (a digest of the endpoints, namespace labels and policy objects). A pod is an
 endpoint once it has a sandbox address (status.podIP) on a node, as Calico's CNI plugin creates
@@ -21,10 +21,10 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-from orchestrator import naming
 from orchestrator.errors import ApplyError, CalinetError
-from orchestrator.firewall import Firewall
-from orchestrator.restore_session import RestoreSession
+from orchestrator.host import naming
+from orchestrator.node.firewall import Firewall
+from orchestrator.node.restore_session import RestoreSession
 from policy.compile_cache import CompileCache
 from policy.compiler import Endpoint, compile_node, endpoint
 from policy.ir import Dataplane

@@ -25,8 +25,8 @@ from bgp.model import configuration_from_manifest, node_bgp, peer_from_manifest
 from bgp.peering import peerings
 from bgp.status import render_node_status, render_routes
 from bgp.supervisor import Speaker, Supervisor, agent_argv, read_status, validate_all
+from orchestrator.control.nodes import IPV4_ANNOTATION, RR_CLUSTER_ANNOTATION
 from orchestrator.errors import ValidationError
-from orchestrator.nodes import IPV4_ANNOTATION, RR_CLUSTER_ANNOTATION
 
 log = logging.getLogger(__name__)
 

@@ -1,7 +1,7 @@
 """scapy inside a pod's network namespace: send, sr1 and sniff on the pod's eth0.
 
 Side effects: raw sockets (AF_INET/IPPROTO_RAW to send, AF_PACKET bound to eth0 to receive)
-created by a thread that setns()-es into the pod's netns (orchestrator.netns); the packets
+created by a thread that setns()-es into the pod's netns (orchestrator.host.netns); the packets
 they send. A socket stays in the namespace it was made in, so everything after its creation
 runs in the calling thread. Needs root (CAP_NET_RAW and CAP_SYS_ADMIN for setns).
 
@@ -30,7 +30,7 @@ from scapy.data import ETH_P_IP
 from scapy.layers.inet import IP
 from scapy.supersocket import L3RawSocket
 
-from orchestrator.netns import netns_path, run_in
+from orchestrator.host.netns import netns_path, run_in
 
 IFACE = "eth0"      # the pod side of the veth, as Calico's CNI names it
 TIMEOUT = 1.0       # seconds to wait for an answer that should come in well under 50 ms

@@ -21,8 +21,8 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
-from orchestrator import probe as probe_mod
 from orchestrator.errors import CalinetError, SupervisorTimeout
+from orchestrator.traffic import probe as probe_mod
 from policy.cases import NAMESPACES, POD_NAMES, SERVED_PORTS, XYZ_PODS, Case, expected_matrix
 from policy.cases import substitute as substitute_placeholders
 

@@ -22,7 +22,7 @@ import struct
 import threading
 import time
 
-from orchestrator.netns import netns_path, run_in
+from orchestrator.host.netns import netns_path, run_in
 
 log = logging.getLogger(__name__)
 

@@ -19,8 +19,8 @@ import time
 from dataclasses import dataclass
 
 from orchestrator.errors import ApplyError, CommandError
-from orchestrator.restore_session import ARGV as RESTORE_ARGV
-from orchestrator.runner import DEFAULT, Runner
+from orchestrator.host.runner import DEFAULT, Runner
+from orchestrator.node.restore_session import ARGV as RESTORE_ARGV
 from policy.ir import Dataplane
 from policy.render import (
     SetState,

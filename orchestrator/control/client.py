@@ -14,8 +14,8 @@ import ipaddress
 from orchestrator import api
 from orchestrator.api.bgp import check_peer_against_cluster
 from orchestrator.api.ippool import check_pool_overlap
+from orchestrator.control.store import now_rfc3339
 from orchestrator.errors import NotFound, ValidationError
-from orchestrator.store import now_rfc3339
 
 # Pod spec fields Kubernetes lets an update change (everything else is immutable).
 _POD_MUTABLE = ("activeDeadlineSeconds", "tolerations", "terminationGracePeriodSeconds")

@@ -26,9 +26,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from orchestrator.errors import CommandError, NotFound, SupervisorTimeout, ValidationError
+from orchestrator.host.runner import DEFAULT, NETNS_DIR, Runner
 from orchestrator.images import ImageProgram
 from orchestrator.images.forkserver import ForkServer, ZygoteChild
-from orchestrator.runner import DEFAULT, NETNS_DIR, Runner
 
 log = logging.getLogger(__name__)
 

@@ -18,7 +18,7 @@ import socket
 import struct
 
 from orchestrator.errors import ApplyError
-from orchestrator.netns import netns_path, run_in
+from orchestrator.host.netns import netns_path, run_in
 
 NETLINK_ROUTE = 0
 RTM_NEWLINK, RTM_NEWADDR, RTM_NEWROUTE = 16, 20, 24

@@ -1,5 +1,5 @@
 """`kubectl describe` text for Pod, Deployment, ReplicaSet, Namespace, Node (Service and the
-other workload kinds: orchestrator.describe_workloads), and a generic form (IPPool and anything else) that prints spec/status the way kubectl does for custom
+other workload kinds: orchestrator.present.describe_workloads), and a generic form (IPPool and anything else) that prints spec/status the way kubectl does for custom
 resources.
 
 Pure text: objects and events are manifest dicts, ``now`` is passed in.
@@ -7,7 +7,8 @@ Pure text: objects and events are manifest dicts, ``now`` is passed in.
 
 from __future__ import annotations
 
-from orchestrator.describe_base import (
+from orchestrator.api.quantity import format_cpu, format_memory, parse_cpu, parse_memory
+from orchestrator.present.describe_base import (
     Out,
     conditions,
     containers,
@@ -26,14 +27,13 @@ from orchestrator.describe_base import (
     unstructured,
     volumes,
 )
-from orchestrator.printers import (
+from orchestrator.present.printers import (
     age,
     canonical_kind,
     format_selector,
     node_roles,
     plain,
 )
-from orchestrator.quantity import format_cpu, format_memory, parse_cpu, parse_memory
 
 
 def describe_pod(pod: dict, events, now) -> str:
@@ -238,7 +238,7 @@ def describe(kind: str, obj: dict, events=None, *, now=None, related=None) -> st
         return describe_node(obj, events, now, related)
     if kind == "Namespace":
         return describe_namespace(obj, events, now, related)
-    from orchestrator.describe_workloads import DESCRIBERS
+    from orchestrator.present.describe_workloads import DESCRIBERS
     if kind in DESCRIBERS:
         return DESCRIBERS[kind](obj, events, now, related)
     return describe_generic(obj, events, now)

@@ -1,6 +1,6 @@
 """Minimal SCTP packet codec: common header, INIT / INIT-ACK / ABORT chunks, CRC32c.
 
-Pure. This kernel has no SCTP sockets, so probes (orchestrator.probe) and the agnhost-like
+Pure. This kernel has no SCTP sockets, so probes (orchestrator.traffic.probe) and the agnhost-like
 server (orchestrator.images.agnhost) speak the INIT -> INIT-ACK handshake over raw sockets
 (IPPROTO_SCTP) with packets built and parsed here (RFC 9260 sections 3 and 3.3.2-3.3.7).
 """

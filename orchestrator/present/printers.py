@@ -2,8 +2,8 @@
 
 Pure text: objects are manifest dicts, ``now`` is passed in. Column layout reproduces
 kubectl's tabwriter (min width 6, padding 3) and its pod STATUS / AGE / RESTARTS logic, so
-output reads like a real cluster's. `describe` lives in orchestrator.describe and is
-re-exported here.
+output reads like a real cluster's. `kubectl describe` text: orchestrator.present.describe,
+which is built on this module's helpers (so this module never imports it).
 """
 
 from __future__ import annotations
@@ -513,9 +513,3 @@ def to_json(objs, as_list: bool | None = None) -> str:
     """-o json: 4-space indent, keys in manifest order, as kubectl prints."""
     return json.dumps(_document(objs, as_list), indent=4) + "\n"
 
-
-def describe(kind: str, obj: dict, events=None, *, now=None, related=None) -> str:
-    """`kubectl describe <kind>` text; see orchestrator.describe.describe."""
-    # Imported on use: orchestrator.describe is built on this module's helpers.
-    from orchestrator.describe import describe as _describe
-    return _describe(kind, obj, events, now=now, related=related)

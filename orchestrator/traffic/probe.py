@@ -1,12 +1,12 @@
 """Connectivity probes from pod namespaces: TCP connect, UDP echo, SCTP INIT -> INIT-ACK.
 
-Side effects: opens sockets inside named network namespaces (through orchestrator.netns) and
+Side effects: opens sockets inside named network namespaces (through orchestrator.host.netns) and
 sends probe packets to testbed addresses only. Every probe of a batch runs at once in one
 selector loop, so a batch costs about one timeout however many probes a policy drops; sockets
 are made in their source namespace by a pool of at most ``workers`` threads (one per source).
 
 SCTP: this kernel has no SCTP sockets, so the probe crafts an INIT on a raw IPPROTO_SCTP socket
-(orchestrator.sctp) and succeeds on a matching INIT-ACK (the agnhost-like server answers INIT
+(orchestrator.traffic.sctp) and succeeds on a matching INIT-ACK (the agnhost-like server answers INIT
 that way). No reply (a DROP, or nobody serving SCTP there) shows as a timeout.
 """
 
@@ -22,9 +22,9 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
-from orchestrator import netns as netns_mod
-from orchestrator import sctp
 from orchestrator.errors import CalinetError, ValidationError
+from orchestrator.host import netns as netns_mod
+from orchestrator.traffic import sctp
 
 PROTOCOLS = ("TCP", "UDP", "SCTP")
 # Keep well below the usual 1024 open-file limit; bigger batches run in waves.

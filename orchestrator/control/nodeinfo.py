@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 
+from orchestrator.api.quantity import parse_cpu, parse_memory
 from orchestrator.errors import ValidationError
-from orchestrator.quantity import parse_cpu, parse_memory
 
 # kube-scheduler's defaults for containers without requests, used only for scoring
 # (schedutil.DefaultMilliCPURequest / DefaultMemoryRequest) so best-effort pods still spread.

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 
 from orchestrator.errors import ApplyError, CommandError
-from orchestrator.naming import RTPROT_BIRD
+from orchestrator.host.naming import RTPROT_BIRD
 
 
 def render(current: set[str], desired: set[str]) -> str:

@@ -2,7 +2,7 @@
 
 Side effects: through NatApplier, `iptables-save -t nat` and `iptables-restore --noflush -t nat`
 inside each node's network namespace; only KUBE- chains are written, plus the three jumps
-into them from nat PREROUTING, OUTPUT and POSTROUTING. Like orchestrator.firewall: the
+into them from nat PREROUTING, OUTPUT and POSTROUTING. Like orchestrator.node.firewall: the
 kernel is read once, then what was written is trusted (re-read after a failure or
 ``refresh()``), so a steady-state change is one fork per node and only the chains that
 changed. Called by the controller manager on every pass (poll()); cheap when nothing relevant
@@ -24,7 +24,7 @@ from concurrent.futures import ThreadPoolExecutor
 from kubeproxy import NatState, NatTable, compile_nat, parse_nat_save, render_nat, service_ports
 from kubeproxy.render import state_of
 from orchestrator.errors import ApplyError, CommandError
-from orchestrator.runner import DEFAULT, Runner
+from orchestrator.host.runner import DEFAULT, Runner
 
 log = logging.getLogger(__name__)
 RETRY = 1.0

@@ -2,9 +2,9 @@
 
 Side effects: creates/deletes named network namespaces (`ip netns`), veth pairs whose host end
 lives in a node's (unnamed, reached by pid) namespace, addresses, routes and sysctls, all through
-orchestrator.runner. Per node the work is two forks (the `ip -j` read and the root `ip -batch`
+orchestrator.host.runner. Per node the work is two forks (the `ip -j` read and the root `ip -batch`
 that makes namespaces and veths); fresh sandboxes are then configured over in-process netlink
-on both ends (orchestrator.rtnl), sandboxes being repaired through `ip -batch` / `sysctl`.
+on both ends (orchestrator.host.rtnl), sandboxes being repaired through `ip -batch` / `sysctl`.
 Reads back state with `ip -j` so a second ADD of a correct sandbox writes nothing. The planning and batch rendering below are pure.
 """
 
@@ -16,9 +16,9 @@ import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 
-from orchestrator import naming, rtnl
 from orchestrator.errors import ApplyError, CommandError, ValidationError
-from orchestrator.runner import DEFAULT, NETNS_DIR, RecordingRunner, Runner
+from orchestrator.host import naming, rtnl
+from orchestrator.host.runner import DEFAULT, NETNS_DIR, RecordingRunner, Runner
 
 POD_IFACE = "eth0"
 # (sysctl path template, wanted value); <i> is the host-side veth.

@@ -16,9 +16,9 @@ import signal
 import time
 from dataclasses import dataclass, field
 
-from orchestrator import naming
-from orchestrator.ledger import Ledger, proc_start_time, registered_testbeds
-from orchestrator.runner import DEFAULT, NETNS_DIR, Runner
+from orchestrator.host import naming
+from orchestrator.host.ledger import Ledger, proc_start_time, registered_testbeds
+from orchestrator.host.runner import DEFAULT, NETNS_DIR, Runner
 
 log = logging.getLogger(__name__)
 

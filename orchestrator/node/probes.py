@@ -4,7 +4,7 @@ parse() and ProbeState are pure (the decision: when a probe is due, what a resul
 container's readiness). Prober runs due probes on a small thread pool and reads their results
 on the next kubelet pass, so a slow probe never holds up a sync. Side effects of Prober: exec
 probes run a process in the pod's netns (through the container runtime); tcpSocket and httpGet
-probes open a socket inside the pod's netns (orchestrator.netns, no process) and connect to the
+probes open a socket inside the pod's netns (orchestrator.host.netns, no process) and connect to the
 pod IP, as the kubelet's prober reaches the pod's own address.
 """
 
@@ -16,8 +16,8 @@ import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
-from orchestrator import netns as netns_mod
 from orchestrator.errors import ValidationError
+from orchestrator.host import netns as netns_mod
 
 log = logging.getLogger(__name__)
 

@@ -15,8 +15,7 @@ import copy
 from collections import Counter
 from dataclasses import dataclass, field
 
-from orchestrator.errors import ValidationError
-from orchestrator.nodeinfo import (  # noqa: F401  (NodeInfo, Resources, node_infos: public API)
+from orchestrator.control.nodeinfo import (  # noqa: F401  (NodeInfo, Resources, node_infos: public API)
     NodeInfo,
     PodView,
     Resources,
@@ -25,6 +24,7 @@ from orchestrator.nodeinfo import (  # noqa: F401  (NodeInfo, Resources, node_in
     pod_requests,
     pod_view,
 )
+from orchestrator.errors import ValidationError
 
 MAX_SCORE = 100
 # Score weights of the default profile (TaintToleration 3, NodeResourcesFit 1, topology

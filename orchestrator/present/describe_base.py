@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import re
 
-from orchestrator.printers import age, parse_time, tabwrite
-from orchestrator.quantity import parse_cpu, parse_memory
+from orchestrator.api.quantity import parse_cpu, parse_memory
+from orchestrator.present.printers import age, parse_time, tabwrite
 
 _DAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 _MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")

@@ -13,12 +13,14 @@ import logging
 import time
 from dataclasses import dataclass
 
-from orchestrator import blackholes, images, naming
-from orchestrator.cni import SandboxSpec
+from orchestrator import images
 from orchestrator.controllers import nodelifecycle
 from orchestrator.controllers.common import is_deleting, pod_ready
 from orchestrator.errors import CalinetError
-from orchestrator.probes import Prober
+from orchestrator.host import naming
+from orchestrator.node import blackholes
+from orchestrator.node.cni import SandboxSpec
+from orchestrator.node.probes import Prober
 
 log = logging.getLogger(__name__)
 
@@ -61,8 +63,8 @@ class Kubelet:
         self.uids: dict[str, str] = {}
         self.failures: dict[str, tuple[str, str]] = {}  # key -> (reason, message)
         self._blackholes: frozenset | None = None
-        self.routing = None  # orchestrator.routing.Routing when BGP runs
-        self.policy = None   # orchestrator.policy_agent.PolicyAgent: told of wired sandboxes
+        self.routing = None  # orchestrator.node.routing.Routing when BGP runs
+        self.policy = None   # orchestrator.node.policy_agent.PolicyAgent: told of wired sandboxes
         self._blocks_dirty = True
         self.grace: dict[str, float] = {}  # key -> terminationGracePeriodSeconds
         self.retry_at: dict[str, float] = {}  # key -> monotonic time of the next sandbox try

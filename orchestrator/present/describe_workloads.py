@@ -7,7 +7,7 @@ Jobs) are manifest dicts; ``now`` is passed in.
 
 from __future__ import annotations
 
-from orchestrator.describe_base import (
+from orchestrator.present.describe_base import (
     Out,
     conditions,
     controller,
@@ -20,7 +20,7 @@ from orchestrator.describe_base import (
     pods_status,
     rfc1123z,
 )
-from orchestrator.printers import format_selector, human_duration, more_list, parse_time
+from orchestrator.present.printers import format_selector, human_duration, more_list, parse_time
 
 SERVICE_NAME_LABEL = "kubernetes.io/service-name"
 

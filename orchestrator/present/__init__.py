@@ -1,0 +1,1 @@
+"""What users read: kubectl-style tables, YAML/JSON output and `kubectl describe` text. Pure."""
