@@ -3,7 +3,8 @@
 Pure apart from reading the manifest files load_documents() is given. Objects are plain
 dicts in manifest form; ``load_documents`` returns located ``Document``s and
 ``normalize_all`` turns them into new, defaulted, validated dicts (or raises the first
-ValidationError, naming file, document, object and field).
+invalid object's ValidationError, naming file, document and object, and listing every
+field error of that object in ``.errors``).
 """
 
 from orchestrator.api.kinds import KINDS, KindInfo, kind_key, resolve_kind

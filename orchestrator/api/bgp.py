@@ -14,7 +14,7 @@ from dataclasses import asdict
 from typing import Any, Iterable
 
 from bgp.model import configuration_from_manifest, peer_from_manifest
-from orchestrator.api.fields import as_map, check_known, fail
+from orchestrator.api.fields import as_map, check_known, fail, guard
 
 BGPCONFIG_SPEC_FIELDS = frozenset({
     "asNumber", "nodeToNodeMeshEnabled", "listenPort", "logSeverityScreen", "holdTime",
@@ -32,10 +32,11 @@ def normalize_bgpconfiguration_spec(spec: Any, name: str) -> dict:
     """The spec with every default filled in (asNumber 64512, mesh on, port 179, ...)."""
     spec = as_map(spec, "spec") or {}
     check_known(spec, BGPCONFIG_SPEC_FIELDS, "spec")
-    if name and name != CLUSTER_CONFIG_NAME:
-        fail("metadata.name", f"Invalid value: {name!r}: only the cluster-wide "
-                              f"BGPConfiguration {CLUSTER_CONFIG_NAME!r} is supported")
-    doc = {"kind": "BGPConfiguration", "metadata": {"name": name or CLUSTER_CONFIG_NAME},
+    with guard():  # the name and the spec are checked independently
+        if name and name != CLUSTER_CONFIG_NAME:
+            fail("metadata.name", f"Invalid value: {name!r}: only the cluster-wide "
+                                  f"BGPConfiguration {CLUSTER_CONFIG_NAME!r} is supported")
+    doc = {"kind": "BGPConfiguration", "metadata": {"name": CLUSTER_CONFIG_NAME},
            "spec": spec}
     return asdict(configuration_from_manifest(doc))
 
@@ -46,7 +47,10 @@ def normalize_bgppeer_spec(spec: Any, name: str) -> dict:
     check_known(spec, BGPPEER_SPEC_FIELDS, "spec")
     node = spec.get("node")
     if node is not None and not isinstance(node, str):
-        fail("spec.node", f"Invalid value: {node!r}: must be a node name")
+        with guard():
+            fail("spec.node", f"Invalid value: {node!r}: must be a node name")
+        node = None  # the rest of the peer is still checked
+    spec = {k: v for k, v in spec.items() if k != "node" or node is not None}
     peer = peer_from_manifest({"kind": "BGPPeer", "metadata": {"name": name or "x"},
                                "spec": spec},
                               node_names=[node] if node else [], underlay=_ANY)

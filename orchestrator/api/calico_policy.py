@@ -28,7 +28,9 @@ from orchestrator.api.fields import (
     check_distinct_choices,
     check_known,
     child,
+    each,
     fail,
+    guard,
     item,
     one_of,
     type_name,
@@ -95,34 +97,42 @@ def normalize_globalnetworkpolicy_spec(spec: Any) -> dict:
 def _normalize_spec(spec: Any, *, global_policy: bool) -> dict:
     spec = as_map(spec, "spec")
     check_known(spec, GNP_SPEC_FIELDS if global_policy else SPEC_FIELDS, "spec")
-    out: dict = {"tier": _tier(spec.get("tier"))}
-    if "order" in spec:
-        out["order"] = _order(spec["order"])
+    out: dict = {"tier": DEFAULT_TIER}
+    with guard():
+        out["tier"] = _tier(spec.get("tier"))
+    with guard():
+        if "order" in spec:
+            out["order"] = _order(spec["order"])
     for key in ("selector", "namespaceSelector"):
-        text = _selector(spec.get(key), child("spec", key))
-        if text:
-            out[key] = text
-    _unsupported(spec, "spec", "serviceAccountSelector", "service account selectors")
+        with guard():
+            text = _selector(spec.get(key), child("spec", key))
+            if text:
+                out[key] = text
+    with guard():
+        _unsupported(spec, "spec", "serviceAccountSelector", "service account selectors")
     for flag, what in _GNP_UNSUPPORTED_FLAGS.items():
-        if as_bool(spec.get(flag), child("spec", flag)):
-            fail(child("spec", flag), f"Unsupported value: true: {flag} ({what}) is not "
-                                      "supported by calinet, which has no host endpoints")
+        with guard():
+            if as_bool(spec.get(flag), child("spec", flag)):
+                fail(child("spec", flag), f"Unsupported value: true: {flag} ({what}) is not "
+                                          "supported by calinet, which has no host endpoints")
     for direction in ("ingress", "egress"):
         path = child("spec", direction)
-        rules = as_list(spec.get(direction), path)
-        if len(rules) > MAX_RULES:
-            fail(path, f"Too many: {len(rules)}: must have at most {MAX_RULES} rules")
-        normalized = [_rule(r, item(path, i)) for i, r in enumerate(rules)]
-        if normalized:
-            out[direction] = normalized
-    out["types"] = _types(spec.get("types"), ingress=bool(out.get("ingress")),
-                          egress=bool(out.get("egress")))
-    hints_path = child("spec", "performanceHints")
-    hints = as_list(spec.get("performanceHints"), hints_path)
-    for i, hint in enumerate(hints):
-        one_of(hint, item(hints_path, i), PERFORMANCE_HINTS)
-    if hints:
-        out["performanceHints"] = list(hints)
+        with guard():
+            rules = as_list(spec.get(direction), path)
+            if len(rules) > MAX_RULES:
+                fail(path, f"Too many: {len(rules)}: must have at most {MAX_RULES} rules")
+            normalized = each(rules, path, _rule)
+            if normalized:
+                out[direction] = normalized
+    with guard():
+        out["types"] = _types(spec.get("types"), ingress=bool(out.get("ingress")),
+                              egress=bool(out.get("egress")))
+    with guard():
+        hints_path = child("spec", "performanceHints")
+        hints = as_list(spec.get("performanceHints"), hints_path)
+        each(hints, hints_path, lambda hint, at: one_of(hint, at, PERFORMANCE_HINTS))
+        if hints:
+            out["performanceHints"] = list(hints)
     return out
 
 
@@ -186,9 +196,11 @@ def _selector(value: Any, path: str, *, allow_global: bool = False) -> str | Non
 def _rule(rule: Any, path: str) -> dict:
     rule = as_map(rule, path, required=True)
     check_known(rule, _RULE_FIELDS, path)
-    if rule.get("action") in (None, ""):
-        fail(child(path, "action"), f"Required value: one of {', '.join(ACTIONS)}")
-    out: dict = {"action": one_of(rule["action"], child(path, "action"), ACTIONS)}
+    out: dict = {}
+    with guard():
+        if rule.get("action") in (None, ""):
+            fail(child(path, "action"), f"Required value: one of {', '.join(ACTIONS)}")
+        out["action"] = one_of(rule["action"], child(path, "action"), ACTIONS)
     version = as_int(rule.get("ipVersion"), child(path, "ipVersion"))
     if version is not None:
         if version not in (4, 6):
@@ -209,7 +221,8 @@ def _rule(rule: Any, path: str) -> dict:
     ports_ok = protocols.get("protocol") in _PORT_PROTOCOLS
     families: dict[int, tuple[str, str]] = {}   # IP version -> (path, text) of its first net
     for key in ("source", "destination"):
-        out[key] = _entity(rule.get(key), child(path, key), ports_ok, families)
+        with guard():
+            out[key] = _entity(rule.get(key), child(path, key), ports_ok, families)
     if version is not None:
         for family, (where, text) in families.items():
             if family != version:
@@ -268,26 +281,32 @@ def _entity(value: Any, path: str, ports_ok: bool,
     _unsupported(entity, path, "services", "Kubernetes Service match")
     out: dict = {}
     for key in ("nets", "notNets"):
-        nets = _nets(entity.get(key), child(path, key), families)
-        if nets:
-            out[key] = nets
+        with guard():
+            nets = _nets(entity.get(key), child(path, key), families)
+            if nets:
+                out[key] = nets
     for key in ("selector", "notSelector", "namespaceSelector"):
-        text = _selector(entity.get(key), child(path, key),
-                         allow_global=key == "namespaceSelector")
-        if text:
-            out[key] = text
+        with guard():
+            text = _selector(entity.get(key), child(path, key),
+                             allow_global=key == "namespaceSelector")
+            if text:
+                out[key] = text
     for key in ("ports", "notPorts"):
-        ports_path = child(path, key)
-        ports = as_list(entity.get(key), ports_path)
-        if not ports:
-            continue
-        if not ports_ok:
-            fail(ports_path, "Forbidden: rules that specify ports must set protocol to TCP, "
-                             "UDP or SCTP")
-        if len(ports) > MAX_PORTS:
-            fail(ports_path, f"Too many: {len(ports)}: must have at most {MAX_PORTS} entries")
-        out[key] = [_port(p, item(ports_path, i)) for i, p in enumerate(ports)]
+        with guard():
+            _entity_ports(entity, key, child(path, key), ports_ok, out)
     return out
+
+
+def _entity_ports(entity: dict, key: str, ports_path: str, ports_ok: bool, out: dict) -> None:
+    ports = as_list(entity.get(key), ports_path)
+    if not ports:
+        return
+    if not ports_ok:
+        fail(ports_path, "Forbidden: rules that specify ports must set protocol to TCP, "
+                         "UDP or SCTP")
+    if len(ports) > MAX_PORTS:
+        fail(ports_path, f"Too many: {len(ports)}: must have at most {MAX_PORTS} entries")
+    out[key] = each(ports, ports_path, _port)
 
 
 def _nets(value: Any, path: str, families: dict[int, tuple[str, str]]) -> list[str]:

@@ -3,14 +3,24 @@
 Pure. Every check raises ValidationError carrying the k8s-style field path
 ("spec.containers[0].ports[1].containerPort"); normalize() adds source/index/object later.
 Messages follow the Kubernetes API server's wording where it has one.
+
+All errors of one object at once, as the API server's ErrorList: normalize() runs the
+validators inside ``collecting()``, and each independent part is checked in a ``guard()``
+block, whose error is recorded while validation goes on with the next part. An error inside
+a part ends that part (a ``containers`` that is not a list has no containers to check).
+Outside ``collecting()`` a guard is transparent: direct callers get the first error raised.
 """
 
 from __future__ import annotations
 
 import re
-from typing import Any
+from contextlib import contextmanager
+from contextvars import ContextVar
+from typing import Any, Callable, Iterable, Iterator, TypeVar
 
-from orchestrator.errors import ValidationError
+from orchestrator.errors import FieldError, ValidationError
+
+T = TypeVar("T")
 
 DNS1123_LABEL_MAX = 63
 DNS1123_SUBDOMAIN_MAX = 253
@@ -28,6 +38,73 @@ ANNOTATIONS_TOTAL_MAX = 256 * 1024
 
 def fail(field: str | None, message: str) -> None:
     raise ValidationError(message, field=field or None)
+
+
+class FieldErrors:
+    """The field errors found so far in one object, in the order they were found."""
+
+    def __init__(self) -> None:
+        self.errors: list[FieldError] = []
+
+    def add(self, exc: ValidationError) -> None:
+        # A value checked from two places must not be reported twice.
+        for err in exc.errors:
+            if err not in self.errors:
+                self.errors.append(err)
+
+    def __bool__(self) -> bool:
+        return bool(self.errors)
+
+    def raise_if_any(self) -> None:
+        if self.errors:
+            raise ValidationError.of(self.errors)
+
+
+# The collector of the object being normalized; a context variable so that the validators
+# keep their signatures and stay usable (first error raised) outside normalize().
+_ACTIVE: ContextVar[FieldErrors | None] = ContextVar("calinet_field_errors", default=None)
+
+
+@contextmanager
+def collecting() -> Iterator[FieldErrors]:
+    """Make guard() record errors into a new FieldErrors for the duration of the block."""
+    errs = FieldErrors()
+    token = _ACTIVE.set(errs)
+    try:
+        yield errs
+    finally:
+        _ACTIVE.reset(token)
+
+
+@contextmanager
+def guard() -> Iterator[None]:
+    """Check one independent part: while collecting, its ValidationError is recorded and
+    the caller goes on after the block; otherwise it propagates unchanged."""
+    errs = _ACTIVE.get()
+    if errs is None:
+        yield
+        return
+    try:
+        yield
+    except ValidationError as exc:
+        errs.add(exc)
+
+
+def put(out: dict, src: dict, key: str, path: str, check: Callable[[Any, str], Any]) -> None:
+    """``out[key] = check(src[key], "path.key")`` when ``src`` has ``key``, guarded."""
+    if key in src:
+        with guard():
+            out[key] = check(src[key], child(path, key))
+
+
+def each(values: Iterable, path: str, check: Callable[[Any, str], T]) -> list[T]:
+    """``check(value, "path[i]")`` for every entry, each one guarded; the results of the
+    entries that passed (all of them unless collecting)."""
+    out: list[T] = []
+    for i, value in enumerate(values):
+        with guard():
+            out.append(check(value, item(path, i)))
+    return out
 
 
 def child(path: str, key: str) -> str:
@@ -65,7 +142,8 @@ def check_known(obj: dict, known: frozenset[str] | set[str], path: str) -> None:
     not a silently ignored field."""
     for key in obj:
         if key not in known:
-            fail(child(path, str(key)), f'unknown field "{child(path, str(key))}"')
+            with guard():
+                fail(child(path, str(key)), f'unknown field "{child(path, str(key))}"')
 
 
 def as_map(value: Any, path: str, *, required: bool = False) -> dict:
@@ -122,18 +200,18 @@ def as_bool(value: Any, path: str) -> bool | None:
 
 def as_str_list(value: Any, path: str) -> list[str]:
     out = as_list(value, path)
-    for i, v in enumerate(out):
-        as_str(v, item(path, i))
+    each(out, path, as_str)
     return list(out)
 
 
 def as_str_map(value: Any, path: str) -> dict[str, str]:
     out = as_map(value, path)
     for k, v in out.items():
-        if not isinstance(k, str):
-            fail(path, f"key {k!r} must be a string, got {type_name(k)}")
-        if not isinstance(v, str):
-            _wrong_type(item(path, k), v, "a string")
+        with guard():
+            if not isinstance(k, str):
+                fail(path, f"key {k!r} must be a string, got {type_name(k)}")
+            if not isinstance(v, str):
+                _wrong_type(item(path, k), v, "a string")
     return dict(out)
 
 
@@ -203,8 +281,11 @@ def check_label_value(value: str, path: str) -> None:
 def check_labels(value: Any, path: str) -> dict[str, str]:
     labels = as_str_map(value, path)
     for k, v in labels.items():
-        check_qualified_name(k, path)
-        check_label_value(v, item(path, k))
+        if isinstance(k, str) and isinstance(v, str):  # else as_str_map reported it
+            with guard():
+                check_qualified_name(k, path)
+            with guard():
+                check_label_value(v, item(path, k))
     return labels
 
 
@@ -212,8 +293,10 @@ def check_annotations(value: Any, path: str) -> dict[str, str]:
     annotations = as_str_map(value, path)
     total = 0
     for k, v in annotations.items():
-        check_qualified_name(k.lower(), path)
-        total += len(k) + len(v)
+        if isinstance(k, str) and isinstance(v, str):  # else as_str_map reported it
+            with guard():
+                check_qualified_name(k.lower(), path)
+            total += len(k) + len(v)
     if total > ANNOTATIONS_TOTAL_MAX:
         fail(path, f"Too long: must have at most {ANNOTATIONS_TOTAL_MAX} bytes")
     return annotations
@@ -238,7 +321,14 @@ def check_distinct_choices(values: list, path: str, allowed, duplicate: str) -> 
     """Every entry one of ``allowed`` and none twice (``duplicate`` says why it matters)."""
     seen: set = set()
     for i, v in enumerate(values):
-        one_of(v, item(path, i), allowed)
-        if v in seen:
-            fail(item(path, i), f"Duplicate value: {v!r}{duplicate}")
-        seen.add(v)
+        with guard():
+            one_of(v, item(path, i), allowed)
+            if v in seen:
+                fail(item(path, i), f"Duplicate value: {v!r}{duplicate}")
+            seen.add(v)
+
+
+def failed() -> bool:
+    """True when the object being collected already has an error (later derived values,
+    such as a Pod's QoS class, are then not worth computing)."""
+    return bool(_ACTIVE.get())

@@ -20,6 +20,7 @@ from orchestrator.api.fields import (
     check_known,
     child,
     fail,
+    guard,
     item,
     one_of,
 )
@@ -54,30 +55,70 @@ def normalize_ippool_spec(spec: Any) -> dict:
     spec = as_map(spec, "spec", required=True)
     check_known(spec, IPPOOL_SPEC_FIELDS, "spec")
     out = dict(spec)
-    cidr_text = as_str(spec.get("cidr"), "spec.cidr")
-    if not cidr_text:
-        fail("spec.cidr", "Required value: IPPool CIDR must be specified")
-    net = parse_pool_cidr(cidr_text)
-    out["cidr"] = str(net)  # normalized, as Calico persists it (e.g. IPv6 compressed)
+    net = None  # the checks that need the pool's network are skipped when it is invalid
+    with guard():
+        cidr_text = as_str(spec.get("cidr"), "spec.cidr")
+        if not cidr_text:
+            fail("spec.cidr", "Required value: IPPool CIDR must be specified")
+        net = parse_pool_cidr(cidr_text)
+        out["cidr"] = str(net)  # normalized, as Calico persists it (e.g. IPv6 compressed)
+    v = net.version if net is not None else 4
+
+    block = None
+    with guard():
+        default_block = 26 if v == 4 else 122
+        block = as_int(spec.get("blockSize") or default_block, "spec.blockSize")
+        low, high = (20, 32) if v == 4 else (116, 128)
+        if net is not None and not low <= block <= high:
+            fail("spec.blockSize", f"Invalid value: {block}: IPv{v} block size must be "
+                                   f"between {low} and {high}")
+        out["blockSize"] = block
+
+    disabled = False
+    with guard():
+        disabled = as_bool(spec.get("disabled"), "spec.disabled") or False
+        out["disabled"] = disabled
+    if net is not None:
+        with guard():
+            _check_pool_size(net, out, block, disabled)
+
+    with guard():
+        _encapsulation(spec, out, v)
+    for key in ("natOutgoing", "disableBGPExport"):
+        with guard():
+            out[key] = as_bool(spec.get(key), child("spec", key)) or False
+
+    with guard():
+        selector = as_str(spec.get("nodeSelector"), "spec.nodeSelector")
+        if selector is not None and not selector.strip():
+            fail("spec.nodeSelector", "Invalid value: '': IPPool nodeSelector must be a "
+                                      "non-empty selector (omit it for all())")
+        selector = selector or "all()"
+        if "global()" in selector:
+            fail("spec.nodeSelector", f"Invalid value: {selector!r}: IPPool should not use "
+                                      "global() in nodeSelector")
+        out["nodeSelector"] = selector
+    with guard():
+        as_str(spec.get("namespaceSelector"), "spec.namespaceSelector")
+    with guard():
+        if spec.get("assignmentMode") is not None:
+            one_of(spec["assignmentMode"], "spec.assignmentMode", ("Automatic", "Manual"))
+    with guard():
+        out["allowedUses"] = _allowed_uses(spec.get("allowedUses"))
+    return out
+
+
+def _check_pool_size(net, out: dict, block: int | None, disabled: bool) -> None:
     v = net.version
-
-    default_block = 26 if v == 4 else 122
-    block = as_int(spec.get("blockSize") or default_block, "spec.blockSize")
-    low, high = (20, 32) if v == 4 else (116, 128)
-    if not low <= block <= high:
-        fail("spec.blockSize", f"Invalid value: {block}: IPv{v} block size must be between "
-                               f"{low} and {high}")
-    out["blockSize"] = block
-
-    disabled = as_bool(spec.get("disabled"), "spec.disabled") or False
-    out["disabled"] = disabled
-    if not disabled and net.prefixlen > block:
+    if not disabled and block is not None and net.prefixlen > block:
         fail("spec.cidr", f"Invalid value: {out['cidr']!r}: IP pool size is too small for use "
                           "with Calico IPAM. It must be equal to or greater than the block size.")
     if net.overlaps(_LINK_LOCAL[v]):
         fail("spec.cidr", f"Invalid value: {out['cidr']!r}: IPPool CIDR overlaps with "
                           f"IPv{v} Link Local range {_LINK_LOCAL[v]}")
 
+
+def _encapsulation(spec: dict, out: dict, v: int) -> None:
     ipip = one_of(spec.get("ipipMode") or "Never", "spec.ipipMode", ENCAP_MODES)
     vxlan = one_of(spec.get("vxlanMode") or "Never", "spec.vxlanMode", ENCAP_MODES)
     if ipip != "Never" and vxlan != "Never":
@@ -88,24 +129,6 @@ def normalize_ippool_spec(spec: Any) -> dict:
                               "IP pool")
     out["ipipMode"], out["vxlanMode"] = ipip, vxlan
 
-    for key in ("natOutgoing", "disableBGPExport"):
-        out[key] = as_bool(spec.get(key), child("spec", key)) or False
-
-    selector = as_str(spec.get("nodeSelector"), "spec.nodeSelector")
-    if selector is not None and not selector.strip():
-        fail("spec.nodeSelector", "Invalid value: '': IPPool nodeSelector must be a non-empty "
-                                  "selector (omit it for all())")
-    selector = selector or "all()"
-    if "global()" in selector:
-        fail("spec.nodeSelector", f"Invalid value: {selector!r}: IPPool should not use "
-                                  "global() in nodeSelector")
-    out["nodeSelector"] = selector
-    as_str(spec.get("namespaceSelector"), "spec.namespaceSelector")
-    if spec.get("assignmentMode") is not None:
-        one_of(spec["assignmentMode"], "spec.assignmentMode", ("Automatic", "Manual"))
-    out["allowedUses"] = _allowed_uses(spec.get("allowedUses"))
-    return out
-
 
 def _allowed_uses(value: Any) -> list[str]:
     uses = as_list(value, "spec.allowedUses")
@@ -113,10 +136,11 @@ def _allowed_uses(value: Any) -> list[str]:
         return list(DEFAULT_ALLOWED_USES)
     seen: list[str] = []
     for i, use in enumerate(uses):
-        one_of(use, item("spec.allowedUses", i), ALLOWED_USES)
-        if use in seen:
-            fail(item("spec.allowedUses", i), f"Duplicate value: {use!r}")
-        seen.append(use)
+        with guard():
+            one_of(use, item("spec.allowedUses", i), ALLOWED_USES)
+            if use in seen:
+                fail(item("spec.allowedUses", i), f"Duplicate value: {use!r}")
+            seen.append(use)
     if "LoadBalancer" in seen and len(seen) > 1:
         fail("spec.allowedUses", "Invalid value: LoadBalancer cannot be combined with "
                                  "other allowed uses")

@@ -18,9 +18,11 @@ from orchestrator.api.fields import (
     check_labels,
     check_qualified_name,
     child,
+    each,
     fail,
-    item,
+    guard,
     one_of,
+    put,
 )
 
 OPERATORS = ("In", "NotIn", "Exists", "DoesNotExist")
@@ -33,29 +35,23 @@ def validate_label_selector(sel: Any, field: str) -> dict:
     sel = as_map(sel, field)
     check_known(sel, _SELECTOR_FIELDS, field)
     out: dict = {}
-    if "matchLabels" in sel:
-        out["matchLabels"] = check_labels(sel["matchLabels"], child(field, "matchLabels"))
-    if "matchExpressions" in sel:
-        exprs_path = child(field, "matchExpressions")
-        exprs = []
-        for i, req in enumerate(as_list(sel["matchExpressions"], exprs_path)):
-            exprs.append(_validate_requirement(req, item(exprs_path, i)))
-        out["matchExpressions"] = exprs
+    put(out, sel, "matchLabels", field, check_labels)
+    put(out, sel, "matchExpressions", field,
+        lambda exprs, at: each(as_list(exprs, at), at, _validate_requirement))
     return out
 
 
 def _validate_requirement(req: Any, path: str) -> dict:
     req = as_map(req, path, required=True)
     check_known(req, _REQUIREMENT_FIELDS, path)
-    key = as_str(req.get("key"), child(path, "key"), required=True)
-    check_qualified_name(key, child(path, "key"))
+    key = None
+    with guard():
+        key = as_str(req.get("key"), child(path, "key"), required=True)
+        check_qualified_name(key, child(path, "key"))
     op = one_of(req.get("operator"), child(path, "operator"), OPERATORS)
     values_path = child(path, "values")
     values = as_list(req.get("values"), values_path)
-    for i, v in enumerate(values):
-        if not isinstance(v, str):
-            fail(item(values_path, i), f"must be a string, got {v!r}")
-        check_label_value(v, item(values_path, i))
+    each(values, values_path, _check_value)
     if op in ("In", "NotIn") and not values:
         fail(values_path, "Required value: must be specified when `operator` is 'In' or 'NotIn'")
     if op in ("Exists", "DoesNotExist") and values:
@@ -65,6 +61,12 @@ def _validate_requirement(req: Any, path: str) -> dict:
     if values:
         out["values"] = list(values)
     return out
+
+
+def _check_value(v: Any, path: str) -> None:
+    if not isinstance(v, str):
+        fail(path, f"must be a string, got {v!r}")
+    check_label_value(v, path)
 
 
 def selector_is_empty(sel: dict | None) -> bool:

@@ -23,8 +23,11 @@ from orchestrator.api.fields import (
     check_labels,
     check_qualified_name,
     child,
+    each,
     fail,
+    guard,
     item,
+    put,
 )
 from orchestrator.api.kinds import KindInfo
 
@@ -75,57 +78,70 @@ def normalize_metadata(meta: Any, info: KindInfo, name_check: NameCheck, *, now:
     check_known(meta, META_FIELDS, path)
     out = dict(meta)
 
-    name = as_str(meta.get("name"), child(path, "name"))
-    gen = as_str(meta.get("generateName"), child(path, "generateName"))
-    if name:
-        name_check(name, child(path, "name"))
-    elif require_name:
-        if not gen:
-            fail(child(path, "name"), "Required value: name or generateName is required")
+    # Each field is checked on its own (guard): all of metadata's errors are reported.
+    name = gen = None
+    with guard():
+        name = as_str(meta.get("name"), child(path, "name"))
+    with guard():
+        gen = as_str(meta.get("generateName"), child(path, "generateName"))
+    if not name and require_name:
         out["name"] = ""
-    if gen:
-        # k8s validates the prefix with a trailing '-' masked, since a suffix will follow.
-        masked = gen[:-1] + "a" if gen.endswith("-") else gen
-        name_check(masked[:GENERATED_BASE_MAX], child(path, "generateName"))
+    with guard():
+        if name:
+            name_check(name, child(path, "name"))
+        elif require_name and not gen:
+            fail(child(path, "name"), "Required value: name or generateName is required")
+    with guard():
+        if gen:
+            # k8s validates the prefix with a trailing '-' masked, since a suffix will follow.
+            masked = gen[:-1] + "a" if gen.endswith("-") else gen
+            name_check(masked[:GENERATED_BASE_MAX], child(path, "generateName"))
 
     if require_name:
-        ns = as_str(meta.get("namespace"), child(path, "namespace"))
-        if info.namespaced:
-            ns = ns or DEFAULT_NAMESPACE
-            check_dns1123_label(ns, child(path, "namespace"))
-            out["namespace"] = ns
-        elif ns:
-            fail(child(path, "namespace"),
-                 f"Forbidden: not allowed on cluster-scoped kind {info.kind}")
-        else:
-            out.pop("namespace", None)
+        with guard():
+            _namespace(meta, out, info, path)
 
-    if "labels" in meta:
-        out["labels"] = check_labels(meta["labels"], child(path, "labels"))
-    if "annotations" in meta:
-        out["annotations"] = check_annotations(meta["annotations"], child(path, "annotations"))
+    put(out, meta, "labels", path, check_labels)
+    put(out, meta, "annotations", path, check_annotations)
     for key in ("uid", "resourceVersion", "selfLink"):
-        as_str(meta.get(key), child(path, key))
-    as_int(meta.get("generation"), child(path, "generation"), minimum=0)
-    as_int(meta.get("deletionGracePeriodSeconds"), child(path, "deletionGracePeriodSeconds"),
-           minimum=0)
-    if meta.get("deletionTimestamp") is not None:
-        check_timestamp(meta["deletionTimestamp"], child(path, "deletionTimestamp"))
+        with guard():
+            as_str(meta.get(key), child(path, key))
+    for key in ("generation", "deletionGracePeriodSeconds"):
+        with guard():
+            as_int(meta.get(key), child(path, key), minimum=0)
+    with guard():
+        if meta.get("deletionTimestamp") is not None:
+            check_timestamp(meta["deletionTimestamp"], child(path, "deletionTimestamp"))
     if require_name:
-        if meta.get("creationTimestamp") is not None:
-            check_timestamp(meta["creationTimestamp"], child(path, "creationTimestamp"))
-        else:
-            out["creationTimestamp"] = now
-    if "finalizers" in meta:
-        fin_path = child(path, "finalizers")
-        finalizers = as_list(meta["finalizers"], fin_path)
-        for i, f in enumerate(finalizers):
-            check_qualified_name(as_str(f, item(fin_path, i), required=True), item(fin_path, i))
-        out["finalizers"] = list(finalizers)
-    if "ownerReferences" in meta:
-        out["ownerReferences"] = _owner_refs(meta["ownerReferences"],
-                                             child(path, "ownerReferences"))
+        with guard():
+            if meta.get("creationTimestamp") is not None:
+                check_timestamp(meta["creationTimestamp"], child(path, "creationTimestamp"))
+            else:
+                out["creationTimestamp"] = now
+    with guard():
+        if "finalizers" in meta:
+            fin_path = child(path, "finalizers")
+            finalizers = as_list(meta["finalizers"], fin_path)
+            each(finalizers, fin_path, _finalizer)
+            out["finalizers"] = list(finalizers)
+    put(out, meta, "ownerReferences", path, _owner_refs)
     return out
+
+
+def _namespace(meta: dict, out: dict, info: KindInfo, path: str) -> None:
+    ns = as_str(meta.get("namespace"), child(path, "namespace"))
+    if info.namespaced:
+        ns = ns or DEFAULT_NAMESPACE
+        out["namespace"] = ns
+        check_dns1123_label(ns, child(path, "namespace"))
+    elif ns:
+        fail(child(path, "namespace"), f"Forbidden: not allowed on cluster-scoped kind {info.kind}")
+    else:
+        out.pop("namespace", None)
+
+
+def _finalizer(value: Any, path: str) -> None:
+    check_qualified_name(as_str(value, path, required=True), path)
 
 
 def _owner_refs(value: Any, path: str) -> list[dict]:
@@ -133,14 +149,17 @@ def _owner_refs(value: Any, path: str) -> list[dict]:
     controllers = 0
     for i, ref in enumerate(as_list(value, path)):
         p = item(path, i)
-        ref = as_map(ref, p, required=True)
-        check_known(ref, _OWNER_FIELDS, p)
-        for key in ("apiVersion", "kind", "name", "uid"):
-            as_str(ref.get(key), child(p, key), required=True)
-        for key in ("controller", "blockOwnerDeletion"):
-            as_bool(ref.get(key), child(p, key))
-        controllers += bool(ref.get("controller"))
-        refs.append(dict(ref))
+        with guard():
+            ref = as_map(ref, p, required=True)
+            check_known(ref, _OWNER_FIELDS, p)
+            for key in ("apiVersion", "kind", "name", "uid"):
+                with guard():
+                    as_str(ref.get(key), child(p, key), required=True)
+            for key in ("controller", "blockOwnerDeletion"):
+                with guard():
+                    as_bool(ref.get(key), child(p, key))
+            controllers += bool(ref.get("controller"))
+            refs.append(dict(ref))
     if controllers > 1:
         fail(path, "Invalid value: only one reference can have Controller set to true")
     return refs

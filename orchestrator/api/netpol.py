@@ -23,7 +23,9 @@ from orchestrator.api.fields import (
     check_known,
     check_port_name,
     child,
+    each,
     fail,
+    guard,
     item,
     one_of,
     type_name,
@@ -46,17 +48,22 @@ def normalize_networkpolicy_spec(spec: Any) -> dict:
     """The spec defaulted and validated (a new dict); ValidationError naming the field."""
     spec = as_map(spec, "spec", required=True)
     check_known(spec, SPEC_FIELDS, "spec")
-    if "podSelector" not in spec:
-        fail("spec.podSelector", "Required value: use podSelector: {} to select every pod "
-                                 "in the namespace")
-    out: dict = {"podSelector": validate_label_selector(spec["podSelector"], "spec.podSelector")}
+    out: dict = {}
+    with guard():
+        if "podSelector" not in spec:
+            fail("spec.podSelector", "Required value: use podSelector: {} to select every pod "
+                                     "in the namespace")
+        out["podSelector"] = validate_label_selector(spec["podSelector"], "spec.podSelector")
     for direction, peers_key in _PEERS_KEY.items():
         path = child("spec", direction)
-        rules = [_rule(r, item(path, i), peers_key)
-                 for i, r in enumerate(as_list(spec.get(direction), path))]
-        if rules:
-            out[direction] = rules
-    out["policyTypes"] = _policy_types(spec.get("policyTypes"), has_egress=bool(out.get("egress")))
+        with guard():
+            rules = each(as_list(spec.get(direction), path), path,
+                         lambda r, at, key=peers_key: _rule(r, at, key))
+            if rules:
+                out[direction] = rules
+    with guard():
+        out["policyTypes"] = _policy_types(spec.get("policyTypes"),
+                                           has_egress=bool(out.get("egress")))
     return out
 
 
@@ -78,16 +85,12 @@ def _rule(rule: Any, path: str, peers_key: str) -> dict:
     rule = as_map(rule, path)
     check_known(rule, frozenset({"ports", peers_key}), path)
     out: dict = {}
-    ports_path = child(path, "ports")
-    ports = [_port(p, item(ports_path, i))
-             for i, p in enumerate(as_list(rule.get("ports"), ports_path))]
-    if ports:
-        out["ports"] = ports
-    peers_path = child(path, peers_key)
-    peers = [_peer(p, item(peers_path, i))
-             for i, p in enumerate(as_list(rule.get(peers_key), peers_path))]
-    if peers:
-        out[peers_key] = peers
+    for key in ("ports", peers_key):
+        with guard():
+            at = child(path, key)
+            entries = each(as_list(rule.get(key), at), at, _port if key == "ports" else _peer)
+            if entries:
+                out[key] = entries
     return out
 
 
@@ -96,14 +99,16 @@ def _peer(peer: Any, path: str) -> dict:
     check_known(peer, _PEER_FIELDS, path)
     out: dict = {}
     for key in ("podSelector", "namespaceSelector"):
-        if key in peer:
-            out[key] = validate_label_selector(peer[key], child(path, key))
-    if "ipBlock" in peer:
-        out["ipBlock"] = _ip_block(peer["ipBlock"], child(path, "ipBlock"))
-    if not out:
+        with guard():
+            if key in peer:
+                out[key] = validate_label_selector(peer[key], child(path, key))
+    with guard():
+        if "ipBlock" in peer:
+            out["ipBlock"] = _ip_block(peer["ipBlock"], child(path, "ipBlock"))
+    if not any(k in peer for k in _PEER_FIELDS):
         fail(path, "Required value: must specify a peer (podSelector, namespaceSelector "
                    "or ipBlock)")
-    if "ipBlock" in out and len(out) > 1:
+    if "ipBlock" in peer and len(set(peer) & _PEER_FIELDS) > 1:
         fail(path, "Forbidden: may not specify both ipBlock and another peer")
     return out
 
@@ -118,15 +123,19 @@ def _ip_block(block: Any, path: str) -> dict:
     except_path = child(path, "except")
     excepts = as_list(block.get("except"), except_path)
     for i, text in enumerate(excepts):
-        at = item(except_path, i)
-        net = _parse_cidr(as_str(text, at, required=True), at)
-        # ValidateIPBlock: the except network's address inside cidr, and a longer prefix.
-        if (net.version != cidr.version or net.network_address not in cidr
-                or net.prefixlen <= cidr.prefixlen):
-            fail(at, f"Invalid value: {text!r}: must be a strict subset of `cidr` ({cidr_text})")
+        with guard():
+            _check_except(text, item(except_path, i), cidr, cidr_text)
     if excepts:
         out["except"] = list(excepts)
     return out
+
+
+def _check_except(text: Any, at: str, cidr, cidr_text: str) -> None:
+    net = _parse_cidr(as_str(text, at, required=True), at)
+    # ValidateIPBlock: the except network's address inside cidr, and a longer prefix.
+    if (net.version != cidr.version or net.network_address not in cidr
+            or net.prefixlen <= cidr.prefixlen):
+        fail(at, f"Invalid value: {text!r}: must be a strict subset of `cidr` ({cidr_text})")
 
 
 def _parse_cidr(text: str, path: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network:

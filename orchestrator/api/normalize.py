@@ -3,7 +3,8 @@
 Pure (``now`` is passed in). Dispatches on kind to the per-kind modules and does what the
 API server does on create: strict field check, metadata defaulting, server-owned status
 (dropped from input unless ``keep_status``), generation for workloads. normalize_all()
-validates a whole apply before anything is applied and rejects duplicates in it.
+validates a whole apply before anything is applied and rejects duplicates in it. Every field
+error of an object is reported at once (fields.collecting / guard), in one ValidationError.
 """
 
 from __future__ import annotations
@@ -28,7 +29,10 @@ from orchestrator.api.fields import (
     check_dns1123_label,
     check_dns1123_subdomain,
     check_known,
+    collecting,
     fail,
+    failed,
+    guard,
     type_name,
 )
 from orchestrator.api.ippool import check_pool_overlap, normalize_ippool_spec
@@ -73,9 +77,24 @@ def normalize(obj: Any, *, source: str | None = None, index: int | None = None, 
         if not isinstance(obj, dict):
             fail(None, f"an API object must be a mapping, got {type_name(obj)}")
         ref = _ref_of(obj)
-        return _normalize(_drop_nulls(copy.deepcopy(obj)), now=now, keep_status=keep_status)
+        with collecting() as errs:
+            try:
+                out = _normalize(_drop_nulls(copy.deepcopy(obj)), now=now,
+                                 keep_status=keep_status)
+            except ValidationError as exc:  # one no guard took: nothing more to check
+                errs.add(exc)
+            except _KNOCK_ON:
+                # Going on past a recorded error can trip over the very value it reported
+                # (a string where a list belongs); that error is the answer, not this one.
+                if not errs:
+                    raise
+            errs.raise_if_any()
+        return out
     except ValidationError as exc:
         raise exc.located(source=source, index=index, obj=ref) from None
+
+
+_KNOCK_ON = (AttributeError, IndexError, KeyError, TypeError, ValueError)
 
 
 def _drop_nulls(value: Any) -> Any:
@@ -125,9 +144,38 @@ def _name_check(info: KindInfo):
 
 
 def _normalize(obj: dict, *, now: str, keep_status: bool) -> dict:
-    info = kind_info_of(obj)
+    info = kind_info_of(obj)  # without a kind there is nothing else to check
     check_known(obj, TOP_FIELDS | _BODY_FIELDS.get(info.kind, frozenset()), "")
-    meta = normalize_metadata(obj.get("metadata"), info, _name_check(info), now=now)
+    # metadata and spec are independent: a bad name does not hide a bad port.
+    meta: dict = {"name": ""}
+    with guard():
+        meta = normalize_metadata(obj.get("metadata"), info, _name_check(info), now=now)
+    spec: Any = None
+    with guard():
+        spec = _normalize_spec(obj, info, meta, now=now)
+    kind = info.kind
+    if kind == "Namespace" and meta["name"] and not failed():  # labels known to be a map
+        meta["labels"] = namespace_labels(meta)
+    if kind in ("Deployment", "ReplicaSet", "StatefulSet", "DaemonSet", "Job", "CronJob"):
+        meta.setdefault("generation", 1)
+
+    out = {"apiVersion": obj["apiVersion"], "kind": kind, "metadata": meta, "spec": spec}
+    if kind in _BODY_FIELDS:
+        del out["spec"]
+        with guard():
+            out.update(normalize_endpoints(obj) if kind == "Endpoints"
+                       else normalize_endpointslice(obj))
+    status = obj.get("status")
+    if status is not None and (keep_status or kind in _STATUS_FROM_WRITER):
+        out["status"] = as_map(status, "status")
+    elif kind == "Pod" and not failed():
+        out["status"] = {"phase": "Pending", "qosClass": qos_class(spec)}
+    elif kind == "Namespace":
+        out["status"] = {"phase": "Active"}
+    return out
+
+
+def _normalize_spec(obj: dict, info: KindInfo, meta: dict, *, now: str) -> Any:
     kind = info.kind
     # Dispatch on the key: two kinds are named NetworkPolicy.
     if info.key == "NetworkPolicy.projectcalico.org":
@@ -152,8 +200,6 @@ def _normalize(obj: dict, *, now: str, keep_status: bool) -> dict:
         spec = normalize_cronjob_spec(obj.get("spec"), now=now)
     elif kind == "Namespace":
         spec = normalize_namespace_spec(obj.get("spec"))
-        if meta["name"]:
-            meta["labels"] = namespace_labels(meta)
     elif kind == "Node":
         spec = normalize_node_spec(obj.get("spec"))
     elif kind == "IPPool":
@@ -168,36 +214,19 @@ def _normalize(obj: dict, *, now: str, keep_status: bool) -> dict:
         spec = normalize_bgppeer_spec(obj.get("spec"), meta["name"])
     else:  # a KINDS entry without a normalizer is a programming error, not bad input
         raise AssertionError(f"no normalizer for kind {kind}")
-    if kind in ("Deployment", "ReplicaSet", "StatefulSet", "DaemonSet", "Job", "CronJob"):
-        meta.setdefault("generation", 1)
-
-    out = {"apiVersion": obj["apiVersion"], "kind": kind, "metadata": meta, "spec": spec}
-    if kind in _BODY_FIELDS:
-        del out["spec"]
-        out.update(normalize_endpoints(obj) if kind == "Endpoints"
-                   else normalize_endpointslice(obj))
-    status = obj.get("status")
-    if status is not None and (keep_status or kind in _STATUS_FROM_WRITER):
-        out["status"] = as_map(status, "status")
-    elif kind == "Pod":
-        out["status"] = {"phase": "Pending", "qosClass": qos_class(spec)}
-    elif kind == "Namespace":
-        out["status"] = {"phase": "Active"}
-    return out
+    return spec
 
 
 def _located(doc: Document, exc: ValidationError, ref: str | None) -> ValidationError:
-    field = exc.field
-    if doc.item is not None:
-        field = f"items[{doc.item}]" + (f".{field}" if field else "")
-    return ValidationError(exc.message, source=exc.source or doc.source,
-                           index=exc.index if exc.index is not None else doc.index,
-                           obj=exc.obj or ref, field=field)
+    prefix = f"items[{doc.item}]" if doc.item is not None else None
+    return exc.located(source=exc.source or doc.source, index=doc.index, obj=ref,
+                       prefix=prefix)
 
 
 def normalize_all(documents: Iterable[Document | dict], *, now: str,
                   keep_status: bool = False) -> list[dict]:
-    """Normalize every document, or raise the first error (so the caller applies nothing).
+    """Normalize every document, or raise the first invalid object's error (with all of
+    that object's field errors), so the caller applies nothing.
 
     Also rejects the same kind/namespace/name twice (kind by api.kind_key, so the two
     NetworkPolicy kinds may share a name), and IPPools whose CIDRs overlap each other,

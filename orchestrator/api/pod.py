@@ -25,9 +25,12 @@ from orchestrator.api.fields import (
     check_port_name,
     check_qualified_name,
     child,
+    each,
     fail,
+    guard,
     item,
     one_of,
+    put,
 )
 from orchestrator.api.quantity import parse_quantity
 
@@ -72,87 +75,106 @@ def normalize_pod_spec(spec: Any, path: str) -> dict:
 
     names: set[str] = set()
     init_path = child(path, "initContainers")
-    if "initContainers" in spec:
-        out["initContainers"] = [
-            _container(c, item(init_path, i), names, init=True)
-            for i, c in enumerate(as_list(spec["initContainers"], init_path))
-        ]
+    with guard():
+        if "initContainers" in spec:
+            out["initContainers"] = each(
+                as_list(spec["initContainers"], init_path), init_path,
+                lambda c, at: _container(c, at, names, init=True))
     cpath = child(path, "containers")
-    containers = as_list(spec.get("containers"), cpath, required=True)
-    if not containers:
-        fail(cpath, "Required value: at least one container is required")
-    out["containers"] = [_container(c, item(cpath, i), names, init=False)
-                         for i, c in enumerate(containers)]
+    with guard():  # containers that are not a list: none of them to check, the rest is
+        containers = as_list(spec.get("containers"), cpath, required=True)
+        if not containers:
+            fail(cpath, "Required value: at least one container is required")
+        out["containers"] = each(containers, cpath,
+                                 lambda c, at: _container(c, at, names, init=False))
+    _pod_fields(spec, out, path)
+    return out
 
-    out["restartPolicy"] = one_of(spec.get("restartPolicy", "Always"),
-                                  child(path, "restartPolicy"), RESTART_POLICIES)
-    out["dnsPolicy"] = one_of(spec.get("dnsPolicy", "ClusterFirst"), child(path, "dnsPolicy"),
-                              DNS_POLICIES)
-    if out["dnsPolicy"] == "None" and not spec.get("dnsConfig"):
-        fail(child(path, "dnsConfig"),
-             "Required value: must provide `dnsConfig` when `dnsPolicy` is None")
-    out["schedulerName"] = as_str(spec.get("schedulerName"),
-                                  child(path, "schedulerName")) or "default-scheduler"
-    grace = spec.get("terminationGracePeriodSeconds", 30)
-    out["terminationGracePeriodSeconds"] = as_int(
-        grace, child(path, "terminationGracePeriodSeconds"), minimum=0)
-    if "nodeSelector" in spec:
-        out["nodeSelector"] = check_labels(spec["nodeSelector"], child(path, "nodeSelector"))
-    node = as_str(spec.get("nodeName"), child(path, "nodeName"))
-    if node:
-        check_dns1123_subdomain(node, child(path, "nodeName"))
-    if "tolerations" in spec:
-        tpath = child(path, "tolerations")
-        out["tolerations"] = [_toleration(t, item(tpath, i))
-                              for i, t in enumerate(as_list(spec["tolerations"], tpath))]
+
+def _pod_fields(spec: dict, out: dict, path: str) -> None:
+    """The PodSpec's fields besides its containers, each checked on its own."""
+    with guard():
+        out["restartPolicy"] = one_of(spec.get("restartPolicy", "Always"),
+                                      child(path, "restartPolicy"), RESTART_POLICIES)
+    with guard():
+        out["dnsPolicy"] = one_of(spec.get("dnsPolicy", "ClusterFirst"),
+                                  child(path, "dnsPolicy"), DNS_POLICIES)
+        if out["dnsPolicy"] == "None" and not spec.get("dnsConfig"):
+            fail(child(path, "dnsConfig"),
+                 "Required value: must provide `dnsConfig` when `dnsPolicy` is None")
+    with guard():
+        out["schedulerName"] = as_str(spec.get("schedulerName"),
+                                      child(path, "schedulerName")) or "default-scheduler"
+    with guard():
+        grace = spec.get("terminationGracePeriodSeconds", 30)
+        out["terminationGracePeriodSeconds"] = as_int(
+            grace, child(path, "terminationGracePeriodSeconds"), minimum=0)
+    put(out, spec, "nodeSelector", path, check_labels)
+    with guard():
+        node = as_str(spec.get("nodeName"), child(path, "nodeName"))
+        if node:
+            check_dns1123_subdomain(node, child(path, "nodeName"))
+    put(out, spec, "tolerations", path,
+        lambda tolerations, at: each(as_list(tolerations, at), at, _toleration))
     for key in ("hostNetwork", "hostPID", "hostIPC", "enableServiceLinks",
                 "automountServiceAccountToken", "shareProcessNamespace"):
-        as_bool(spec.get(key), child(path, key))
-    if spec.get("hostname"):
-        check_dns1123_label(as_str(spec["hostname"], child(path, "hostname")),
-                            child(path, "hostname"))
-    as_int(spec.get("activeDeadlineSeconds"), child(path, "activeDeadlineSeconds"), minimum=1)
-    out["securityContext"] = as_map(spec.get("securityContext"), child(path, "securityContext"))
-    return out
+        with guard():
+            as_bool(spec.get(key), child(path, key))
+    with guard():
+        if spec.get("hostname"):
+            check_dns1123_label(as_str(spec["hostname"], child(path, "hostname")),
+                                child(path, "hostname"))
+    with guard():
+        as_int(spec.get("activeDeadlineSeconds"), child(path, "activeDeadlineSeconds"),
+               minimum=1)
+    with guard():
+        out["securityContext"] = as_map(spec.get("securityContext"),
+                                        child(path, "securityContext"))
 
 
 def _container(c: Any, path: str, names: set[str], *, init: bool) -> dict:
     c = as_map(c, path, required=True)
     check_known(c, CONTAINER_FIELDS, path)
     out = dict(c)
-    name = as_str(c.get("name"), child(path, "name"), required=True)
-    check_dns1123_label(name, child(path, "name"))
-    if name in names:
-        fail(child(path, "name"), f"Duplicate value: {name!r}")
-    names.add(name)
-    image = as_str(c.get("image"), child(path, "image"), required=True)
-    if image != image.strip():
-        fail(child(path, "image"), f"Invalid value: {image!r}: must not have leading or "
-                                   "trailing whitespace")
+    with guard():
+        name = as_str(c.get("name"), child(path, "name"), required=True)
+        check_dns1123_label(name, child(path, "name"))
+        if name in names:
+            fail(child(path, "name"), f"Duplicate value: {name!r}")
+        names.add(name)
+    image = ""
+    with guard():
+        image = as_str(c.get("image"), child(path, "image"), required=True)
+        if image != image.strip():
+            fail(child(path, "image"), f"Invalid value: {image!r}: must not have leading or "
+                                       "trailing whitespace")
     for key in ("command", "args"):
-        if key in c:
-            out[key] = as_str_list(c[key], child(path, key))
-    as_str(c.get("workingDir"), child(path, "workingDir"))
-    if "env" in c:
-        out["env"] = _env(c["env"], child(path, "env"))
-    if "ports" in c:
-        ppath = child(path, "ports")
-        port_names: set[str] = set()
-        out["ports"] = [_port(p, item(ppath, i), port_names)
-                        for i, p in enumerate(as_list(c["ports"], ppath))]
-    out["resources"] = _resources(c.get("resources"), child(path, "resources"))
-    out["imagePullPolicy"] = one_of(c.get("imagePullPolicy", default_pull_policy(image)),
-                                    child(path, "imagePullPolicy"), PULL_POLICIES)
-    out["terminationMessagePath"] = as_str(
-        c.get("terminationMessagePath"), child(path, "terminationMessagePath")
-    ) or "/dev/termination-log"
-    out["terminationMessagePolicy"] = one_of(
-        c.get("terminationMessagePolicy", "File"), child(path, "terminationMessagePolicy"),
-        ("File", "FallbackToLogsOnError"))
-    if "restartPolicy" in c:
-        if not init:
-            fail(child(path, "restartPolicy"), "Forbidden: may not be set for non-init containers")
-        one_of(c["restartPolicy"], child(path, "restartPolicy"), ("Always",))
+        put(out, c, key, path, as_str_list)
+    with guard():
+        as_str(c.get("workingDir"), child(path, "workingDir"))
+    put(out, c, "env", path, _env)
+    port_names: set[str] = set()
+    put(out, c, "ports", path, lambda ports, at: each(
+        as_list(ports, at), at, lambda p, pat: _port(p, pat, port_names)))
+    with guard():
+        out["resources"] = _resources(c.get("resources"), child(path, "resources"))
+    with guard():
+        out["imagePullPolicy"] = one_of(c.get("imagePullPolicy", default_pull_policy(image)),
+                                        child(path, "imagePullPolicy"), PULL_POLICIES)
+    with guard():
+        out["terminationMessagePath"] = as_str(
+            c.get("terminationMessagePath"), child(path, "terminationMessagePath")
+        ) or "/dev/termination-log"
+    with guard():
+        out["terminationMessagePolicy"] = one_of(
+            c.get("terminationMessagePolicy", "File"), child(path, "terminationMessagePolicy"),
+            ("File", "FallbackToLogsOnError"))
+    with guard():
+        if "restartPolicy" in c:
+            if not init:
+                fail(child(path, "restartPolicy"),
+                     "Forbidden: may not be set for non-init containers")
+            one_of(c["restartPolicy"], child(path, "restartPolicy"), ("Always",))
     return out
 
 
@@ -166,39 +188,46 @@ def default_pull_policy(image: str) -> str:
 
 
 def _env(value: Any, path: str) -> list[dict]:
-    out = []
-    for i, e in enumerate(as_list(value, path)):
-        p = item(path, i)
-        e = as_map(e, p, required=True)
-        check_known(e, _ENV_FIELDS, p)
+    return each(as_list(value, path), path, _env_var)
+
+
+def _env_var(e: Any, p: str) -> dict:
+    e = as_map(e, p, required=True)
+    check_known(e, _ENV_FIELDS, p)
+    with guard():
         name = as_str(e.get("name"), child(p, "name"), required=True)
         if "=" in name:
             fail(child(p, "name"), f"Invalid value: {name!r}: must not contain '='")
+    with guard():
         as_str(e.get("value"), child(p, "value"))
         if "value" in e and "valueFrom" in e and e["value"]:
             fail(child(p, "valueFrom"), "Invalid value: may not be specified when `value` "
                                         "is not empty")
-        out.append(dict(e))
-    return out
+    return dict(e)
 
 
 def _port(p: Any, path: str, names: set[str]) -> dict:
     p = as_map(p, path, required=True)
     check_known(p, _PORT_FIELDS, path)
     out = dict(p)
-    if p.get("containerPort") is None:
-        fail(child(path, "containerPort"), "Required value")
-    as_int(p["containerPort"], child(path, "containerPort"), minimum=1, maximum=65535)
-    # hostPort 0 means "not set" in the API.
-    as_int(p.get("hostPort"), child(path, "hostPort"), minimum=0, maximum=65535)
-    as_str(p.get("hostIP"), child(path, "hostIP"))
-    out["protocol"] = one_of(p.get("protocol", "TCP"), child(path, "protocol"), PROTOCOLS)
-    if p.get("name") is not None:
-        name = as_str(p["name"], child(path, "name"))
-        check_port_name(name, child(path, "name"))
-        if name in names:
-            fail(child(path, "name"), f"Duplicate value: {name!r}")
-        names.add(name)
+    with guard():
+        if p.get("containerPort") is None:
+            fail(child(path, "containerPort"), "Required value")
+        as_int(p["containerPort"], child(path, "containerPort"), minimum=1, maximum=65535)
+    with guard():
+        # hostPort 0 means "not set" in the API.
+        as_int(p.get("hostPort"), child(path, "hostPort"), minimum=0, maximum=65535)
+    with guard():
+        as_str(p.get("hostIP"), child(path, "hostIP"))
+    with guard():
+        out["protocol"] = one_of(p.get("protocol", "TCP"), child(path, "protocol"), PROTOCOLS)
+    with guard():
+        if p.get("name") is not None:
+            name = as_str(p["name"], child(path, "name"))
+            check_port_name(name, child(path, "name"))
+            if name in names:
+                fail(child(path, "name"), f"Duplicate value: {name!r}")
+            names.add(name)
     return out
 
 
@@ -215,11 +244,12 @@ def _resources(value: Any, path: str) -> dict:
         parsed[kind] = {}
         for rname, qty in amounts.items():
             rpath = item(kpath, rname)
-            _check_resource_name(rname, rpath)
-            value = parse_quantity(qty, rpath)
-            if value < 0:
-                fail(rpath, f"Invalid value: {qty!r}: must be greater than or equal to 0")
-            parsed[kind][rname] = value
+            with guard():
+                _check_resource_name(rname, rpath)
+                value = parse_quantity(qty, rpath)
+                if value < 0:
+                    fail(rpath, f"Invalid value: {qty!r}: must be greater than or equal to 0")
+                parsed[kind][rname] = value
         # Keep what the user wrote; YAML numbers become the strings the API would echo.
         out[kind] = {k: v if isinstance(v, str) else str(v) for k, v in amounts.items()}
     # SetDefaults: a limit without a request defaults the request to the limit.
@@ -229,7 +259,8 @@ def _resources(value: Any, path: str) -> dict:
         for rname, qty in limits.items():
             if rname not in requests:
                 requests[rname] = qty
-                parsed.setdefault("requests", {})[rname] = parsed["limits"][rname]
+                if rname in parsed["limits"]:  # else its error is already recorded
+                    parsed.setdefault("requests", {})[rname] = parsed["limits"][rname]
         out["requests"] = requests
     for rname, req in parsed.get("requests", {}).items():
         lim = parsed.get("limits", {}).get(rname)

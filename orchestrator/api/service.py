@@ -30,7 +30,9 @@ from orchestrator.api.fields import (
     check_labels,
     check_port_name,
     child,
+    each,
     fail,
+    guard,
     item,
     one_of,
     type_name,
@@ -96,12 +98,59 @@ def normalize_service_spec(spec: Any) -> dict:
     spec = as_map(spec, "spec", required=True)
     check_known(spec, SPEC_FIELDS, "spec")
     stype = spec.get("type", "ClusterIP")
-    if stype in UNSUPPORTED_TYPES:
-        fail("spec.type", f"Unsupported value: {stype!r}: calinet serves Services of type "
-                          f"{' and '.join(SERVICE_TYPES)} (no cloud load balancer, no "
-                          "ExternalName)")
-    one_of(stype, "spec.type", SERVICE_TYPES)
+    with guard():
+        if stype in UNSUPPORTED_TYPES:
+            fail("spec.type", f"Unsupported value: {stype!r}: calinet serves Services of type "
+                              f"{' and '.join(SERVICE_TYPES)} (no cloud load balancer, no "
+                              "ExternalName)")
+        one_of(stype, "spec.type", SERVICE_TYPES)
     out: dict = {"type": stype}
+    cip = ""
+    with guard():
+        cip = _cluster_ip(spec, stype)
+    if cip:
+        out["clusterIP"], out["clusterIPs"] = cip, [cip]
+    with guard():
+        raw = as_list(spec.get("ports"), "spec.ports")
+        ports = each(raw, "spec.ports", lambda p, at: _service_port(p, at, stype, len(raw)))
+        if not raw and cip != HEADLESS:
+            fail("spec.ports", "Required value")
+        if len(ports) == len(raw):  # duplicates are named by index: only when all parsed
+            _check_unique_ports(ports)
+        out["ports"] = ports
+    with guard():
+        if "selector" in spec:
+            out["selector"] = check_labels(spec["selector"], "spec.selector")
+    with guard():
+        _affinity(spec, out)
+    with guard():
+        pna = as_bool(spec.get("publishNotReadyAddresses"), "spec.publishNotReadyAddresses")
+        if pna is not None:
+            out["publishNotReadyAddresses"] = pna
+    with guard():
+        out["internalTrafficPolicy"] = one_of(spec.get("internalTrafficPolicy", "Cluster"),
+                                              "spec.internalTrafficPolicy", TRAFFIC_POLICIES)
+    with guard():
+        if stype == "NodePort":
+            out["externalTrafficPolicy"] = one_of(spec.get("externalTrafficPolicy", "Cluster"),
+                                                  "spec.externalTrafficPolicy",
+                                                  TRAFFIC_POLICIES)
+        elif "externalTrafficPolicy" in spec:
+            fail("spec.externalTrafficPolicy", "Invalid value: may only be set for externally-"
+                                               "accessible services")
+    with guard():
+        fams = as_list(spec.get("ipFamilies", ["IPv4"]), "spec.ipFamilies")
+        if fams != ["IPv4"]:
+            fail("spec.ipFamilies", f"Unsupported value: {fams!r}: only [\"IPv4\"] is supported")
+    out["ipFamilies"] = ["IPv4"]
+    with guard():
+        out["ipFamilyPolicy"] = one_of(spec.get("ipFamilyPolicy", "SingleStack"),
+                                       "spec.ipFamilyPolicy", ("SingleStack",))
+    return out
+
+
+def _cluster_ip(spec: dict, stype: str) -> str:
+    """clusterIP and clusterIPs, which must agree: the one address ("" or "None")."""
     cip = as_str(spec.get("clusterIP"), "spec.clusterIP") or ""
     if cip and cip != HEADLESS:
         _ipv4(cip, "spec.clusterIP")
@@ -120,16 +169,10 @@ def normalize_service_spec(spec: Any) -> dict:
         cip = ips[0]
         if cip != HEADLESS:
             _ipv4(cip, "spec.clusterIPs[0]")
-    if cip:
-        out["clusterIP"], out["clusterIPs"] = cip, [cip]
-    ports = [_service_port(p, item("spec.ports", i), stype, len(spec.get("ports") or []))
-             for i, p in enumerate(as_list(spec.get("ports"), "spec.ports"))]
-    if not ports and cip != HEADLESS:
-        fail("spec.ports", "Required value")
-    _check_unique_ports(ports)
-    out["ports"] = ports
-    if "selector" in spec:
-        out["selector"] = check_labels(spec["selector"], "spec.selector")
+    return cip
+
+
+def _affinity(spec: dict, out: dict) -> None:
     affinity = spec.get("sessionAffinity", "None")
     one_of(affinity, "spec.sessionAffinity", AFFINITIES)
     out["sessionAffinity"] = affinity
@@ -145,46 +188,35 @@ def normalize_service_spec(spec: Any) -> dict:
     elif cfg:
         fail("spec.sessionAffinityConfig", "Invalid value: must not be set when "
                                            "sessionAffinity is None")
-    pna = as_bool(spec.get("publishNotReadyAddresses"), "spec.publishNotReadyAddresses")
-    if pna is not None:
-        out["publishNotReadyAddresses"] = pna
-    out["internalTrafficPolicy"] = one_of(spec.get("internalTrafficPolicy", "Cluster"),
-                                          "spec.internalTrafficPolicy", TRAFFIC_POLICIES)
-    if stype == "NodePort":
-        out["externalTrafficPolicy"] = one_of(spec.get("externalTrafficPolicy", "Cluster"),
-                                              "spec.externalTrafficPolicy", TRAFFIC_POLICIES)
-    elif "externalTrafficPolicy" in spec:
-        fail("spec.externalTrafficPolicy", "Invalid value: may only be set for externally-"
-                                           "accessible services")
-    fams = as_list(spec.get("ipFamilies", ["IPv4"]), "spec.ipFamilies")
-    if fams != ["IPv4"]:
-        fail("spec.ipFamilies", f"Unsupported value: {fams!r}: only [\"IPv4\"] is supported")
-    out["ipFamilies"] = ["IPv4"]
-    out["ipFamilyPolicy"] = one_of(spec.get("ipFamilyPolicy", "SingleStack"),
-                                   "spec.ipFamilyPolicy", ("SingleStack",))
-    return out
 
 
 def _service_port(p: Any, path: str, stype: str, count: int) -> dict:
     p = as_map(p, path, required=True)
     check_known(p, _PORT_FIELDS, path)
     out: dict = {}
-    name = as_str(p.get("name"), child(path, "name"))
-    if name:
-        check_dns1123_label(name, child(path, "name"))
-        out["name"] = name
-    elif count > 1:
-        fail(child(path, "name"), "Required value")
-    out["protocol"] = one_of(p.get("protocol", "TCP"), child(path, "protocol"), PROTOCOLS)
-    out["port"] = _port_number(p.get("port"), child(path, "port"))
-    out["targetPort"] = _target_port(p.get("targetPort"), child(path, "targetPort"), out["port"])
-    if p.get("appProtocol") is not None:
-        out["appProtocol"] = as_str(p["appProtocol"], child(path, "appProtocol"))
-    if p.get("nodePort") not in (None, 0):
-        if stype != "NodePort":
-            fail(child(path, "nodePort"), "Forbidden: may not be used when `type` is "
-                                          f"'{stype}'")
-        out["nodePort"] = _port_number(p["nodePort"], child(path, "nodePort"))
+    with guard():
+        name = as_str(p.get("name"), child(path, "name"))
+        if name:
+            check_dns1123_label(name, child(path, "name"))
+            out["name"] = name
+        elif count > 1:
+            fail(child(path, "name"), "Required value")
+    with guard():
+        out["protocol"] = one_of(p.get("protocol", "TCP"), child(path, "protocol"), PROTOCOLS)
+    with guard():
+        out["port"] = _port_number(p.get("port"), child(path, "port"))
+    with guard():
+        out["targetPort"] = _target_port(p.get("targetPort"), child(path, "targetPort"),
+                                         out.get("port"))
+    with guard():
+        if p.get("appProtocol") is not None:
+            out["appProtocol"] = as_str(p["appProtocol"], child(path, "appProtocol"))
+    with guard():
+        if p.get("nodePort") not in (None, 0):
+            if stype != "NodePort":
+                fail(child(path, "nodePort"), "Forbidden: may not be used when `type` is "
+                                              f"'{stype}'")
+            out["nodePort"] = _port_number(p["nodePort"], child(path, "nodePort"))
     return out
 
 
@@ -197,13 +229,15 @@ def _check_unique_ports(ports: list[dict]) -> None:
         if p.get("name") in names:
             fail(child(path, "name"), f"Duplicate value: {p['name']!r}")
         names.add(p.get("name"))
-        if (p["port"], p["protocol"]) in pairs:
-            fail(path, f"Duplicate value: {{port: {p['port']}, protocol: {p['protocol']}}}")
-        pairs.add((p["port"], p["protocol"]))
+        # .get: a port whose own fields had errors comes back without them
+        pair = (p.get("port"), p.get("protocol"))
+        if pair in pairs:
+            fail(path, f"Duplicate value: {{port: {pair[0]}, protocol: {pair[1]}}}")
+        pairs.add(pair)
         if "nodePort" in p:
-            if (p["nodePort"], p["protocol"]) in node_ports:
+            if (p["nodePort"], p.get("protocol")) in node_ports:
                 fail(child(path, "nodePort"), f"Duplicate value: {p['nodePort']}")
-            node_ports.add((p["nodePort"], p["protocol"]))
+            node_ports.add((p["nodePort"], p.get("protocol")))
 
 
 # -- Endpoints / EndpointSlice ------------------------------------------------------------
@@ -235,40 +269,44 @@ def _endpoint_port(p: Any, path: str, named: bool) -> dict:
 
 def normalize_endpoints(obj: dict) -> dict:
     """{"subsets": [...]} of a v1 Endpoints object, validated."""
-    subsets = []
-    for i, s in enumerate(as_list(obj.get("subsets"), "subsets")):
-        path = item("subsets", i)
-        s = as_map(s, path, required=True)
-        check_known(s, _SUBSET_FIELDS, path)
-        out: dict = {}
-        for key in ("addresses", "notReadyAddresses"):
-            addrs = []
-            for j, a in enumerate(as_list(s.get(key), child(path, key))):
-                apath = item(child(path, key), j)
-                a = as_map(a, apath, required=True)
-                check_known(a, _ADDRESS_FIELDS, apath)
-                addr = {"ip": _ipv4(a.get("ip"), child(apath, "ip"))}
-                for k in ("hostname", "nodeName"):
-                    if a.get(k) is not None:
-                        addr[k] = as_str(a[k], child(apath, k))
-                if "targetRef" in a:
-                    addr["targetRef"] = _target_ref(a["targetRef"], child(apath, "targetRef"))
-                addrs.append(addr)
+    return {"subsets": each(as_list(obj.get("subsets"), "subsets"), "subsets", _subset)}
+
+
+def _subset(s: Any, path: str) -> dict:
+    s = as_map(s, path, required=True)
+    check_known(s, _SUBSET_FIELDS, path)
+    out: dict = {}
+    for key in ("addresses", "notReadyAddresses"):
+        with guard():
+            addrs = each(as_list(s.get(key), child(path, key)), child(path, key), _address)
             if addrs:
                 out[key] = addrs
+    with guard():
         ports = as_list(s.get("ports"), child(path, "ports"))
-        out["ports"] = [_endpoint_port(p, item(child(path, "ports"), j), len(ports) > 1)
-                        for j, p in enumerate(ports)]
-        subsets.append(out)
-    return {"subsets": subsets}
+        out["ports"] = each(ports, child(path, "ports"),
+                            lambda p, at: _endpoint_port(p, at, len(ports) > 1))
+    return out
+
+
+def _address(a: Any, apath: str) -> dict:
+    a = as_map(a, apath, required=True)
+    check_known(a, _ADDRESS_FIELDS, apath)
+    addr = {"ip": _ipv4(a.get("ip"), child(apath, "ip"))}
+    for k in ("hostname", "nodeName"):
+        if a.get(k) is not None:
+            addr[k] = as_str(a[k], child(apath, k))
+    if "targetRef" in a:
+        addr["targetRef"] = _target_ref(a["targetRef"], child(apath, "targetRef"))
+    return addr
 
 
 def normalize_endpointslice(obj: dict) -> dict:
     """{"addressType", "endpoints", "ports"} of an EndpointSlice, validated."""
     atype = obj.get("addressType")
-    if atype is None:
-        fail("addressType", "Required value")
-    one_of(atype, "addressType", ADDRESS_TYPES)
+    with guard():
+        if atype is None:
+            fail("addressType", "Required value")
+        one_of(atype, "addressType", ADDRESS_TYPES)
     eps = as_list(obj.get("endpoints"), "endpoints")
     if len(eps) > MAX_SLICE_ENDPOINTS:
         fail("endpoints", f"Too many: {len(eps)}: must have at most {MAX_SLICE_ENDPOINTS} items")

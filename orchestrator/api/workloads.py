@@ -17,6 +17,7 @@ from orchestrator.api.fields import (
     check_known,
     child,
     fail,
+    guard,
     one_of,
 )
 from orchestrator.api.kinds import KINDS
@@ -44,18 +45,27 @@ def normalize_deployment_spec(spec: Any, *, now: str) -> dict:
     spec = as_map(spec, "spec", required=True)
     check_known(spec, DEPLOYMENT_SPEC_FIELDS, "spec")
     out = _common(spec, "deployment", now=now)
-    out["strategy"] = _strategy(spec.get("strategy"), "spec.strategy")
-    out["revisionHistoryLimit"] = as_int(spec.get("revisionHistoryLimit", 10),
-                                         "spec.revisionHistoryLimit", minimum=0)
-    out["progressDeadlineSeconds"] = as_int(spec.get("progressDeadlineSeconds", 600),
-                                            "spec.progressDeadlineSeconds", minimum=0)
-    if out["progressDeadlineSeconds"] <= out["minReadySeconds"]:
-        fail("spec.progressDeadlineSeconds",
-             f"Invalid value: {out['progressDeadlineSeconds']}: must be greater than "
-             "minReadySeconds")
-    if "paused" in spec:
-        as_bool(spec["paused"], "spec.paused")
+    with guard():
+        out["strategy"] = _strategy(spec.get("strategy"), "spec.strategy")
+    _revision_history(spec, out)
+    with guard():
+        out["progressDeadlineSeconds"] = as_int(spec.get("progressDeadlineSeconds", 600),
+                                                "spec.progressDeadlineSeconds", minimum=0)
+        ready = out["minReadySeconds"]
+        if isinstance(ready, int) and out["progressDeadlineSeconds"] <= ready:
+            fail("spec.progressDeadlineSeconds",
+                 f"Invalid value: {out['progressDeadlineSeconds']}: must be greater than "
+                 "minReadySeconds")
+    with guard():
+        if "paused" in spec:
+            as_bool(spec["paused"], "spec.paused")
     return out
+
+
+def _revision_history(spec: dict, out: dict) -> None:
+    with guard():
+        out["revisionHistoryLimit"] = as_int(spec.get("revisionHistoryLimit", 10),
+                                             "spec.revisionHistoryLimit", minimum=0)
 
 
 def normalize_replicaset_spec(spec: Any, *, now: str) -> dict:
@@ -66,30 +76,43 @@ def normalize_replicaset_spec(spec: Any, *, now: str) -> dict:
 
 def _common(spec: dict, what: str, *, now: str) -> dict:
     out = dict(spec)
-    out["replicas"] = as_int(spec.get("replicas", 1), "spec.replicas", minimum=0)
-    out["minReadySeconds"] = as_int(spec.get("minReadySeconds", 0), "spec.minReadySeconds",
-                                    minimum=0)
-    if spec.get("selector") is None:
-        fail("spec.selector", "Required value")
-    selector = validate_label_selector(spec["selector"], "spec.selector")
-    if selector_is_empty(selector):
-        fail("spec.selector", f"Invalid value: {{}}: empty selector is invalid for {what}")
-    out["selector"] = selector
-
-    template = as_map(spec.get("template"), "spec.template", required=True)
-    check_known(template, _TEMPLATE_FIELDS, "spec.template")
-    tmeta = normalize_metadata(template.get("metadata") or {}, KINDS["Pod"], _no_name_check,
-                               now=now, path="spec.template.metadata", require_name=False)
-    labels = tmeta.get("labels") or {}
-    if not label_selector_matches(selector, labels):
-        fail("spec.template.metadata.labels",
-             f"Invalid value: {labels!r}: selector does not match template labels")
-    tspec = normalize_pod_spec(template.get("spec"), "spec.template.spec")
-    if tspec["restartPolicy"] != "Always":
-        fail("spec.template.spec.restartPolicy",
-             f"Unsupported value: {tspec['restartPolicy']!r}: supported values: \"Always\"")
-    out["template"] = {"metadata": tmeta, "spec": tspec}
+    with guard():
+        out["replicas"] = as_int(spec.get("replicas", 1), "spec.replicas", minimum=0)
+    with guard():
+        out["minReadySeconds"] = as_int(spec.get("minReadySeconds", 0),
+                                        "spec.minReadySeconds", minimum=0)
+    selector = None  # None when invalid: the template's labels are then not compared
+    with guard():
+        if spec.get("selector") is None:
+            fail("spec.selector", "Required value")
+        checked = validate_label_selector(spec["selector"], "spec.selector")
+        if selector_is_empty(checked):
+            fail("spec.selector", f"Invalid value: {{}}: empty selector is invalid for {what}")
+        out["selector"] = selector = checked
+    with guard():
+        out["template"] = _template(spec.get("template"), selector, now=now)
     return out
+
+
+def _template(value: Any, selector: dict | None, *, now: str) -> dict:
+    template = as_map(value, "spec.template", required=True)
+    check_known(template, _TEMPLATE_FIELDS, "spec.template")
+    tmeta: dict = {}
+    with guard():
+        tmeta = normalize_metadata(template.get("metadata") or {}, KINDS["Pod"],
+                                   _no_name_check, now=now, path="spec.template.metadata",
+                                   require_name=False)
+        labels = tmeta.get("labels") or {}
+        if selector is not None and not label_selector_matches(selector, labels):
+            fail("spec.template.metadata.labels",
+                 f"Invalid value: {labels!r}: selector does not match template labels")
+    tspec: dict = {}
+    with guard():
+        tspec = normalize_pod_spec(template.get("spec"), "spec.template.spec")
+        if tspec["restartPolicy"] != "Always":
+            fail("spec.template.spec.restartPolicy",
+                 f"Unsupported value: {tspec['restartPolicy']!r}: supported values: \"Always\"")
+    return {"metadata": tmeta, "spec": tspec}
 
 
 def _no_name_check(name: str, path: str) -> None:
@@ -163,21 +186,28 @@ def normalize_statefulset_spec(spec: Any, *, now: str) -> dict:
     gives the pods their stable DNS names), OrderedReady by default, RollingUpdate."""
     spec = as_map(spec, "spec", required=True)
     check_known(spec, STATEFULSET_SPEC_FIELDS, "spec")
-    if not spec.get("serviceName"):
-        fail("spec.serviceName", "Required value: a StatefulSet needs the name of its "
-                                 "governing (headless) Service")
-    if not isinstance(spec["serviceName"], str):
-        fail("spec.serviceName", f"must be a string, got {spec['serviceName']!r}")
-    if spec.get("volumeClaimTemplates") or spec.get("ordinals") or \
-            spec.get("persistentVolumeClaimRetentionPolicy"):
-        bad = next(k for k in ("volumeClaimTemplates", "ordinals",
-                               "persistentVolumeClaimRetentionPolicy") if spec.get(k))
-        fail(f"spec.{bad}", "Unsupported: calinet has no volumes or custom ordinals")
+    with guard():
+        if not spec.get("serviceName"):
+            fail("spec.serviceName", "Required value: a StatefulSet needs the name of its "
+                                     "governing (headless) Service")
+        if not isinstance(spec["serviceName"], str):
+            fail("spec.serviceName", f"must be a string, got {spec['serviceName']!r}")
+    for bad in ("volumeClaimTemplates", "ordinals", "persistentVolumeClaimRetentionPolicy"):
+        if spec.get(bad):
+            with guard():
+                fail(f"spec.{bad}", "Unsupported: calinet has no volumes or custom ordinals")
     out = _common(spec, "statefulset", now=now)
-    out["podManagementPolicy"] = one_of(spec.get("podManagementPolicy", "OrderedReady"),
-                                        "spec.podManagementPolicy", ("OrderedReady", "Parallel"))
-    out["revisionHistoryLimit"] = as_int(spec.get("revisionHistoryLimit", 10),
-                                         "spec.revisionHistoryLimit", minimum=0)
+    with guard():
+        out["podManagementPolicy"] = one_of(spec.get("podManagementPolicy", "OrderedReady"),
+                                            "spec.podManagementPolicy",
+                                            ("OrderedReady", "Parallel"))
+    _revision_history(spec, out)
+    with guard():
+        out["updateStrategy"] = _statefulset_strategy(spec)
+    return out
+
+
+def _statefulset_strategy(spec: dict) -> dict:
     us = as_map(spec.get("updateStrategy"), "spec.updateStrategy")
     check_known(us, _UPDATE_STRATEGY_FIELDS, "spec.updateStrategy")
     utype = one_of(us.get("type", "RollingUpdate"), "spec.updateStrategy.type",
@@ -189,8 +219,7 @@ def normalize_statefulset_spec(spec: Any, *, now: str) -> dict:
                     "spec.updateStrategy.rollingUpdate")
         strategy["rollingUpdate"] = {"partition": as_int(
             ru.get("partition", 0), "spec.updateStrategy.rollingUpdate.partition", minimum=0)}
-    out["updateStrategy"] = strategy
-    return out
+    return strategy
 
 
 def normalize_daemonset_spec(spec: Any, *, now: str) -> dict:
@@ -200,8 +229,13 @@ def normalize_daemonset_spec(spec: Any, *, now: str) -> dict:
     check_known(spec, DAEMONSET_SPEC_FIELDS, "spec")
     out = _common(spec, "daemonset", now=now)
     out.pop("replicas", None)
-    out["revisionHistoryLimit"] = as_int(spec.get("revisionHistoryLimit", 10),
-                                         "spec.revisionHistoryLimit", minimum=0)
+    _revision_history(spec, out)
+    with guard():
+        out["updateStrategy"] = _daemonset_strategy(spec)
+    return out
+
+
+def _daemonset_strategy(spec: dict) -> dict:
     us = as_map(spec.get("updateStrategy"), "spec.updateStrategy")
     check_known(us, _UPDATE_STRATEGY_FIELDS, "spec.updateStrategy")
     utype = one_of(us.get("type", "RollingUpdate"), "spec.updateStrategy.type",
@@ -216,5 +250,4 @@ def normalize_daemonset_spec(spec: Any, *, now: str) -> dict:
             fail(child(path, "maxUnavailable"),
                  "Invalid value: 0: calinet's DaemonSet updates need maxUnavailable >= 1")
         strategy["rollingUpdate"] = {"maxUnavailable": unavailable}
-    out["updateStrategy"] = strategy
-    return out
+    return strategy

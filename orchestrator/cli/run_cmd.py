@@ -12,6 +12,7 @@ import os
 import time
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from orchestrator.errors import ValidationError
@@ -24,7 +25,8 @@ def run_experiment(args) -> int:
     try:
         exp = schema.load(args.experiment)
     except ValidationError as exc:
-        err.print(f"[red]invalid experiment:[/red] {exc}")
+        # escape: field paths such as limits[cpu] or labels[app] are not rich markup
+        err.print(f"[red]invalid experiment:[/red] {escape(str(exc))}")
         return 2
     if os.geteuid() != 0:
         err.print("[red]error:[/red] `calinet run` needs root (network namespaces): "
