@@ -117,6 +117,25 @@ def _passive(local: NodeBGP, nb: Neighbor, by_ip: dict[str, NodeBGP],
     return nb.ip > local.ip  # string comparison, exactly as Calico's template
 
 
+def why_no_peer(node: NodeBGP, config: BGPConfiguration) -> str:
+    """Why ``node`` got no neighbor from peerings() (no BGPPeer selected it, or it would have
+    one) and how to fix it: one line, for a wait that would otherwise only time out."""
+    fix = ("apply BGPPeer objects that peer it with the other nodes (topology `manifests:`, "
+           "Testbed(manifests=) or `calinet apply`; e.g. spec: {nodeSelector: all(), "
+           "peerSelector: route-reflector == 'true'} with the reflectors labelled so)")
+    if config.nodeToNodeMeshEnabled and node.is_route_reflector:
+        cause = (f"its topology sets routeReflectorClusterID {node.routeReflectorClusterID} "
+                 "(a route reflector), which the node-to-node mesh skips, and no BGPPeer "
+                 "selects it")
+    elif not config.nodeToNodeMeshEnabled:
+        cause = "BGPConfiguration default sets nodeToNodeMeshEnabled: false and no BGPPeer selects it"
+        fix += ", or turn the node-to-node mesh back on"
+    else:
+        cause = ("the node-to-node mesh has no other member (the other nodes are route "
+                 "reflectors) and no BGPPeer selects it")
+    return f"{cause}; its pods are unreachable from other nodes; {fix}"
+
+
 def session_count(table: dict[str, list[Neighbor]]) -> int:
     """Distinct BGP sessions (a pair of nodes that configure each other counts once)."""
     pairs = set()

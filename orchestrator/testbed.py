@@ -25,7 +25,7 @@ from orchestrator.control.serviceips import ServiceIPAllocator
 from orchestrator.control.store import Store
 from orchestrator.controllers.common import pod_ready
 from orchestrator.controllers.manager import ControllerManager
-from orchestrator.dns.cluster import ClusterDNS
+from orchestrator.dns.cluster import SYSTEM_NAMESPACE, ClusterDNS
 from orchestrator.dns.cluster import manifests as dns_manifests
 from orchestrator.dns.resolvconf import wrap as resolvconf_wrap
 from orchestrator.errors import CalinetError, NotFound, SupervisorTimeout
@@ -41,7 +41,7 @@ from orchestrator.node.kubelet import Kubelet, NodeRef
 from orchestrator.node.kubeproxy_agent import KubeProxyAgent
 from orchestrator.node.nflog import NodeLog
 from orchestrator.node.policy_agent import PolicyAgent
-from orchestrator.node.routing import BGPAdmission, Routing
+from orchestrator.node.routing import NO_PEER, BGPAdmission, Routing
 from orchestrator.traffic import probe
 from topologies.net import start_cluster
 from topologies.spec import load_spec
@@ -69,16 +69,20 @@ class Testbed:
 
     def __init__(self, topology, *, state_dir: str | None = None, progress=None,
                  tick: float = 0.2, keep_state: bool | None = None, fresh: bool = False,
-                 bgp: bool = True, manifests=(), dns: bool = False,
+                 bgp: bool = True, manifests=(), dns: bool = True,
                  node_grace: float = 10.0, eviction_delay: float = 5.0):
         self.spec = load_spec(topology)
-        # Cluster DNS: kube-system/coredns behind the kube-dns Service (10.96.0.10), and
-        # every pod's commands resolve through it (orchestrator.dns).
+        # Cluster DNS, on by default as in kubeadm, kind or minikube clusters:
+        # kube-system/coredns behind the kube-dns Service (10.96.0.10), and every pod's
+        # commands resolve through it (orchestrator.dns). dns=False: no DNS add-on.
         self.dns = dns
         self.cluster_dns: ClusterDNS | None = None
         # Applied once the API is up, before the speakers and controllers start: BGP
-        # objects then shape the first configs instead of restarting every speaker.
+        # objects then shape the first configs instead of restarting every speaker. The
+        # topology's own `manifests:` come first (one apply), then these.
         self.manifests = [manifests] if isinstance(manifests, (str, dict)) else list(manifests)
+        if self.spec.manifests:
+            self.manifests.insert(0, list(self.spec.manifests))
         self.applied: list[str] = []   # what applying ``manifests`` said, line by line
         self._own_state_dir = state_dir is None
         self.state_dir = state_dir or tempfile.mkdtemp(prefix="calinet-state-")
@@ -346,6 +350,10 @@ class Testbed:
         return [f"{p['metadata']['namespace']}/{p['metadata']['name']}"
                 for p in self.store.list("Pod", namespace)]
 
+    def workload_pods(self) -> list[str]:
+        """Every pod but kube-system's (the cluster add-ons, e.g. cluster DNS)."""
+        return [k for k in self.pods() if not k.startswith(SYSTEM_NAMESPACE + "/")]
+
     # -- waiting -------------------------------------------------------------------------
 
     def wait_ready(self, timeout: float = 60.0, on_progress=None) -> None:
@@ -358,7 +366,11 @@ class Testbed:
         while True:
             # rv first: a change landing while we check wakes the wait below at once.
             rv = self.store.current_rv()
-            problems = self._not_ready()
+            # While the dataplane or a workload is behind, the pods are not read (500
+            # decoded every 50 ms was a third of a bring-up's interpreter): only to count
+            # them, or to say why.
+            problems = self._not_ready(pods=on_progress is not None
+                                       or time.monotonic() > deadline)
             if on_progress is not None:
                 pods = [p for p in self.store.list("Pod")
                         if (p.get("status") or {}).get("phase") != "Succeeded"]
@@ -369,6 +381,8 @@ class Testbed:
             if not problems:
                 return
             if time.monotonic() > deadline:
+                # A cause that never clears by waiting (a node without BGP peers) first.
+                problems.sort(key=lambda p: NO_PEER not in p)
                 raise SupervisorTimeout(f"not ready after {timeout:.0f}s: " + "; ".join(problems[:20]))
             # Checking reads every pod; at most every 50 ms, and only after a change, so a
             # waiting caller does not compete with the control plane for the interpreter.
@@ -385,7 +399,7 @@ class Testbed:
             out += [f"policy: kube-proxy: {p}" for p in self.kubeproxy.in_sync()]
         return out
 
-    def _not_ready(self) -> list[str]:
+    def _not_ready(self, pods: bool = True) -> list[str]:
         out = self._dataplane_problems()
         for kind in ("Deployment", "ReplicaSet", "StatefulSet"):
             for o in self.store.list(kind):
@@ -400,6 +414,8 @@ class Testbed:
             if want is None or st.get("numberReady", 0) != want:
                 out.append(f"DaemonSet {o['metadata']['namespace']}/{o['metadata']['name']} "
                            f"{st.get('numberReady', 0)}/{want if want is not None else '?'} ready")
+        if out and not pods:
+            return out
         for p in self.store.list("Pod"):
             st = p.get("status") or {}
             if st.get("phase") == "Succeeded":
@@ -461,9 +477,10 @@ class Testbed:
 
     def resolve(self, pod: str, name: str, rdtype: str = "A") -> list[str]:
         """What ``pod``'s resolver gets for ``name`` from the cluster DNS (search list,
-        ndots:5): the addresses, or [] when the name does not exist (Testbed(dns=True))."""
+        ndots:5): the addresses, or [] when the name does not exist."""
         if not self.cluster_dns:
-            raise CalinetError("no cluster DNS in this testbed (Testbed(dns=True))")
+            raise CalinetError("no cluster DNS in this testbed: it was started with dns=False "
+                               "(calinet up --no-dns, `dns: false` in an experiment)")
         ns = split_key(pod)[0]
         return self.cluster_dns.resolve(netns_path(netns=self.pod_netns(pod)), ns, name,
                                         rdtype)
@@ -476,9 +493,11 @@ class Testbed:
 
     def matrix(self, port: int = 80, protocol: str = "TCP", pods=None,
                timeout: float = 1.0) -> dict:
-        """All ordered pairs of running pods (src != dst) probed in parallel: {(src, dst): bool}."""
+        """All ordered pairs of running pods (src != dst) probed in parallel: {(src, dst): bool}.
+        Without ``pods``: every running pod outside kube-system (the cluster add-ons such as
+        coredns serve no workload port)."""
         keys = list(pods) if pods is not None else [
-            k for k in self.pods() if (self._pod(k).get("status") or {}).get("podIP")]
+            k for k in self.workload_pods() if (self._pod(k).get("status") or {}).get("podIP")]
         netns = {k: self.pod_netns(k) for k in keys}
         ips = {k: self.pod_ip(k) for k in keys}
         pairs = [(s, d) for s in keys for d in keys if s != d]

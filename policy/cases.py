@@ -1,6 +1,6 @@
 """NetworkPolicy conformance cases: load and validate case files, build the x/y/z model.
 
-Reads the case files it is given (YAML, the schema of netpol-cases/README.md); everything
+Reads the case files it is given (YAML, the schema of conformance/README.md); everything
 else is pure. A case is policies plus the expected reachability of the x/y/z model, in one
 step or several; errors name the file, the step and the field so a typo in a corpus of a
 hundred files is found from the message alone.

@@ -20,6 +20,9 @@ Pure (reads the file it is given, nothing else). Schema (see topologies/README.m
         routeReflectorClusterID: 224.0.0.1               # optional dotted quad
     generate:                         # optional mapping or list: {count, prefix, start, ...node fields}
       {count: 50, prefix: node-, role: worker}           # node-1 .. node-50, after explicit nodes
+    manifests:                        # optional: applied before the speakers start
+      - bgp.yaml                      # a manifest file, relative to the topology file
+      - {apiVersion: ..., kind: ...}  # or an inline API object
 
 Every node gets kubernetes.io/hostname, kubernetes.io/os=linux, kubernetes.io/arch=amd64,
 node-role.kubernetes.io/control-plane="" (control plane) and topology.kubernetes.io/zone=<rack>.
@@ -51,7 +54,7 @@ UNSCHEDULABLE_TAINT = "node.kubernetes.io/unschedulable"
 HOSTNAME_LABEL = "kubernetes.io/hostname"
 ZONE_LABEL = "topology.kubernetes.io/zone"
 
-_TOP_KEYS = {"name", "underlay", "racks", "nodes", "generate"}
+_TOP_KEYS = {"name", "underlay", "racks", "nodes", "generate", "manifests"}
 _UNDERLAY_KEYS = {"cidr", "bandwidth"}
 _RACK_KEYS = {"name", "nodes"}
 _NODE_KEYS = {"name", "role", "schedulable", "labels", "capacity", "taints", "ip", "bandwidth",
@@ -129,6 +132,9 @@ class ClusterSpec:
     nodes: tuple
     racks: tuple = ()
     source: str = "<dict>"
+    # The topology's own manifests (orchestrator.api.loader Documents, in file order): what
+    # the cluster needs to work as described (e.g. the BGPPeers of route reflectors).
+    manifests: tuple = field(default=(), hash=False)
 
     @property
     def node_names(self) -> list[str]:
@@ -157,6 +163,7 @@ def load_spec(path_or_text) -> ClusterSpec:
                                   source=source) from None
     else:
         text, source = str(path_or_text), "<text>"
+        path = None
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
@@ -164,13 +171,14 @@ def load_spec(path_or_text) -> ClusterSpec:
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         raise ValidationError(f"invalid YAML{where}: {getattr(exc, 'problem', exc)}",
                               source=source) from None
-    return spec_from_dict(data, source)
+    return spec_from_dict(data, source, base=path.parent if path is not None else None)
 
 
-def spec_from_dict(d, source: str = "<dict>") -> ClusterSpec:
-    """Validate a parsed document and return the spec; errors name ``source`` and the field."""
+def spec_from_dict(d, source: str = "<dict>", base: Path | None = None) -> ClusterSpec:
+    """Validate a parsed document and return the spec; errors name ``source`` and the field.
+    Manifest paths are relative to ``base`` (the topology file's directory; default cwd)."""
     try:
-        return _build(d, source)
+        return _build(d, source, base)
     except ValidationError as exc:
         raise exc.located(source=source) from None
 
@@ -193,7 +201,7 @@ def _sub(parent: str, key: str) -> str:
     return f"{parent}.{key}" if parent else key
 
 
-def _build(d, source: str) -> ClusterSpec:
+def _build(d, source: str, base: Path | None = None) -> ClusterSpec:
     if d is None:
         raise _err("empty topology document")
     d = _mapping(d, "", _TOP_KEYS)
@@ -219,7 +227,44 @@ def _build(d, source: str) -> ClusterSpec:
                           underlay.cidr)
     nodes = tuple(_finish(dr, ips[dr["name"]], rack_of.get(dr["name"]), underlay)
                   for dr in drafts)
-    return ClusterSpec(name=name, underlay=underlay, nodes=nodes, racks=racks, source=source)
+    return ClusterSpec(name=name, underlay=underlay, nodes=nodes, racks=racks, source=source,
+                       manifests=_manifests(d.get("manifests"), source, base))
+
+
+def _manifests(entries, source: str, base: Path | None) -> tuple:
+    """Each entry a manifest file (relative to the topology file) or an inline mapping, read
+    and parsed now: a missing file or bad YAML is the topology's error, before anything runs.
+    API validation is the apply's (all or nothing, naming the file and document)."""
+    from orchestrator.api.loader import Document, parse_yaml_stream
+    if entries is None:
+        return ()
+    if not isinstance(entries, list):
+        raise _err("must be a list of manifest file paths or inline API objects (mappings), "
+                   f"got {type(entries).__name__}", "manifests")
+    docs: list = []
+    for i, entry in enumerate(entries):
+        fld = f"manifests[{i}]"
+        if isinstance(entry, dict):
+            docs.append(Document(entry, f"{source} {fld}", 0))
+            continue
+        if not isinstance(entry, str) or not entry.strip():
+            raise _err("must be a manifest file path (relative to the topology file) or an "
+                       f"inline API object (a mapping), got {type(entry).__name__} {entry!r}",
+                       fld)
+        path = Path(entry)
+        if not path.is_absolute():
+            path = (base or Path.cwd()) / path
+        try:
+            text = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            why = "no such file" if isinstance(exc, FileNotFoundError) else str(exc)
+            raise _err(f"cannot read manifest file {path}: {why}", fld) from None
+        try:
+            docs += parse_yaml_stream(text, str(path))
+        except ValidationError as exc:
+            doc = f" document {exc.index}" if exc.index is not None else ""
+            raise _err(f"manifest file {path}{doc}: {exc.message}", fld) from None
+    return tuple(docs)
 
 
 def _underlay(u) -> UnderlaySpec:

@@ -28,9 +28,10 @@ def _parser() -> argparse.ArgumentParser:
     up.add_argument("--fresh", action="store_true", help="discard the state of a previous run")
     up.add_argument("--no-shell", action="store_true", help="apply, show, tear down (no shell)")
     up.add_argument("--timeout", type=float, default=120, help="seconds to wait for pods")
-    up.add_argument("--dns", action="store_true",
-                    help="cluster DNS: kube-system/coredns behind kube-dns (10.96.0.10); "
-                    "commands in pods resolve Service names")
+    up.add_argument("--dns", action=argparse.BooleanOptionalAction, default=True,
+                    help="cluster DNS (default on, as in kubeadm/kind clusters): "
+                    "kube-system/coredns behind kube-dns (10.96.0.10), commands in pods "
+                    "resolve Service names; --no-dns: none")
     up.add_argument("--no-bgp", action="store_true",
                     help="do not start the BGP speakers (pods on other nodes stay unreachable)")
 

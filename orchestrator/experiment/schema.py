@@ -66,7 +66,7 @@ class Experiment:
     manifests: list[str]
     steps: list[Step]
     pods_defined: set[str] = field(default_factory=set)
-    dns: bool = False
+    dns: bool = True
 
 
 class _At:
@@ -105,7 +105,7 @@ def parse(doc: Any, path: Path) -> Experiment:
     bgp = doc.get("bgp", True)
     if not isinstance(bgp, bool):
         at.fail("bgp", "must be true or false")
-    dns = doc.get("dns", False)
+    dns = doc.get("dns", True)
     if not isinstance(dns, bool):
         at.fail("dns", "must be true or false")
     topo = doc.get("topology")
@@ -123,7 +123,9 @@ def parse(doc: Any, path: Path) -> Experiment:
     manifests = doc.get("manifests") or []
     if not isinstance(manifests, list) or not all(isinstance(m, str) for m in manifests):
         at.fail("manifests", "must be a list of manifest file paths")
-    defined: set[str] = set()
+    # The topology's own manifests are applied first: their pods count as created.
+    defined: set[str] = _pods_in(list(spec.manifests), at, "topology") if spec.manifests \
+        else set()
     manifest_paths = []
     for i, m in enumerate(manifests):
         mp = _relative(path, m)

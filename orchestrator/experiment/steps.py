@@ -111,7 +111,9 @@ def probe_matrix(ctx: Context, p: dict) -> dict:
     if p["pods"]:
         pods = sorted({k for ref in p["pods"] for k in ctx.pods(ref)})
     else:
-        pods = sorted(k for k in tb.pods() if (tb.get("Pod", k).get("status") or {}).get("podIP"))
+        # every running pod but the cluster add-ons' (kube-system: coredns)
+        pods = sorted(k for k in tb.workload_pods()
+                      if (tb.get("Pod", k).get("status") or {}).get("podIP"))
     matrices = []
     for proto in p["protocols"]:
         for port in p["ports"]:

@@ -22,13 +22,16 @@ from pathlib import Path
 
 from bgp import config as bgp_config
 from bgp.model import configuration_from_manifest, node_bgp, peer_from_manifest
-from bgp.peering import peerings
+from bgp.peering import peerings, why_no_peer
 from bgp.status import render_node_status, render_routes
 from bgp.supervisor import Speaker, Supervisor, agent_argv, read_status, validate_all
 from orchestrator.control.nodes import IPV4_ANNOTATION, RR_CLUSTER_ANNOTATION
 from orchestrator.errors import ValidationError
 
 log = logging.getLogger(__name__)
+
+# converged()'s problem for a node that no peering reaches: waiting cannot fix it.
+NO_PEER = "has no BGP peer"
 
 
 def _store_objects(store) -> tuple[dict | None, list[dict]]:
@@ -235,11 +238,15 @@ class Routing:
             # status files say is about the old peerings.
             return ["BGP reconfiguration pending"]
         blocks = {n: set(b) for n, (b, _) in self._announced.items()}
+        unpeered = []
         for node in self.nodes:
             sp = self.supervisor.speaker(node)
             if not sp.expected_peers:
                 # No BGP peers configured (e.g. a route reflector left out of the mesh): it
-                # learns nothing, and that is its steady state, not a convergence problem.
+                # learns nothing, which is its steady state while it holds no pods; once it
+                # holds some, they are cut off and only BGP objects can change that.
+                if len(self.nodes) > 1 and blocks.get(node):
+                    unpeered.append(no_peer_problem(node, self.nodes[node], self.config))
                 continue
             if sp.proc is None or sp.proc.poll() is not None:
                 # killed or exited: its last status.json still says "up" until it is back
@@ -256,4 +263,9 @@ class Routing:
                              if b not in have)
             if missing:
                 problems.append(f"node {node}: no route yet for {', '.join(missing[:5])}")
-        return problems
+        return unpeered + problems
+
+
+def no_peer_problem(name: str, node, config) -> str:
+    """The one-line problem of a node with pods and no BGP peer: cause and fix."""
+    return f"node {name} {NO_PEER}: {why_no_peer(node, config)}"

@@ -1,4 +1,5 @@
-"""Route reflectors on a real Mininet cluster: the mesh turned off at runtime, every node
+"""Route reflectors on a real Mininet cluster: the mesh turned off at runtime (the example
+without its own BGP objects, so it starts as a mesh that skips the reflectors), every node
 peering with two RRs (Calico's BGPPeer nodeSelector all() / peerSelector), the same routes as
 the mesh and all-pairs reachability; bad BGPPeers rejected with the running routes kept."""
 
@@ -8,6 +9,7 @@ import time
 from pathlib import Path
 
 import pytest
+import yaml
 
 from orchestrator.errors import ValidationError
 from orchestrator.testbed import Testbed
@@ -84,7 +86,11 @@ def wait_routes(tb, timeout: float = 60.0) -> dict[str, set[str]]:
 
 @pytest.fixture(scope="module")
 def rr(tmp_path_factory):
-    with Testbed(str(EXAMPLES / "route-reflectors.yaml"), bgp=True,
+    topo = yaml.safe_load((EXAMPLES / "route-reflectors.yaml").read_text())
+    assert topo.pop("manifests")    # the example's own BGP objects: applied below, at runtime
+    path = tmp_path_factory.mktemp("bgp-rr-topology") / "route-reflectors-mesh.yaml"
+    path.write_text(yaml.safe_dump(topo))
+    with Testbed(str(path), bgp=True,
                  state_dir=str(tmp_path_factory.mktemp("bgp-rr")), keep_state=False) as tb:
         tb.apply(APP)
         tb.apply(RR_CONFIG)

@@ -15,7 +15,8 @@ import pytest
 import yaml
 
 REPO = Path(__file__).resolve().parents[2]
-SHARED = REPO.parent / "shared" / "netpol-cases"
+CORPUS = REPO / "conformance" / "cases"
+DENY_Y = CORPUS / "002-default-deny-ingress-namespace-y.yaml"
 pytestmark = [pytest.mark.root, pytest.mark.mininet, pytest.mark.slow]
 
 
@@ -27,12 +28,13 @@ def conformance(*args, timeout=300):
 def test_cases_pass_fail_json_and_exit_codes(tmp_path):
     cases = tmp_path / "cases"
     cases.mkdir()
-    shutil.copy(REPO / "conformance" / "cases" / "001-no-policies-all-allowed.yaml", cases)
-    shutil.copy(SHARED / "001-e2e-default-deny-ingress.yaml", cases / "002-deny-ingress.yaml")
+    shutil.copy(CORPUS / "001-no-policies-all-allowed.yaml", cases)
+    shutil.copy(DENY_Y, cases / "002-deny-ingress.yaml")
     # A case whose expectation is wrong on purpose: y/a -> x/a is in fact allowed.
-    wrong = yaml.safe_load((SHARED / "001-e2e-default-deny-ingress.yaml").read_text())
+    wrong = yaml.safe_load(DENY_Y.read_text())
     wrong["name"] = "wrong-expectation"
     wrong["policies"] = []
+    wrong["probes"] = [{"port": 80, "protocol": "TCP"}]
     wrong["expect"] = {"TCP/80": ["y/a -> x/a"]}
     (cases / "003-wrong.yaml").write_text(yaml.safe_dump(wrong))
     out = tmp_path / "results.json"
@@ -42,7 +44,7 @@ def test_cases_pass_fail_json_and_exit_codes(tmp_path):
     r = conformance(str(cases), "--json", str(out))
     assert r.returncode == 1, (r.stdout, r.stderr)
     assert "PASS no-policies-all-allowed" in r.stdout
-    assert "PASS e2e-default-deny-ingress" in r.stdout
+    assert "PASS default-deny-ingress-namespace-y" in r.stdout
     assert "FAIL wrong-expectation" in r.stdout
     assert "2/3 cases passed" in r.stdout
     # the truth table: y/a's row marks the pair expected denied and seen allowed
@@ -50,14 +52,13 @@ def test_cases_pass_fail_json_and_exit_codes(tmp_path):
     row = next(line for line in r.stdout.splitlines() if line.strip().startswith("y/a "))
     assert "!X" in row
     report = json.loads(out.read_text())
-    assert [c["name"] for c in report] == ["no-policies-all-allowed", "e2e-default-deny-ingress",
-                                           "wrong-expectation"]
+    assert [c["name"] for c in report] == ["no-policies-all-allowed",
+                                           "default-deny-ingress-namespace-y", "wrong-expectation"]
     assert [c["passed"] for c in report] == [True, True, False]
     probe = report[2]["steps"][0]["probes"][0]
     assert probe["probe"] == "TCP/80" and probe["mismatches"] == ["y/a -> x/a"]
     assert report[1]["steps"][0]["probes"][0]["observed_denied"] == sorted(
-        wrong_pair for wrong_pair in yaml.safe_load(
-            (SHARED / "001-e2e-default-deny-ingress.yaml").read_text())["expect"]["TCP/80"])
+        yaml.safe_load(DENY_Y.read_text())["expect"]["TCP/80"])
 
     r = conformance(str(cases), "-k", "no-policies")
     assert r.returncode == 0, (r.stdout, r.stderr)

@@ -1,6 +1,6 @@
-"""Cluster DNS on a real cluster: Service names resolve to ClusterIPs, headless names to pod
+"""Cluster DNS on a real cluster, on without being asked for (as in kubeadm/kind): Service names resolve to ClusterIPs, headless names to pod
 addresses, StatefulSet-style stable names, unknown names to nothing; commands in pods resolve
-through their resolv.conf (curl by Service name through kube-proxy)."""
+through their resolv.conf (curl by Service name through kube-proxy); dns=False leaves it out."""
 
 from __future__ import annotations
 
@@ -61,7 +61,8 @@ spec:
 
 @pytest.fixture(scope="module")
 def tb(tmp_path_factory):
-    with Testbed(str(REPO / "topologies" / "examples" / "three-node.yaml"), dns=True,
+    # No dns option: cluster DNS is the default.
+    with Testbed(str(REPO / "topologies" / "examples" / "three-node.yaml"),
                  state_dir=str(tmp_path_factory.mktemp("dns")), keep_state=False) as t:
         t.apply(APP)
         t.wait_ready(timeout=90)
@@ -98,3 +99,45 @@ def test_commands_in_pods_resolve_through_resolv_conf(tb):
     assert r.stdout == "200", (r.stdout, r.stderr)
     with open("/etc/resolv.conf") as f:
         assert "10.96.0.10" not in f.read()      # the machine's own file is untouched
+
+
+DEFAULT_WEB = """
+apiVersion: v1
+kind: Pod
+metadata: {name: web-0, namespace: default, labels: {app: web}}
+spec: {containers: [{name: nginx, image: nginx, ports: [{name: http, containerPort: 80}]}]}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: web, namespace: default}
+spec:
+  selector: {app: web}
+  ports: [{name: http, port: 80, targetPort: http}]
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: client, namespace: default}
+spec: {containers: [{name: c, image: agnhost}]}
+"""
+
+
+def test_default_namespace_names_resolve_with_no_dns_option(tb):
+    assert tb.dns and tb.get("Service", "kube-system/kube-dns")["spec"]["clusterIP"] == "10.96.0.10"
+    tb.apply(DEFAULT_WEB)
+    tb.wait_ready(timeout=60)
+    ip = tb.service_ip("default/web")
+    assert tb.resolve("default/client", "web.default.svc.cluster.local") == [ip]
+    assert tb.resolve("default/client", "web") == [ip]          # the search list
+    r = tb.exec("default/client", ["getent", "hosts", "web"])
+    assert r.returncode == 0 and ip in r.stdout, (r.stdout, r.stderr)
+    r = tb.exec("default/client", ["getent", "hosts", "web.default.svc.cluster.local"])
+    assert r.returncode == 0 and ip in r.stdout, (r.stdout, r.stderr)
+
+
+def test_dns_false_starts_no_dns_add_on(tmp_path):
+    with Testbed(str(REPO / "topologies" / "examples" / "three-node.yaml"), dns=False,
+                 bgp=False, state_dir=str(tmp_path / "state"), keep_state=False) as t:
+        assert t.cluster_dns is None
+        assert t.pods("kube-system") == [] and t.list("Service", "kube-system") == []
+        with pytest.raises(Exception, match="dns=False"):
+            t.resolve("default/x", "web")

@@ -1,5 +1,5 @@
-"""policy.cases: case loading and validation, placeholders, the x/y/z model, and every case
-(shared examples and the project corpus) agreeing with the oracle."""
+"""policy.cases: case loading and validation, placeholders, the x/y/z model, and every case of
+the project corpus agreeing with the oracle."""
 
 import copy
 import re
@@ -14,7 +14,6 @@ from policy import cases, oracle
 
 REPO = Path(__file__).resolve().parents[2]
 CORPUS = REPO / "conformance" / "cases"
-SHARED = REPO.parent / "shared" / "netpol-cases"
 NOW = "2024-01-01T00:00:00Z"
 PODCIDR = "10.244.0.0/16"
 # A fixed fake assignment: one /26 block per namespace's worth of pods, like three nodes.
@@ -65,12 +64,6 @@ def test_corpus_case_agrees_with_oracle(path):
     _check_against_oracle(path)
 
 
-@pytest.mark.skipif(not _files(SHARED), reason=f"shared example cases not found at {SHARED}")
-@pytest.mark.parametrize("path", _files(SHARED), ids=lambda p: p.name)
-def test_shared_case_agrees_with_oracle(path):
-    _check_against_oracle(path)
-
-
 def test_corpus_shape():
     files = _files(CORPUS)
     assert len(files) >= 60
@@ -81,8 +74,6 @@ def test_corpus_shape():
         assert m and m.group(2) == case.name, path.name
         assert case.source and case.why and case.tags, path.name
         assert case.source == "original" or case.source.startswith("NetworkPolicy between")
-    shared_names = {cases.load_case(p).name for p in _files(SHARED)}
-    assert not shared_names & {c.name for c in loaded}
 
 
 def test_corpus_covers_the_required_topics():
