@@ -5,8 +5,12 @@ Side effects: real Mininet clusters and namespaces (root), all removed before ex
 For each size (3 nodes / 30 pods, 50 nodes / 500 pods) it measures
   baseline: Mininet with N hosts on a Linux bridge, plus `ip netns add` of P namespaces
   calinet:  Testbed up + a Deployment of P agnhost pods until every pod is Running with its IP
+            (Testbed's defaults, cluster DNS included; --no-dns for the add-on off)
 and prints the ratio calinet / baseline, pods-ready time, and memory per node and per pod.
-Usage: sudo .venv/bin/python bench/bringup.py [--sizes 3x30,50x500] [--json OUT]
+Then the bring-up cost of cluster DNS: the same 3-node / 30-pod bring-up with dns=True and
+dns=False, alternated (--dns-runs each), medians compared (extra seconds and ratio).
+Usage: sudo .venv/bin/python bench/bringup.py [--sizes 3x30,50x500] [--no-dns]
+       [--dns-runs 5] [--json OUT]
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ import argparse
 import json
 import os
 import secrets
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -112,14 +117,16 @@ def baseline(nodes: int, pods: int) -> float:
     return elapsed
 
 
-def calinet(nodes: int, pods: int) -> dict:
+def calinet(nodes: int, pods: int, dns: bool = True) -> dict:
     topo = {"name": f"bench-{nodes}", "nodes": [
         {"name": f"node-{i + 1}", "capacity": {"pods": 110, "cpu": "64", "memory": "64Gi"}}
         for i in range(nodes)]}
     with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as f:
         json.dump(topo, f)
     t0 = time.monotonic()
-    tb = Testbed(f.name, bgp=False)   # pods only; bench/bgp_convergence.py times BGP
+    # Pods only (bench/bgp_convergence.py times BGP); cluster DNS as asked (the default is
+    # on: its coredns pod is one more pod to be Ready).
+    tb = Testbed(f.name, bgp=False, dns=dns)
     try:
         tb.start()
         t_nodes = time.monotonic() - t0
@@ -136,13 +143,32 @@ def calinet(nodes: int, pods: int) -> dict:
     finally:
         tb.stop()
         os.unlink(f.name)
-    return {"total_s": total, "nodes_s": t_nodes, "pods_ready_s": t_pods,
+    return {"dns": dns, "total_s": total, "nodes_s": t_nodes, "pods_ready_s": t_pods,
             "pss_per_node_kib": mem_node, "pss_per_pod_kib": mem_pod}
+
+
+def dns_cost(runs: int, nodes: int = 3, pods: int = 30) -> dict:
+    """The same bring-up with cluster DNS on and off, alternated (on first, then off...):
+    what the add-on (its coredns pod, the kube-dns Service, each pod's resolv.conf) adds."""
+    on, off = [], []
+    for _ in range(runs):
+        on.append(calinet(nodes, pods, dns=True)["total_s"])
+        off.append(calinet(nodes, pods, dns=False)["total_s"])
+    med_on, med_off = statistics.median(on), statistics.median(off)
+    return {"kind": "dns", "nodes": nodes, "pods": pods, "runs": runs,
+            "dns_on_s": on, "dns_off_s": off, "dns_on_median_s": med_on,
+            "dns_off_median_s": med_off, "extra_s": med_on - med_off,
+            "ratio": med_on / med_off,
+            "pair_ratios": [a / b for a, b in zip(on, off)]}
 
 
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--sizes", default="3x30,50x500")
+    ap.add_argument("--no-dns", action="store_true",
+                    help="bring-up rows without cluster DNS (the default has it on)")
+    ap.add_argument("--dns-runs", type=int, default=5,
+                    help="runs each of dns on / off at 3 nodes / 30 pods (0: skip)")
     ap.add_argument("--json")
     args = ap.parse_args()
     if os.geteuid() != 0:
@@ -150,20 +176,30 @@ def main() -> int:
         return 2
     setLogLevel("warning")
     rows = []
-    for size in args.sizes.split(","):
+    dns = not args.no_dns
+    for size in [s for s in args.sizes.split(",") if s]:
         nodes, pods = map(int, size.split("x"))
         base = baseline(nodes, pods)
         script = same_work_script(nodes, pods)
-        cal = calinet(nodes, pods)
+        cal = calinet(nodes, pods, dns=dns)
         row = {"nodes": nodes, "pods": pods, "baseline_s": base, "same_work_script_s": script,
                **cal, "ratio": cal["total_s"] / base, "ratio_same_work": cal["total_s"] / script}
         rows.append(row)
-        print(f"{nodes:>3} nodes / {pods:>4} pods: plain Mininet + netns add {base:6.2f}s | "
+        print(f"{nodes:>3} nodes / {pods:>4} pods (dns {'on' if dns else 'off'}): "
+              f"plain Mininet + netns add {base:6.2f}s | "
               f"same work as a script {script:6.2f}s | calinet {cal['total_s']:6.2f}s "
               f"(nodes {cal['nodes_s']:.2f}s + pods ready {cal['pods_ready_s']:.2f}s) | "
               f"calinet/plain {row['ratio']:.2f}x  calinet/script {row['ratio_same_work']:.2f}x | "
               f"PSS/node {cal['pss_per_node_kib'] / 1024:.1f} MiB  "
               f"PSS/pod {cal['pss_per_pod_kib'] / 1024:.1f} MiB", flush=True)
+    if args.dns_runs > 0:
+        d = dns_cost(args.dns_runs)
+        rows.append(d)
+        print(f"cluster DNS at {d['nodes']} nodes / {d['pods']} pods, {d['runs']} runs each: "
+              f"dns on {d['dns_on_median_s']:.2f}s (median; {min(d['dns_on_s']):.2f}-"
+              f"{max(d['dns_on_s']):.2f}) vs off {d['dns_off_median_s']:.2f}s "
+              f"({min(d['dns_off_s']):.2f}-{max(d['dns_off_s']):.2f}) | "
+              f"+{d['extra_s']:.2f}s, {d['ratio']:.2f}x", flush=True)
     write_json(args.json, rows)
     return 0
 

@@ -203,6 +203,10 @@ class Kubelet:
                     self.ipam.release_many([naming.ipam_handle(p["metadata"]["uid"])])
         if self.policy is not None and done:
             self.policy.sandboxes_wired([(p["metadata"]["uid"], s.ip) for s, p in done])
+            # The node's blackholes (a fork) or its announcement while the agent's pass
+            # writes the new pods' rules, not after the wait below.
+            if self._blocks_dirty:
+                self._sync_blackholes()
             # As Calico's CNI with policy_setup_timeout_seconds: the containers start once
             # the node enforces the pods' policy (their first packet is policed, not dropped
             # as "Unknown interface"), or after the timeout (logged) if that takes too long.
