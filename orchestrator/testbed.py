@@ -27,7 +27,6 @@ from orchestrator.controllers.common import pod_ready
 from orchestrator.controllers.manager import ControllerManager
 from orchestrator.dns.cluster import SYSTEM_NAMESPACE, ClusterDNS
 from orchestrator.dns.cluster import manifests as dns_manifests
-from orchestrator.dns.resolvconf import wrap as resolvconf_wrap
 from orchestrator.errors import CalinetError, NotFound, SupervisorTimeout
 from orchestrator.host import naming
 from orchestrator.host.cleanup import clean_state_dir, owned_links, owned_netns
@@ -36,7 +35,7 @@ from orchestrator.host.netns import netns_path
 from orchestrator.host.runner import DEFAULT, Result
 from orchestrator.ipam.store import IPAM, ensure_default_pool
 from orchestrator.node.cni import CNI
-from orchestrator.node.containers import ContainerRuntime
+from orchestrator.node.containers import ContainerRuntime, exec_argv, exec_environment
 from orchestrator.node.kubelet import Kubelet, NodeRef
 from orchestrator.node.kubeproxy_agent import KubeProxyAgent
 from orchestrator.node.nflog import NodeLog
@@ -465,14 +464,16 @@ class Testbed:
         self.pod_ip(key)
         return naming.pod_netns(self.id, ns, name)
 
-    def exec(self, key: str, argv, timeout: float = 30.0, input: str | None = None) -> Result:
-        """Run argv inside the pod's network namespace -> (returncode, stdout, stderr).
-        With cluster DNS on, with the pod's resolv.conf (names resolve as in the pod)."""
+    def exec(self, key: str, argv, timeout: float = 30.0, input: str | None = None,
+             container: str | None = None) -> Result:
+        """Run argv where the pod's container runs -> (returncode, stdout, stderr): its
+        network namespace, its environment (HOSTNAME, spec env) and, with cluster DNS on,
+        its resolv.conf (names resolve as in the pod), as `kubectl exec`."""
         netns = self.pod_netns(key)
-        argv = list(argv)
         resolv = self.cluster_dns.resolv_path(key) if self.cluster_dns else None
-        if resolv:
-            argv = resolvconf_wrap(argv, resolv)
+        # As the container's own processes: its env (HOSTNAME, spec env) and resolv.conf.
+        env = exec_environment(self._pod(key), container)
+        argv = exec_argv(list(argv), env, resolv)
         return self.runner.run(argv, netns=netns, input=input, timeout=timeout, check=False)
 
     def resolve(self, pod: str, name: str, rdtype: str = "A") -> list[str]:

@@ -9,6 +9,7 @@ by name and pid.
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import os
 import resource
@@ -281,6 +282,39 @@ def _kill_group(pid: int) -> None:
         pass
 
 
+def node_mac(ip: str) -> str:
+    """The underlay MAC of the node with this address: locally administered (02), then 'ca',
+    then the four address bytes, so it is known before the node exists and unique per cluster
+    (clusters on one machine sit on separate bridges)."""
+    return "02:ca:" + ":".join(f"{b:02x}" for b in ipaddress.ip_address(ip).packed[-4:])
+
+
+def render_node_batch(spec: ClusterSpec, name: str) -> str:
+    """The `ip -batch` that configures one node's underlay (pure).
+
+    Every other node gets a permanent neighbour entry. Real nodes each have their own kernel
+    and ARP table; here every node, pod and the machine itself share one: the neighbour table's
+    garbage-collection limits (net.ipv4.neigh.default.gc_thresh3, 1024 by default) are
+    counted over all namespaces together. A 50-node BGP mesh alone needs 50 x 49 = 2450
+    dynamic entries; past the limit the kernel drops packets to unresolved neighbours
+    ("neighbor table overflow!"), so BGP SYNs vanished and sessions waited out TCP's SYN
+    back-off. Permanent entries are exempt from those limits (as Mininet's --arp), and calinet
+    changes no machine-wide sysctl. A node's `ip neigh` thus shows PERMANENT for its peers,
+    where a real node shows REACHABLE/STALE.
+    """
+    plen = spec.underlay.prefixlen
+    me = next(n for n in spec.nodes if n.name == name)
+    lines = [f"link set dev {NODE_INTF} address {node_mac(me.ip)}",
+             f"addr add {me.ip}/{plen} dev {NODE_INTF}",
+             f"link set dev {NODE_INTF} up", "link set dev lo up",
+             # On-link default route: a Calico node has one, and proxy ARP for 169.254.1.1 on
+             # cali interfaces only answers when the node has a route to it via another intf.
+             f"route add default dev {NODE_INTF}"]
+    lines += [f"neigh replace {n.ip} lladdr {node_mac(n.ip)} dev {NODE_INTF} nud permanent"
+              for n in spec.nodes if n.name != name]
+    return "\n".join(lines) + "\n"
+
+
 def _configure_nodes(spec: ClusterSpec, net: Mininet, deadline: float) -> None:
     """Address, route and forwarding for every node, all shells working at once.
 
@@ -293,11 +327,7 @@ def _configure_nodes(spec: ClusterSpec, net: Mininet, deadline: float) -> None:
         for n in spec.nodes:
             host = net[n.name]
             batch = Path(tmp) / f"{n.name}.ip"
-            # On-link default route: a Calico node has one, and proxy ARP for 169.254.1.1 on
-            # cali interfaces only answers when the node has a route to it via another intf.
-            batch.write_text(f"addr add {n.ip}/{plen} dev {NODE_INTF}\n"
-                             f"link set dev {NODE_INTF} up\nlink set dev lo up\n"
-                             f"route add default dev {NODE_INTF}\n")
+            batch.write_text(render_node_batch(spec, n.name))
             host.sendCmd(f"ip -batch {batch} && echo 1 > /proc/sys/net/ipv4/ip_forward;"
                          f" echo {_RC_MARK}$?")
             hosts.append((n, host))
@@ -308,7 +338,7 @@ def _configure_nodes(spec: ClusterSpec, net: Mininet, deadline: float) -> None:
                 raise CommandError(["ip", "-batch", f"(node {n.name})"], -1, out, out)
             intf = host.intf(NODE_INTF)
             # Keep Mininet's own view (host.IP(), its CLI) in line with what we configured.
-            intf.ip, intf.prefixLen = n.ip, plen
+            intf.ip, intf.prefixLen, intf.mac = n.ip, plen, node_mac(n.ip)
 
 
 def _wait_output(host: Host, deadline: float) -> str:

@@ -17,7 +17,7 @@ from orchestrator.errors import CalinetError, NotFound
 from orchestrator.host import naming
 from orchestrator.host.runner import DEFAULT
 from orchestrator.ipam.store import IPAM
-from orchestrator.node.containers import read_logs
+from orchestrator.node.containers import exec_argv, exec_environment, read_logs
 from orchestrator.present import printers
 from orchestrator.present.describe import describe as describe_text
 from orchestrator.traffic import probe
@@ -142,11 +142,19 @@ def _netns_of(ctx, key: str) -> str:
     return naming.pod_netns(ctx.testbed_id, ns, name)
 
 
-def exec_(ctx, pod: str, argv: list[str], *, namespace: str = "default"):
+def exec_(ctx, pod: str, argv: list[str], *, namespace: str = "default",
+          container: str | None = None):
+    """Run argv where the pod's container runs, as `kubectl exec`: its network namespace, its
+    environment and its resolv.conf (the same wrapper the kubelet starts containers with)."""
     key = pod if "/" in pod else f"{namespace}/{pod}"
     if not argv:
         raise CalinetError("exec: give a command after --")
-    return DEFAULT.run(argv, netns=_netns_of(ctx, key), check=False, timeout=3600)
+    netns = _netns_of(ctx, key)
+    ns, name = split_key(key)
+    resolv = os.path.join(ctx.state_dir, "pods", ns, name, "resolv.conf")
+    env = exec_environment(ctx.client.get("Pod", f"{ns}/{name}"), container)
+    argv = exec_argv(list(argv), env, resolv if os.path.exists(resolv) else None)
+    return DEFAULT.run(argv, netns=netns, check=False, timeout=3600)
 
 
 def probe_(ctx, src: str, dst: str, port_proto: str, *, namespace: str = "default",

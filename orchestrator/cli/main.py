@@ -14,19 +14,43 @@ import sys
 from orchestrator.errors import CalinetError
 
 
+class _Parser(argparse.ArgumentParser):
+    """Verbs take their flags anywhere among their positionals, as kubectl does
+    (`get pods -n dev web`): a verb's parser parses intermixed."""
+    _inner = False
+
+    def parse_known_args(self, args=None, namespace=None):
+        if self._inner or self._subparsers is not None:
+            return super().parse_known_args(args, namespace)
+        self._inner = True
+        try:
+            return self.parse_known_intermixed_args(args, namespace)
+        finally:
+            self._inner = False
+
+
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="calinet", description=(
+    p = _Parser(prog="calinet", description=(
         "A Mininet testbed of a Kubernetes cluster networked the way Calico does it."))
     p.add_argument("--state-dir", help="state directory of the testbed to talk to "
                    "(default: $CALINET_STATE_DIR, else the only running testbed)")
     p.add_argument("-v", "--verbose", action="store_true")
     sub = p.add_subparsers(dest="verb", required=True, metavar="VERB")
 
-    up = sub.add_parser("up", help="bring a cluster up and open the interactive shell")
+    up = sub.add_parser("up", help="bring a cluster up and open the interactive shell "
+                        "(--detach: leave it running in the background)")
     up.add_argument("topology")
     up.add_argument("-f", "--filename", action="append", default=[], help="manifest(s) to apply")
     up.add_argument("--fresh", action="store_true", help="discard the state of a previous run")
     up.add_argument("--no-shell", action="store_true", help="apply, show, tear down (no shell)")
+    up.add_argument("-d", "--detach", action="store_true",
+                    help="leave the cluster running in a background process and return "
+                    "(as `kind create cluster`); use it from any shell, stop it with "
+                    "`calinet down`")
+    up.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
+
+    sub.add_parser("down", help="stop the cluster `calinet up --detach` left running and "
+                   "clean up after it (as `kind delete cluster`)")
     up.add_argument("--timeout", type=float, default=120, help="seconds to wait for pods")
     up.add_argument("--dns", action=argparse.BooleanOptionalAction, default=True,
                     help="cluster DNS (default on, as in kubeadm/kind clusters): "
@@ -69,9 +93,14 @@ def _parser() -> argparse.ArgumentParser:
     lg.add_argument("-p", "--previous", action="store_true")
     _ns(lg)
 
-    ex = sub.add_parser("exec", help="run a command in a pod's network namespace")
+    ex = sub.add_parser("exec", help="run a command in a pod, as its container's processes "
+                        "run (network and mount namespace, env, resolv.conf)",
+                        usage="calinet exec [-n NS] [-c CONTAINER] POD -- COMMAND [ARG...]",
+                        description="Flags go anywhere before `--`; everything after `--` is "
+                        "the command, verbatim (as in kubectl exec).")
     ex.add_argument("pod")
-    ex.add_argument("argv", nargs=argparse.REMAINDER)
+    ex.add_argument("argv", nargs="*", help=argparse.SUPPRESS)
+    ex.add_argument("-c", "--container", help="container (default: the first)")
     _ns(ex)
 
     pr = sub.add_parser("probe", help="can SRC connect to DST on PORT[/PROTO]?")
@@ -168,8 +197,22 @@ def _ns(p) -> None:
     p.add_argument("-n", "--namespace", default="default")
 
 
-def main(argv=None) -> int:
+def parse_args(argv=None) -> argparse.Namespace:
+    """argv -> Namespace. For exec, flags go anywhere before the first `--` and everything
+    after it is the command verbatim (kubectl's rule), so `exec test -n dev -- sh` works."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    command = None
+    if "--" in argv and "exec" in argv[:argv.index("--")]:
+        cut = argv.index("--")
+        argv, command = argv[:cut], argv[cut + 1:]
     args = _parser().parse_args(argv)
+    if command is not None and args.verb == "exec":
+        args.argv = list(args.argv) + command
+    return args
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
     try:
@@ -196,6 +239,10 @@ def _dispatch(args) -> int:
         _need_root(verb)
         from orchestrator.cli.up import run_up
         return run_up(args)
+    if verb == "down":
+        _need_root(verb)
+        from orchestrator.cli.detach import down
+        return down(args.state_dir or os.environ.get("CALINET_STATE_DIR"))
     if verb == "demo":
         _need_root(verb)
         from orchestrator.cli.up import run_demo
@@ -254,8 +301,8 @@ def _dispatch(args) -> int:
                                        previous=args.previous))
     elif verb == "exec":
         _need_root(verb)
-        argv = args.argv[1:] if args.argv[:1] == ["--"] else args.argv
-        r = commands.exec_(ctx, args.pod, argv, namespace=args.namespace)
+        r = commands.exec_(ctx, args.pod, args.argv, namespace=args.namespace,
+                           container=args.container)
         sys.stdout.write(r.stdout)
         sys.stderr.write(r.stderr)
         return r.returncode

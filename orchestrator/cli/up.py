@@ -1,7 +1,8 @@
 """`calinet up` and `calinet demo`: bring a cluster up, show it, hand over a shell, tear down.
 
 Side effects: a whole Testbed (Mininet, namespaces, processes), always stopped on exit,
-Ctrl-C or error.
+Ctrl-C or error (with --detach: by cli/detach.py's background process, when `calinet down`
+signals it).
 """
 
 from __future__ import annotations
@@ -31,6 +32,9 @@ def run_up(args) -> int:
     spec = load_spec(args.topology)
     state_dir = args.state_dir or os.environ.get("CALINET_STATE_DIR") or os.path.join(
         DEFAULT_STATE_ROOT, spec.name)
+    if getattr(args, "detach", False):
+        from orchestrator.cli.detach import detach
+        return detach(args, state_dir)
     # --fresh is done by the Testbed once it holds the state dir's lock and has cleaned up
     # after the previous run (whose ledger lives there).
     tb = Testbed(args.topology, state_dir=state_dir, progress=lambda m: console.log(m),
@@ -43,6 +47,10 @@ def run_up(args) -> int:
         if tb.applied:
             print("\n".join(tb.applied))
         _wait(tb, console, args.timeout)
+        if getattr(args, "serve", False):        # the process behind `up --detach`
+            from orchestrator.cli.detach import serve
+            serve(tb, state_dir)
+            return 0
         print(commands.get(ctx, "nodes", output="wide"))
         print(commands.get(ctx, "pods", all_namespaces=True, output="wide"))
         running = [k for k in tb.pods() if (tb.get("Pod", k).get("status") or {}).get("podIP")]

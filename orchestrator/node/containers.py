@@ -25,7 +25,13 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from orchestrator.errors import CommandError, NotFound, SupervisorTimeout, ValidationError
+from orchestrator.errors import (
+    CalinetError,
+    CommandError,
+    NotFound,
+    SupervisorTimeout,
+    ValidationError,
+)
 from orchestrator.host.runner import DEFAULT, NETNS_DIR, Runner
 from orchestrator.images import ImageProgram
 from orchestrator.images.forkserver import ForkServer, ZygoteChild
@@ -479,4 +485,30 @@ def _status(st: ContainerState) -> dict:
                                          if st.last_terminated else {})}
     if st.last_pid:
         out["containerID"] = f"calinet://{st.last_pid}"
+    return out
+
+
+def exec_environment(pod: dict, container: str | None = None) -> dict[str, str]:
+    """The environment a container of ``pod`` runs with (BASE_ENV, HOSTNAME, its env with the
+    downward API), for `exec` to run commands as the container's own processes see it."""
+    from orchestrator.images import resolve
+    containers = (pod.get("spec") or {}).get("containers") or []
+    c = next((c for c in containers if container in (None, c.get("name"))), None)
+    if c is None:
+        raise NotFound(f"container {container!r} is not in the pod")
+    try:
+        program = resolve(c, pod)
+    except CalinetError as exc:     # an image that never started: the base env
+        log.debug("exec env of %s: %s", c.get("name"), exc)
+        return {**BASE_ENV, "HOSTNAME": (pod.get("metadata") or {}).get("name", "")}
+    return {**BASE_ENV, **program.env}
+
+
+def exec_argv(argv: list[str], env: dict[str, str], resolv_conf: str | None) -> list[str]:
+    """``argv`` as a container's process runs: only ``env``, and (cluster DNS) in a mount
+    namespace of its own with the pod's resolv.conf over /etc/resolv.conf, as _launch does."""
+    out = ["env", "-i", *(f"{k}={v}" for k, v in env.items()), *argv]
+    if resolv_conf:
+        from orchestrator.dns.resolvconf import wrap
+        out = wrap(out, resolv_conf)
     return out

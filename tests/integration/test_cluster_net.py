@@ -78,6 +78,21 @@ def test_three_node_flat(cluster_of):
     assert len(c.pids()) == 4
 
 
+def test_underlay_neighbours_are_permanent_and_outside_the_shared_gc_limit(cluster_of):
+    # All nodes share one kernel neighbour table whose gc_thresh3 (1024) counts every netns;
+    # permanent entries do not count, so a big mesh cannot overflow it.
+    from topologies.net import node_mac
+    c = cluster_of(load_spec(EXAMPLES / "three-node.yaml"))
+    for name, node in c.nodes.items():
+        link = c.node_exec(name, ["ip", "-o", "link", "show", "dev", "eth0"]).stdout
+        assert f"link/ether {node_mac(node.ip)} " in link
+        neigh = c.node_exec(name, ["ip", "neigh", "show", "dev", "eth0"]).stdout.splitlines()
+        want = sorted(f"{o.ip} lladdr {node_mac(o.ip)} PERMANENT"
+                      for o in c.nodes.values() if o.name != name)
+        assert sorted(ln.strip() for ln in neigh if "PERMANENT" in ln) == want
+    assert ping(c, "node-1", "node-3") and ping(c, "node-2", "node-1")
+
+
 def test_bridges_have_no_address_and_only_our_ports(cluster_of):
     c = cluster_of(load_spec(EXAMPLES / "three-node.yaml"))
     sw = c.switches[0]

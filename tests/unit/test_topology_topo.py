@@ -136,3 +136,22 @@ def test_start_cluster_without_root_says_why(monkeypatch):
     monkeypatch.setattr(tnet.os, "geteuid", lambda: 1000)
     with pytest.raises(Unavailable, match="needs root"):
         tnet.start_cluster(load_spec(EXAMPLES / "three-node.yaml"), TB, runner=RecordingRunner())
+
+
+def test_node_batch_sets_a_known_mac_and_permanent_neighbours_for_every_other_node():
+    spec = load_spec(EXAMPLES / "three-node.yaml")
+    assert tnet.node_mac("172.18.0.2") == "02:ca:ac:12:00:02"
+    assert tnet.render_node_batch(spec, "node-2") == (
+        "link set dev eth0 address 02:ca:ac:12:00:03\n"
+        "addr add 172.18.0.3/16 dev eth0\n"
+        "link set dev eth0 up\n"
+        "link set dev lo up\n"
+        "route add default dev eth0\n"
+        "neigh replace 172.18.0.2 lladdr 02:ca:ac:12:00:02 dev eth0 nud permanent\n"
+        "neigh replace 172.18.0.4 lladdr 02:ca:ac:12:00:04 dev eth0 nud permanent\n")
+
+
+def test_node_macs_are_unique_in_a_large_cluster():
+    spec = load_spec(EXAMPLES / "scale-50.yaml")
+    macs = {tnet.node_mac(n.ip) for n in spec.nodes}
+    assert len(macs) == len(spec.nodes) == 50
