@@ -27,9 +27,16 @@ from orchestrator.host import netns as netns_mod
 from orchestrator.traffic import sctp
 
 PROTOCOLS = ("TCP", "UDP", "SCTP")
-# Keep well below the usual 1024 open-file limit; bigger batches run in waves.
-MAX_IN_FLIGHT = 512
+# Keep well below the usual 1024 open-file limit with a resent SYN's second socket each;
+# bigger batches run in waves.
+MAX_IN_FLIGHT = 400
 UDP_PAYLOAD = b"calinet-probe"
+# A TCP probe with no answer after this long sends one more SYN from a new socket. A listener
+# whose accept queue is full drops the SYN (python3 -m http.server listens with backlog 5;
+# nine pods probing each other send eight SYNs to each at once), and TCP retransmits a SYN
+# only after its initial RTO of 1 s: a probe timing out at 1 s never saw that retransmission
+# and reported a reachable pod as unreachable. This is the retransmission, made early.
+RESEND_AFTER = 0.3
 
 
 @dataclass(frozen=True)
@@ -48,6 +55,7 @@ class _Probe:
     result: ProbeResult | None = None
     sport: int = 0
     tag: int = 0
+    resent: bool = False
 
 
 def probe(src_netns: str, dst_ip: str, port: int, protocol: str = "TCP",
@@ -144,11 +152,25 @@ def _wave(keys, port: int, proto: str, timeout: float, workers: int) -> dict:
                 s.setblocking(False)
                 p.start = time.monotonic()
                 if proto == "TCP":
-                    _start_tcp(p, port, sel)
+                    _start_tcp(p, s, port, sel)
                 else:
                     _start_udp(p, port, sel)
                 pending.append(p)
-        _loop(sel, pending, port, timeout)
+
+        def resend(todo: list[_Probe]) -> None:
+            again: dict[str, list[_Probe]] = {}
+            for p in todo:
+                again.setdefault(p.key[0], []).append(p)
+            for src, got in _open_all(again, proto, workers).items():
+                if isinstance(got, BaseException):
+                    continue            # the first socket still stands for these probes
+                socks.extend(got)
+                for p, s in zip(again[src], got, strict=True):
+                    s.setblocking(False)
+                    p.resent = True
+                    _start_tcp(p, s, port, sel)
+
+        _loop(sel, pending, port, timeout, resend if proto == "TCP" else None)
     finally:
         sel.close()
         for s in socks:
@@ -156,14 +178,18 @@ def _wave(keys, port: int, proto: str, timeout: float, workers: int) -> dict:
     return {p.key: p.result for probes in by_src.values() for p in probes}
 
 
-def _start_tcp(p: _Probe, port: int, sel) -> None:
-    rc = p.sock.connect_ex((p.dst_ip, port))
+def _start_tcp(p: _Probe, sock: socket.socket, port: int, sel) -> None:
+    rc = sock.connect_ex((p.dst_ip, port))
     if rc == 0:
-        p.result = ProbeResult(True, "connected", time.monotonic() - p.start)
+        p.result = ProbeResult(True, _connected(p), time.monotonic() - p.start)
     elif rc in (errno.EINPROGRESS, errno.EAGAIN):
-        sel.register(p.sock, selectors.EVENT_WRITE, ("TCP", p))
+        sel.register(sock, selectors.EVENT_WRITE, ("TCP", p))
     else:
         p.result = ProbeResult(False, f"connect: {os.strerror(rc)}", time.monotonic() - p.start)
+
+
+def _connected(p: _Probe) -> str:
+    return "connected after a resent SYN" if p.resent else "connected"
 
 
 def _start_udp(p: _Probe, port: int, sel) -> None:
@@ -192,16 +218,25 @@ def _start_sctp(p: _Probe, raw: socket.socket, port: int, index: dict) -> None:
         p.result = ProbeResult(False, f"send: {exc.strerror or exc}", 0.0)
 
 
-def _loop(sel, pending: list[_Probe], port: int, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
+def _loop(sel, pending: list[_Probe], port: int, timeout: float, resend=None) -> None:
+    start = time.monotonic()
+    deadline = start + timeout
+    # Only when the resent SYN still has a round trip's worth of time before the deadline.
+    resend_at = start + RESEND_AFTER if resend and timeout > 2 * RESEND_AFTER else None
     while any(p.result is None for p in pending):
-        left = deadline - time.monotonic()
+        now = time.monotonic()
+        left = deadline - now
         if left <= 0:
             break
-        for skey, _ in sel.select(left):
+        if resend_at is not None and now >= resend_at:
+            resend_at = None
+            resend([p for p in pending if p.result is None])
+            continue
+        wait = left if resend_at is None else min(left, resend_at - now)
+        for skey, _ in sel.select(wait):
             kind, obj = skey.data
             if kind == "TCP":
-                _finish_tcp(obj, sel)
+                _finish_tcp(obj, skey.fileobj, sel)
             elif kind == "UDP":
                 _finish_udp(obj, sel)
             else:
@@ -212,11 +247,13 @@ def _loop(sel, pending: list[_Probe], port: int, timeout: float) -> None:
             p.result = ProbeResult(False, f"timeout after {timeout}s", now - p.start)
 
 
-def _finish_tcp(p: _Probe, sel) -> None:
-    sel.unregister(p.sock)
-    err = p.sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+def _finish_tcp(p: _Probe, sock: socket.socket, sel) -> None:
+    sel.unregister(sock)
+    if p.result is not None:        # the other of its two SYNs answered first
+        return
+    err = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
     elapsed = time.monotonic() - p.start
-    p.result = (ProbeResult(True, "connected", elapsed) if err == 0
+    p.result = (ProbeResult(True, _connected(p), elapsed) if err == 0
                 else ProbeResult(False, f"connect: {os.strerror(err)}", elapsed))
 
 

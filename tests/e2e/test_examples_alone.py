@@ -38,10 +38,6 @@ def test_example_alone_is_fully_routed(path, tmp_path):
         cross = {k: v for k, v in res.items() if tb.pod_node(k[0]) != tb.pod_node(k[1])}
         assert len(cross) == len(pods) * (len(pods) - 1)
         missed = sorted(k for k, v in cross.items() if not v)
-        if missed and len(missed) <= max(3, len(cross) // 100):
-            # a lone lost SYN is not a routing hole: ask those pairs again
-            again = tb.matrix(8080, "TCP", pods=pods, timeout=2.0)
-            missed = [k for k in missed if not again[k]]
         assert not missed, (f"{len(missed)}/{len(cross)} cross-node pairs unreachable, e.g. "
                             f"{missed[:5]}; routing problems: {tb.routing.converged()}")
         assert tb.resolve(pods[0], "kube-dns.kube-system") == ["10.96.0.10"]

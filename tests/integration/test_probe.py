@@ -180,3 +180,53 @@ def test_netns_executor_runs_inside_the_pod_only(cluster):
         sock.close()
     with pytest.raises(Exception, match="does not exist"):
         netns.NetnsExecutor("calinet-no-such-netns")
+
+
+def _full_listener(ns: str, ip: str, port: int):
+    """A listener whose accept queue is full (backlog 0, one connection waiting): the kernel
+    drops the next SYN, as python3 -m http.server's backlog of 5 does under a burst."""
+    srv = netns.socket_in(ns, socket.AF_INET, socket.SOCK_STREAM)
+    srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    srv.bind((ip, port))
+    srv.listen(0)
+    filler = netns.socket_in(ns, socket.AF_INET, socket.SOCK_STREAM)
+    filler.settimeout(2)
+    filler.connect((ip, port))
+    return srv, filler
+
+
+def _accept_later(srv: socket.socket, delay: float, stop: threading.Event) -> threading.Thread:
+    def loop():
+        time.sleep(delay)
+        srv.settimeout(0.1)
+        while not stop.is_set():
+            try:
+                srv.accept()[0].close()
+            except OSError:
+                pass
+    t = threading.Thread(target=loop, daemon=True)
+    t.start()
+    return t
+
+
+@pytest.mark.parametrize("resend", [True, False], ids=["resent-syn", "tcp-retransmit-only"])
+def test_a_syn_dropped_by_a_full_accept_queue_is_resent_within_the_timeout(
+        make_netns, monkeypatch, resend):
+    ns = make_netns("calinet-probe", "10.9.3.1")
+    if not resend:   # the control: TCP's own retransmission comes at 1 s, past the timeout
+        monkeypatch.setattr(probe, "RESEND_AFTER", 99.0)
+    srv, filler = _full_listener(ns, "10.9.3.1", 8081)
+    stop = threading.Event()
+    t = _accept_later(srv, 0.15, stop)    # the queue drains before the resend at 0.3 s
+    try:
+        r = probe.probe(ns, "10.9.3.1", 8081, "TCP", timeout=0.9)
+    finally:
+        stop.set()
+        t.join()
+        filler.close()
+        srv.close()
+    if resend:
+        assert r.ok and r.detail == "connected after a resent SYN", r
+        assert probe.RESEND_AFTER <= r.elapsed < 0.9, r
+    else:
+        assert not r.ok and r.detail == "timeout after 0.9s", r
