@@ -123,6 +123,11 @@ class Store:
                 if ok:
                     self._notify(pending)
 
+    def in_transaction(self) -> bool:
+        """Whether this thread is inside transaction(): what it reads may include its own
+        writes, which a rollback would undo (and whose resourceVersions it would reuse)."""
+        return getattr(self._local, "depth", 0) > 0
+
     def close(self) -> None:
         db = getattr(self._local, "db", None)
         if db is not None:
@@ -290,7 +295,7 @@ class Store:
         self._conn().execute(
             "INSERT OR REPLACE INTO objects(kind, namespace, name, rv, body) VALUES (?,?,?,?,?)",
             (kind, ns, name, rv, body))
-        self._record(rv, etype, kind, ns, name, obj)
+        self._record(rv, etype, kind, ns, name, obj, body)
         return obj
 
     def _bump(self) -> int:
@@ -298,10 +303,11 @@ class Store:
         self._conn().execute("INSERT OR REPLACE INTO meta(key, value) VALUES ('rv', ?)", (str(rv),))
         return rv
 
-    def _record(self, rv, etype, kind, ns, name, obj) -> None:
+    def _record(self, rv, etype, kind, ns, name, obj, body: str | None = None) -> None:
         db = self._conn()
         db.execute("INSERT INTO events(rv, type, kind, namespace, name, body) VALUES (?,?,?,?,?,?)",
-                   (rv, etype, kind, ns, name, json.dumps(obj, sort_keys=True)))
+                   (rv, etype, kind, ns, name,
+                    json.dumps(obj, sort_keys=True) if body is None else body))
         if rv % 1000 == 0:
             db.execute("DELETE FROM events WHERE rv<=?", (rv - EVENT_HISTORY,))
         self._local.pending.append(Event(rv, etype, kind, ns, name, obj))

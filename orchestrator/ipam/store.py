@@ -9,7 +9,8 @@ whole allocation or none of it: an address is never lost nor handed out twice.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Mapping, Sequence
+import threading
+from collections.abc import Callable, Iterable, Mapping, Sequence
 
 from orchestrator.errors import CalinetError, ValidationError
 from orchestrator.ipam import allocator, codec, report
@@ -29,11 +30,27 @@ def ensure_default_pool(store) -> list[Pool]:
         return [codec.pool_from_object(o) for o in store.list("IPPool")]
 
 
+def _decode_block(obj: dict) -> tuple[str | None, str | None, object]:
+    """(problem, cidr, Block or None) of a stored IPAMBlock."""
+    spec = obj.get("spec") or {}
+    problem = codec.validate_block_spec(spec)
+    return (problem, spec.get("cidr"), None) if problem else (None, None,
+                                                                codec.block_from_object(obj))
+
+
 class IPAM:
     """Calico-style IPAM bound to a Store."""
 
     def __init__(self, store):
         self.store = store
+        # Decoded blocks and handles by name, with the resourceVersion they were decoded at.
+        # Every allocation loaded and validated all blocks and all handles: at 500 pods that
+        # was most of the time a node's batch held the store's write lock, the other
+        # kubelets waiting. Now only what changed since is decoded (Store.list_since). The
+        # cached values are shared: the allocator copies a block or a handle's counts before
+        # changing it (_Txn), nothing else writes them.
+        self._decoded: dict[str, tuple[int, dict]] = {}
+        self._decoded_lock = threading.Lock()
 
     # -- loading ---------------------------------------------------------------------------
 
@@ -53,17 +70,40 @@ class IPAM:
 
     def _load(self, *, strict: bool) -> tuple[IPAMState, dict[str, str]]:
         blocks, invalid = {}, {}
-        for obj in self.store.list("IPAMBlock"):
-            problem = codec.validate_block_spec(obj.get("spec") or {})
+        for name, (problem, cidr, blk) in self._current("IPAMBlock", _decode_block).items():
             if problem:
                 if strict:
-                    raise ValidationError(problem, obj=f"IPAMBlock {obj['metadata']['name']}")
-                invalid[(obj.get("spec") or {}).get("cidr") or obj["metadata"]["name"]] = problem
+                    raise ValidationError(problem, obj=f"IPAMBlock {name}")
+                invalid[cidr or name] = problem
                 continue
-            blk = codec.block_from_object(obj)
             blocks[blk.cidr] = blk
-        handles = dict(codec.handle_from_object(o) for o in self.store.list("IPAMHandle"))
+        handles = dict(self._current("IPAMHandle", codec.handle_from_object).values())
         return IPAMState(blocks, handles, self.config()), invalid
+
+    def _current(self, kind: str, decode: Callable[[dict], object]) -> dict[str, object]:
+        """{name: decoded object} of every stored ``kind``, decoding only those whose
+        resourceVersion is not the one already decoded."""
+        with self._decoded_lock:
+            seen_rv, cache = self._decoded.get(kind, (0, {}))
+        rows = self.store.list_since(kind, seen_rv)
+        out, fresh, top = {}, {}, seen_rv
+        for _ns, name, rv, obj in rows:
+            hit = cache.get(name)
+            if obj is None and (hit is None or hit[0] != rv):
+                obj = self.store.get(kind, name)   # not decoded before: read it now
+                if obj is None:
+                    continue                        # deleted since the listing
+            value = decode(obj) if obj is not None else hit[1]
+            fresh[name] = (rv, value)
+            out[name] = value
+            top = max(top, rv)
+        # Only what is committed is kept: inside a transaction the rows may hold its own
+        # writes, and a rollback would hand their resourceVersions to other contents.
+        if not self.store.in_transaction():
+            with self._decoded_lock:
+                if top >= self._decoded.get(kind, (0, {}))[0]:
+                    self._decoded[kind] = (top, fresh)
+        return out
 
     def _pools_for(self, node: str, pool_names: Sequence[str] | None,
                    node_labels: Mapping[str, str] | None) -> list[Pool]:

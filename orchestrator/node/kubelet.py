@@ -116,11 +116,22 @@ class Kubelet:
             self._create(new, now)
         if self._blocks_dirty:
             self._sync_blackholes()
-        # One transaction (one fsync) for all status updates of this node.
+        return self._write_statuses(list(by_key.values()), now) or wrote
+
+    def _write_statuses(self, pods: list[dict], now: str) -> bool:
+        """Write the statuses that changed, in one transaction; True if any was written.
+
+        They are worked out before taking the store's write lock, which every kubelet's
+        writes share: computed under it, at 500 pods, they held it ~20 ms per node and pass
+        while the other kubelets waited."""
+        changed = [(p, st) for p in pods if (st := self._changed_status(p, now)) is not None]
+        if not changed:
+            return False
         with self.store.transaction():
-            for p in by_key.values():
-                wrote |= self._write_status(p, now)
-        return wrote
+            for p, st in changed:
+                self.store.update_status("Pod", p["metadata"]["name"],
+                                         p["metadata"]["namespace"], st)
+        return True
 
     def heartbeat(self) -> bool:
         """Renew the node's Lease (one small write per HEARTBEAT_SECONDS) if reachable."""
@@ -279,15 +290,12 @@ class Kubelet:
 
     # -- status --------------------------------------------------------------------------
 
-    def _write_status(self, pod: dict, now: str) -> bool:
-        k = pod_key(pod)
-        status = self._status(pod, k, now)
-        old = pod.get("status") or {}
-        if _comparable(old) == _comparable(status):
-            return False
-        self.store.update_status("Pod", pod["metadata"]["name"], pod["metadata"]["namespace"],
-                                 status)
-        return True
+    def _changed_status(self, pod: dict, now: str) -> dict | None:
+        """The pod's status as this node sees it, or None if the stored one says the same."""
+        status = self._status(pod, pod_key(pod), now)
+        if _comparable(pod.get("status") or {}) == _comparable(status):
+            return None
+        return status
 
     def _status(self, pod: dict, k: str, now: str) -> dict:
         old = pod.get("status") or {}
@@ -353,8 +361,9 @@ def _conds(initialized: bool, ready: bool, now: str, old: dict) -> list[dict]:
 
 
 def _comparable(st: dict) -> dict:
-    st = copy.deepcopy(st)
-    for c in st.get("conditions", []) or []:
-        c.pop("lastTransitionTime", None)
-    st.pop("startTime", None)
-    return st
+    """The status without its timestamps (a shallow rebuild: nothing is changed in place)."""
+    out = {k: v for k, v in st.items() if k != "startTime"}
+    if out.get("conditions"):
+        out["conditions"] = [{k: v for k, v in c.items() if k != "lastTransitionTime"}
+                             for c in out["conditions"]]
+    return out

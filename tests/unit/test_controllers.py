@@ -177,7 +177,8 @@ def test_kubelet_status_write_keeps_a_concurrent_delete(store):
     marked = store.get("Pod", "p", "default")
     marked["metadata"]["deletionTimestamp"] = NOW
     store.update(marked)
-    assert kubelet._write_status(pod, NOW)  # `pod` is the copy read before the delete
+    assert kubelet._write_statuses([pod], NOW)  # `pod` is the copy read before the delete
+    assert not kubelet._write_statuses([store.get("Pod", "p", "default")], NOW)
     after = store.get("Pod", "p", "default")
     assert after["metadata"]["deletionTimestamp"] == NOW
     assert after["status"]["hostIP"] == "172.18.0.2"

@@ -210,3 +210,54 @@ def test_dual_stack_handle_gets_one_address_per_family(ipam):
     assert ipam.auto_assign("k8s-pod-network.ds", "node-1", version=6) == v6
     assert ipam.ips_for_handle("k8s-pod-network.ds") == [v4, v6]
     assert ipam.release_by_handle("k8s-pod-network.ds") == [v4, v6]
+
+
+def test_loads_decode_only_what_changed(ipam, monkeypatch):
+    from orchestrator.ipam import codec
+    from orchestrator.ipam import store as ipam_store
+    ipam.auto_assign_many("n1", [(f"h{i}", attrs("a", f"p{i}")) for i in range(10)])
+    ipam.auto_assign_many("n2", [("h-n2", attrs("a", "q"))])
+    assert len(ipam.blocks_for_node("n1")) == 1      # fills the cache, outside a transaction
+    decoded = []
+    real_block, real_handle = codec.block_from_object, codec.handle_from_object
+    monkeypatch.setattr(codec, "block_from_object",
+                        lambda o: decoded.append(o["metadata"]["name"]) or real_block(o))
+    monkeypatch.setattr(ipam_store.codec, "handle_from_object",
+                        lambda o: decoded.append(o["metadata"]["name"]) or real_handle(o))
+    ipam.state()
+    assert decoded == []
+    ipam.auto_assign_many("n1", [("h-new", attrs("a", "new"))])
+    decoded.clear()
+    state = ipam.state()
+    assert sorted(decoded) == sorted([codec.block_name(ipam.blocks_for_node("n1")[0]),
+                                      "h-new"])
+    assert len(state.handles) == 12 and "h-new" in state.handles
+
+
+def test_a_rolled_back_write_never_reaches_the_cache(path, ipam):
+    # A rollback hands its resourceVersions back; had this IPAM kept what it read inside the
+    # transaction, another writer's block of the same version would later be taken for it.
+    ipam.auto_assign_many("n1", [("h1", attrs("a", "p1"))])
+    ipam.state()
+    with pytest.raises(RuntimeError):
+        with ipam.store.transaction():
+            ipam.auto_assign_many("n1", [("h-gone", attrs("a", "gone"))])
+            assert "h-gone" in ipam.state().handles    # its own write, seen inside
+            raise RuntimeError("roll back")
+    other = IPAM(Store(path))
+    other.auto_assign_many("n1", [("h2", attrs("a", "p2"))])   # reuses those versions
+    other.store.close()
+    state = ipam.state()
+    assert set(state.handles) == {"h1", "h2"}
+    (blk,) = state.blocks.values()
+    assert sorted(a.handle for a in blk.allocations.values()) == ["h1", "h2"]
+
+
+def test_a_write_from_another_store_is_seen(path, ipam):
+    ipam.auto_assign_many("n1", [("h1", attrs("a", "p1"))])
+    ipam.state()
+    other = IPAM(Store(path))
+    other.auto_assign_many("n1", [("h2", attrs("a", "p2"))])
+    other.store.close()
+    assert set(ipam.state().handles) == {"h1", "h2"}
+    assert ipam.ips_for_handle("h2") != ipam.ips_for_handle("h1")
