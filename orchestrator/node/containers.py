@@ -32,6 +32,7 @@ from orchestrator.errors import (
     SupervisorTimeout,
     ValidationError,
 )
+from orchestrator.host import sockdiag
 from orchestrator.host.runner import DEFAULT, NETNS_DIR, Runner
 from orchestrator.images import ImageProgram
 from orchestrator.images.forkserver import ForkServer, ZygoteChild
@@ -448,13 +449,17 @@ def _kill_group(pgid: int, sig: int) -> None:
 def _bound(pid: int, sock: tuple[str, int], netns_ino: int) -> bool:
     """Whether ``pid``'s network namespace has a listening TCP / bound UDP socket on the port.
 
-    Reading /proc is far cheaper than connecting from inside the netns; the inode check
-    skips the instant before nsenter has switched namespaces (the host's sockets).
+    TCP asks sock_diag for the namespace's LISTEN sockets (orchestrator.host.sockdiag: ~0.5 ms,
+    where reading /proc/<pid>/net/tcp and tcp6 walks the machine-wide established table,
+    ~9 ms here); UDP reads /proc/<pid>/net/udp*. The inode check skips the instant before
+    nsenter has switched namespaces (the host's sockets).
     """
     proto, port = sock
     try:
         if os.stat(f"/proc/{pid}/ns/net").st_ino != netns_ino:
             return False
+        if proto == "TCP":
+            return sockdiag.tcp_listening(f"/proc/{pid}/ns/net", port)
         for name in (proto.lower(), proto.lower() + "6"):
             with open(f"/proc/{pid}/net/{name}") as f:
                 next(f, None)
@@ -463,7 +468,7 @@ def _bound(pid: int, sock: tuple[str, int], netns_ino: int) -> bool:
                     if (len(fields) > 3 and fields[3] == _BOUND_STATE[proto]
                             and int(fields[1].rsplit(":", 1)[1], 16) == port):
                         return True
-    except OSError:
+    except (OSError, CalinetError):     # gone, or its namespace could not be entered
         return False
     return False
 

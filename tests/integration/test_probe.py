@@ -230,3 +230,31 @@ def test_a_syn_dropped_by_a_full_accept_queue_is_resent_within_the_timeout(
         assert probe.RESEND_AFTER <= r.elapsed < 0.9, r
     else:
         assert not r.ok and r.detail == "timeout after 0.9s", r
+
+
+def test_sock_diag_sees_listening_tcp_sockets_of_the_namespace_only(make_netns):
+    from orchestrator.host import sockdiag
+    ns = make_netns("calinet-diag", "10.9.4.1")
+    path = netns.netns_path(ns)
+    v4 = netns.socket_in(ns, socket.AF_INET, socket.SOCK_STREAM)
+    v6 = netns.socket_in(ns, socket.AF_INET6, socket.SOCK_STREAM)
+    bound_only = netns.socket_in(ns, socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        v4.bind(("10.9.4.1", 18080))
+        v4.listen()
+        v6.bind(("::", 19090))
+        v6.listen()
+        bound_only.bind(("10.9.4.1", 17070))      # bound, not listening: not ready
+        assert sockdiag.tcp_listening(path, 18080)
+        assert sockdiag.tcp_listening(path, 19090)
+        assert not sockdiag.tcp_listening(path, 17070)
+        host = socket.socket()
+        try:                # a listener in the machine's namespace is not the pod's
+            host.bind(("127.0.0.1", 0))
+            host.listen()
+            assert not sockdiag.tcp_listening(path, host.getsockname()[1])
+        finally:
+            host.close()
+    finally:
+        for s in (v4, v6, bound_only):
+            s.close()
