@@ -62,6 +62,7 @@ class Kubelet:
         self.sandboxes: dict[str, SandboxSpec] = {}
         self.uids: dict[str, str] = {}
         self.failures: dict[str, tuple[str, str]] = {}  # key -> (reason, message)
+        self._current: dict[str, tuple] = {}   # key -> inputs of its last current status
         self._blackholes: frozenset | None = None
         self.routing = None  # orchestrator.node.routing.Routing when BGP runs
         self.policy = None   # orchestrator.node.policy_agent.PolicyAgent: told of wired sandboxes
@@ -279,6 +280,7 @@ class Kubelet:
         for k in keys:
             self.sandboxes.pop(k, None)
             self.uids.pop(k, None)
+            self._current.pop(k, None)
             self.grace.pop(k, None)
             self.prober.forget(k)
             self.draining.pop(k, None)
@@ -291,9 +293,24 @@ class Kubelet:
     # -- status --------------------------------------------------------------------------
 
     def _changed_status(self, pod: dict, now: str) -> dict | None:
-        """The pod's status as this node sees it, or None if the stored one says the same."""
-        status = self._status(pod, pod_key(pod), now)
+        """The pod's status as this node sees it, or None if the stored one says the same.
+
+        A pod whose stored object, sandbox, failure and containers (the runtime's generation)
+        are those of the last time its status was found current is not looked at again: at
+        500 pods every pass recomputed every pod's status, and each asked the container
+        runtime, whose lock all kubelets share. Pods with a readinessProbe are always
+        recomputed (the prober's results change on their own)."""
+        k = pod_key(pod)
+        probed = any(c.get("readinessProbe") for c in pod["spec"].get("containers") or [])
+        seen = None if probed or self.runtime is None else (
+            pod["metadata"]["uid"], pod["metadata"].get("resourceVersion"),
+            self.runtime.generation(k), id(self.sandboxes.get(k)), self.failures.get(k))
+        if seen is not None and self._current.get(k) == seen:
+            return None
+        status = self._status(pod, k, now)
         if _comparable(pod.get("status") or {}) == _comparable(status):
+            if seen is not None:
+                self._current[k] = seen
             return None
         return status
 

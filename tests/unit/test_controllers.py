@@ -182,3 +182,42 @@ def test_kubelet_status_write_keeps_a_concurrent_delete(store):
     after = store.get("Pod", "p", "default")
     assert after["metadata"]["deletionTimestamp"] == NOW
     assert after["status"]["hostIP"] == "172.18.0.2"
+
+
+class _CountingRuntime:
+    """Just enough of ContainerRuntime for a kubelet's status pass: counts statuses() calls."""
+
+    def __init__(self):
+        self.calls, self.gen = 0, 0
+
+    def generation(self, _key):
+        return self.gen
+
+    def statuses(self, _key):
+        self.calls += 1
+        return [{"name": "c", "image": "x", "ready": True, "restartCount": 0, "started": True,
+                 "state": {"running": {"startedAt": NOW}}}]
+
+
+def test_kubelet_asks_the_runtime_again_only_when_something_changed(store):
+    from orchestrator.node.cni import SandboxSpec
+    from orchestrator.node.kubelet import Kubelet, NodeRef
+    store.create({"apiVersion": "v1", "kind": "Pod",
+                  "metadata": {"name": "p", "namespace": "default", "uid": "u1"},
+                  "spec": {"nodeName": "n1", "containers": [{"name": "c", "image": "x"}]}})
+    rt = _CountingRuntime()
+    kubelet = Kubelet(NodeRef("n1", 1, "172.18.0.2"), "ab12", store=store, ipam=None,
+                      cni=None, runtime=rt, ledger=None)
+    kubelet.sandboxes["default/p"] = SandboxSpec("default", "p", "10.244.0.5", "ns", "cali0", 1)
+    kubelet.uids["default/p"] = store.get("Pod", "p", "default")["metadata"]["uid"]
+    pod = lambda: store.get("Pod", "p", "default")          # noqa: E731
+    assert kubelet._write_statuses([pod()], NOW)             # Running with its IP: written
+    assert not kubelet._write_statuses([pod()], NOW)         # re-read once: current
+    assert rt.calls == 2
+    for _ in range(3):
+        assert not kubelet._write_statuses([pod()], NOW)
+    assert rt.calls == 2                                     # nothing changed: not asked
+    rt.gen += 1                                              # e.g. the container exited
+    assert not kubelet._write_statuses([pod()], NOW)
+    assert rt.calls == 3
+    assert store.get("Pod", "p", "default")["status"]["phase"] == "Running"
