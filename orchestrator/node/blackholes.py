@@ -27,9 +27,11 @@ def current(runner, node_pid: int) -> set[str]:
     return {r["dst"] for r in json.loads(out or "[]")}
 
 
-def sync(runner, node_pid: int, blocks) -> bool:
-    """Make the node's blackholes exactly `blocks`; returns True if anything changed."""
-    text = render(current(runner, node_pid), set(blocks))
+def sync(runner, node_pid: int, blocks, known=None) -> bool:
+    """Make the node's blackholes exactly `blocks`; returns True if anything changed.
+    ``known``: the blackholes this caller last made, which then are not read back (one fork
+    instead of two per change; the first sync of a node, with None, reads them)."""
+    text = render(current(runner, node_pid) if known is None else set(known), set(blocks))
     if not text:
         return False
     try:

@@ -173,7 +173,7 @@ class Kubelet:
                         if r["borrowing_node"] == self.node.name]
             self.routing.announce(self.node.name, blocks, borrowed)
         elif blocks != self._blackholes:
-            blackholes.sync(self.cni.runner, self.node.pid, blocks)
+            blackholes.sync(self.cni.runner, self.node.pid, blocks, known=self._blackholes)
             self._blackholes = blocks
         self._blocks_dirty = False
 

@@ -29,6 +29,16 @@ def test_sync_reads_then_writes_one_batch():
     assert [c["argv"][:2] for c in r.calls] == [["ip", "-j"]]  # read only, no write
 
 
+def test_sync_with_what_it_made_last_writes_without_reading():
+    r = RecordingRunner()
+    assert blackholes.sync(r, 42, ["10.0.0.0/26", "10.0.0.64/26"], known={"10.0.0.0/26"})
+    assert [c["argv"][:2] for c in r.calls] == [["ip", "-batch"]]
+    assert r.calls[0]["input"] == "route replace blackhole 10.0.0.64/26 proto 12\n"
+    r.calls.clear()
+    assert blackholes.sync(r, 42, ["10.0.0.0/26"], known={"10.0.0.0/26"}) is False
+    assert r.calls == []
+
+
 def test_ledger_records_and_reads_back(tmp_path):
     import orchestrator.host.ledger as ledger_mod
     led = Ledger(str(tmp_path))
