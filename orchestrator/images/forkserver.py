@@ -35,6 +35,8 @@ class ZygoteChild:
         self.pid = pid
         self.returncode: int | None = None
         self._done = threading.Event()
+        # Set when the server said its sockets listen (the child writes that line itself).
+        self.listening = threading.Event()
 
     def poll(self) -> int | None:
         return self.returncode
@@ -70,6 +72,8 @@ class _Instance:
         self.proc = proc
         self.children: dict[int, ZygoteChild] = {}
         self.pending: dict[int, Ticket] = {}
+        # A child can say it listens before the zygote's line with its pid is read.
+        self.listening_early: set[int] = set()
         self.alive = True
 
 
@@ -176,14 +180,26 @@ class ForkServer:
                 if "exit" in msg:
                     with self._state:
                         child = inst.children.pop(msg["exit"], None)
+                        inst.listening_early.discard(msg["exit"])
                     if child is not None:
                         child._exited(int(msg["status"]))
+                elif "listening" in msg:
+                    with self._state:
+                        child = inst.children.get(msg["listening"])
+                        if child is None:
+                            inst.listening_early.add(msg["listening"])
+                    if child is not None:
+                        child.listening.set()
                 elif "id" in msg:
                     with self._state:
                         slot = inst.pending.pop(msg["id"], None)
                         if slot is not None and "pid" in msg:
                             # Registered before any exit line of it can be read.
-                            msg["child"] = inst.children[msg["pid"]] = ZygoteChild(msg["pid"])
+                            child = inst.children[msg["pid"]] = ZygoteChild(msg["pid"])
+                            msg["child"] = child
+                            if msg["pid"] in inst.listening_early:
+                                inst.listening_early.discard(msg["pid"])
+                                child.listening.set()
                     if slot is not None:
                         slot.reply = msg
                         slot.done.set()

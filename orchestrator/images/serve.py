@@ -325,8 +325,9 @@ def load_sctp_codec():
     return importlib.import_module("orchestrator.traffic.sctp")
 
 
-def main(argv: list[str] | None = None, default_mode: str = "") -> int:
-    """Entry point of the agnhost/http_server scripts; returns the process exit code."""
+def main(argv: list[str] | None = None, default_mode: str = "", on_listening=None) -> int:
+    """Entry point of the agnhost/http_server scripts; returns the process exit code.
+    ``on_listening()`` is called once every socket is open (the zygote's ready signal)."""
     def stop(signum, _frame):
         raise SystemExit(0)     # like agnhost pause: SIGTERM is a clean exit
 
@@ -339,4 +340,6 @@ def main(argv: list[str] | None = None, default_mode: str = "") -> int:
     except UsageError as exc:
         _log(f"error: {exc}")
         return 2
+    if on_listening is not None:
+        on_listening()
     return server.run()

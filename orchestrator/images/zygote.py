@@ -45,6 +45,7 @@ def setns(path: str) -> None:
 def child(req: dict, keep: list[int]) -> None:
     """Become the container; never returns."""
     rc = 1
+    notify = None
     try:
         os.setsid()
         signal.set_wakeup_fd(-1)
@@ -58,6 +59,9 @@ def child(req: dict, keep: list[int]) -> None:
                 os.close(fd)
             except OSError:
                 pass
+        # The reply pipe, kept past the dup2 below: the server says on it when its sockets
+        # listen, so the runtime knows the container is ready without polling the kernel.
+        notify = os.dup(1)
         logfd = os.open(req["log"], os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         null = os.open(os.devnull, os.O_RDONLY)
         os.dup2(null, 0)
@@ -73,7 +77,15 @@ def child(req: dict, keep: list[int]) -> None:
         os.environ.clear()
         os.environ.update(req.get("env") or {})
         sys.argv = ["serve"] + list(req["argv"])
-        rc = serve.main(list(req["argv"]), req.get("mode") or "")
+        def listening() -> None:
+            nonlocal notify
+            if notify is not None:
+                # One write under PIPE_BUF: atomic beside the zygote's own lines.
+                os.write(notify, (json.dumps({"listening": os.getpid()}) + "\n").encode())
+                os.close(notify)
+                notify = None
+
+        rc = serve.main(list(req["argv"]), req.get("mode") or "", on_listening=listening)
     except SystemExit as exc:
         code = exc.code
         rc = code if isinstance(code, int) else (0 if code is None else 1)

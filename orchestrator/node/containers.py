@@ -42,6 +42,9 @@ log = logging.getLogger(__name__)
 RESTART_POLICIES = ("Always", "OnFailure", "Never")
 BACKOFF_BASE = 10.0
 BACKOFF_MAX = 300.0
+# How long a batch's start waits for its built-in servers to say they listen (a few ms each
+# when the machine is not saturated); past it readiness is found by the later checks.
+LISTEN_WAIT = 0.5
 BASE_ENV = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
             "HOME": "/root"}
 # Socket states in /proc/net/{tcp,udp}: LISTEN for TCP, unconnected (CLOSE) for bound UDP.
@@ -321,12 +324,20 @@ class ContainerRuntime:
         self._started(st, proc)
 
     def _collect(self, batch: list) -> None:
-        """Await the zygote's forks of ``batch`` (the lock is taken for each answer only)."""
+        """Await the zygote's forks of ``batch`` (the lock is taken for each answer only),
+        then, for up to LISTEN_WAIT in all, their servers' word that they listen: a
+        container recorded as started and listening is Ready in the kubelet's first status
+        write instead of one pass later (500 status writes fewer at 500 pods)."""
+        got = []
         for st, ticket, now in batch:
             try:
-                proc, failed = self.forkserver.result(ticket), None
+                got.append((st, now, self.forkserver.result(ticket), None))
             except OSError as exc:
-                proc, failed = None, exc
+                got.append((st, now, None, exc))
+        deadline = time.monotonic() + LISTEN_WAIT
+        for st, now, proc, failed in got:
+            if proc is not None and st.program.ready_socket is not None:
+                proc.listening.wait(max(0.0, deadline - time.monotonic()))
             with self._lock:
                 if self._pods.get(st.pod_key, {}).get(st.name) is not st:
                     # Stopped while its fork was on the way: nothing else would reap it.
@@ -350,7 +361,7 @@ class ContainerRuntime:
         st.last_pid = proc.pid
         if self.on_spawn is not None:
             self.on_spawn(proc.pid)
-        st.ready = st.program.ready_socket is None
+        st.ready = st.program.ready_socket is None or _said_listening(proc)
         log.debug("container %s/%s started pid %d", st.pod_key, st.name, proc.pid)
 
     def _exited(self, st: ContainerState, rc: int, now: float, reason: str | None = None,
@@ -393,7 +404,7 @@ class ContainerRuntime:
 
     def _check_ready(self, st: ContainerState) -> bool:
         sock = st.program.ready_socket if st.program else None
-        if not st.ready and (sock is None or (
+        if not st.ready and (sock is None or _said_listening(st.proc) or (
                 st.proc is not None and _bound(st.proc.pid, sock, st.netns_ino))):
             st.ready = True
             self._touch(st.pod_key)
@@ -471,6 +482,12 @@ def _write_index(path: str, offset: int, fresh: bool) -> None:
     with open(idx + ".tmp", "w") as f:
         f.write(" ".join(last + [str(offset)]) + "\n")
     os.replace(idx + ".tmp", idx)
+
+
+def _said_listening(proc) -> bool:
+    """A zygote child whose server said its sockets listen (others are asked the kernel)."""
+    listening = getattr(proc, "listening", None)
+    return listening is not None and listening.is_set()
 
 
 def _kill_group(pgid: int, sig: int) -> None:

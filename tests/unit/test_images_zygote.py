@@ -152,3 +152,20 @@ def test_zygote_ends_when_its_runtime_process_dies(tmp_path):
             assert s.recv(100).startswith(b"HTTP/1.1 200")
     finally:
         os.killpg(child, signal.SIGKILL)
+
+
+def test_child_says_when_it_listens_and_a_failed_bind_never_does(fs, tmp_path):
+    port = free_port()
+    child = serve(fs, tmp_path, port, "ready-0")
+    assert child.listening.wait(5.0)
+    # It said so once its socket was open: a connection is accepted at once.
+    with socket.create_connection(("127.0.0.1", port), timeout=2) as s:
+        assert s.recv(100) == b"ready-0\n"
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        busy = serve(fs, tmp_path, taken.getsockname()[1], "busy-0")
+        assert busy.wait(5.0) != 0            # the port is in use: it exits...
+        assert not busy.listening.is_set()   # ...without having said it listens
+    os.killpg(child.pid, signal.SIGTERM)
+    assert child.wait(5.0) == 0
