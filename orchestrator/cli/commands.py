@@ -13,6 +13,7 @@ from datetime import datetime, timezone
 
 from orchestrator import api
 from orchestrator.control.client import split_key
+from orchestrator.dns.cluster import resolv_conf_path
 from orchestrator.errors import CalinetError, NotFound
 from orchestrator.host import naming
 from orchestrator.host.runner import DEFAULT
@@ -151,7 +152,7 @@ def exec_(ctx, pod: str, argv: list[str], *, namespace: str = "default",
         raise CalinetError("exec: give a command after --")
     netns = _netns_of(ctx, key)
     ns, name = split_key(key)
-    resolv = os.path.join(ctx.state_dir, "pods", ns, name, "resolv.conf")
+    resolv = resolv_conf_path(ctx.state_dir, f"{ns}/{name}")   # there when DNS is on
     env = exec_environment(ctx.client.get("Pod", f"{ns}/{name}"), container)
     argv = exec_argv(list(argv), env, resolv if os.path.exists(resolv) else None)
     return DEFAULT.run(argv, netns=netns, check=False, timeout=3600)

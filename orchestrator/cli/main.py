@@ -48,9 +48,6 @@ def _parser() -> argparse.ArgumentParser:
                     "(as `kind create cluster`); use it from any shell, stop it with "
                     "`calinet down`")
     up.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
-
-    sub.add_parser("down", help="stop the cluster `calinet up --detach` left running and "
-                   "clean up after it (as `kind delete cluster`)")
     up.add_argument("--timeout", type=float, default=120, help="seconds to wait for pods")
     up.add_argument("--dns", action=argparse.BooleanOptionalAction, default=True,
                     help="cluster DNS (default on, as in kubeadm/kind clusters): "
@@ -58,6 +55,9 @@ def _parser() -> argparse.ArgumentParser:
                     "resolve Service names; --no-dns: none")
     up.add_argument("--no-bgp", action="store_true",
                     help="do not start the BGP speakers (pods on other nodes stay unreachable)")
+
+    sub.add_parser("down", help="stop the cluster `calinet up --detach` left running and "
+                   "clean up after it (as `kind delete cluster`)")
 
     g = sub.add_parser("get", help="list objects (kubectl get)")
     g.add_argument("kind")

@@ -38,6 +38,12 @@ def manifests(store_path: str, cluster_ip: str = resolvconf.KUBE_DNS_IP) -> list
     ]
 
 
+def resolv_conf_path(state_dir: str, pod_key: str) -> str:
+    """Where the pod's resolv.conf lives under the state dir (written by ClusterDNS)."""
+    ns, _, name = pod_key.partition("/")
+    return os.path.join(state_dir, "pods", ns, name, "resolv.conf")
+
+
 class ClusterDNS:
     def __init__(self, state_dir: str, nameserver: str = resolvconf.KUBE_DNS_IP):
         self.state_dir, self.nameserver = state_dir, nameserver
@@ -47,7 +53,7 @@ class ClusterDNS:
         ns, _, name = pod_key.partition("/")
         if ns == SYSTEM_NAMESPACE and name.startswith("coredns"):
             return None
-        path = os.path.join(self.state_dir, "pods", ns, name, "resolv.conf")
+        path = resolv_conf_path(self.state_dir, pod_key)
         if not os.path.exists(path):
             resolvconf.write(path, ns, self.nameserver)
         return path

@@ -82,3 +82,9 @@ def test_exec_argv_clears_env_and_mounts_resolv_conf():
     assert "/state/pods/dev/test/resolv.conf" in argv
     assert argv[-5:] == ["env", "-i", "A=1", "wget", "x"]
     assert exec_argv(["id"], {}, None) == ["env", "-i", "id"]
+
+
+def test_exec_in_a_container_the_pod_does_not_have_names_it():
+    from orchestrator.errors import NotFound
+    with pytest.raises(NotFound, match="container 'nope' is not in the pod"):
+        exec_environment(POD, "nope")
