@@ -251,6 +251,13 @@ spec: {containers: [{name: c, image: agnhost}]}
         assert any(s.proc is not None for s in tb.policy.sessions.values())
     finally:
         tb.delete("Pod", "x/late")
+        # Gone from the store only once its sandbox is torn down (its endpoint stays until
+        # then, as Calico's WorkloadEndpoint until CNI DEL): the next test's "before" rules
+        # must not still hold it.
+        deadline = time.monotonic() + 30
+        while tb.store.get("Pod", "late", "x") is not None:
+            assert time.monotonic() < deadline, "x/late was not torn down"
+            time.sleep(0.02)
         runner.wait_synced()
 
 
