@@ -81,7 +81,12 @@ def child(req: dict, keep: list[int]) -> None:
             nonlocal notify
             if notify is not None:
                 # One write under PIPE_BUF: atomic beside the zygote's own lines.
-                os.write(notify, (json.dumps({"listening": os.getpid()}) + "\n").encode())
+                try:
+                    os.write(notify, (json.dumps({"listening": os.getpid()}) + "\n").encode())
+                except OSError:
+                    # EPIPE: the runtime went away before we listened. Nobody waits for
+                    # the line, and the container outlives its runtime, as it would in CRI.
+                    pass
                 os.close(notify)
                 notify = None
 

@@ -154,6 +154,31 @@ def test_zygote_ends_when_its_runtime_process_dies(tmp_path):
         os.killpg(child, signal.SIGKILL)
 
 
+def test_child_serves_on_when_its_runtime_is_gone_before_it_listens(tmp_path):
+    # The race CI once lost: the runtime exits before the child opens its sockets, so the
+    # child's "listening" line meets a pipe nobody reads (EPIPE). It must serve on regardless.
+    port = free_port()
+    req = {"argv": ["--bind", "127.0.0.1", "--port", f"{port}"], "log": str(tmp_path / "y.log"),
+           "netns": "", "env": {}}
+    script = (
+        "import os, sys\n"
+        f"sys.path.insert(0, {os.path.dirname(ZYGOTE)!r})\n"
+        "import zygote\n"
+        "r, w = os.pipe()\n"
+        "os.close(r)\n"                     # the reply pipe's reader is already gone
+        "os.dup2(w, 1)\n"
+        f"zygote.child({req!r}, [])\n")
+    proc = subprocess.Popen([sys.executable, "-S", "-E", "-c", script])
+    try:
+        with connect(port) as s:
+            s.sendall(b"GET /hostname HTTP/1.0\r\n\r\n")
+            assert s.recv(100).startswith(b"HTTP/1.1 200")
+        assert proc.poll() is None, (tmp_path / "y.log").read_text()
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(5)
+
+
 def test_child_says_when_it_listens_and_a_failed_bind_never_does(fs, tmp_path):
     port = free_port()
     child = serve(fs, tmp_path, port, "ready-0")
