@@ -415,7 +415,7 @@ class Testbed:
                            f"{st.get('numberReady', 0)}/{want if want is not None else '?'} ready")
         if out and not pods:
             return out
-        for p in self.store.list("Pod"):
+        for p in self.store.list("Pod", shared=True):
             st = p.get("status") or {}
             if st.get("phase") == "Succeeded":
                 continue

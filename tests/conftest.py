@@ -11,6 +11,10 @@ import pytest
 
 _ROOT_DIRS = ("integration", "e2e", "packets")
 
+# Every test (and the testbeds and CLIs it starts, which inherit the environment) checks
+# that nobody modifies an object the store shares between readers (Store.list(shared=True)).
+os.environ.setdefault("CALINET_CHECK_SHARED", "1")
+
 
 def _root_problem() -> str | None:
     if os.geteuid() != 0:

@@ -143,7 +143,7 @@ def _owned_by(obj: dict, uids: dict[str, dict]) -> str | None:
 
 def reconcile(store, now: str) -> bool:
     wrote = False
-    pods = store.list("Pod")
+    pods = store.list("Pod", shared=True)
     services = {s["metadata"]["uid"]: s for s in store.list("Service")
                 if s["spec"].get("selector")}
     slices = store.list("EndpointSlice")

@@ -107,7 +107,7 @@ class ControllerManager:
 
     def _kubelets(self, now: str) -> bool:
         by_node: dict[str, list] = {n: [] for n in self.kubelets}
-        for pod in self.store.list("Pod"):
+        for pod in self.store.list("Pod", shared=True):
             node = pod["spec"].get("nodeName")
             if node in by_node:
                 by_node[node].append(pod)

@@ -45,7 +45,7 @@ def reconcile(store, now: str, *, mark_deleted) -> bool:
     replicasets = store.list("ReplicaSet")
     if not replicasets:
         return False     # no pods to list (decoding hundreds of them costs ms every pass)
-    all_pods = store.list("Pod")
+    all_pods = store.list("Pod", shared=True)
     for rs in replicasets:
         if is_deleting(rs):
             continue
@@ -55,16 +55,17 @@ def reconcile(store, now: str, *, mark_deleted) -> bool:
         want = int(rs["spec"].get("replicas", 1))
         names = {p["metadata"]["name"] for p in all_pods if p["metadata"]["namespace"] == ns}
         if len(active) < want:
-            for _ in range(want - len(active)):
-                pod = _new_pod(rs, names)
-                names.add(pod["metadata"]["name"])
-                store.create(pod)
-                wrote = True
+            with store.transaction():     # one commit for the missing pods, not one each
+                for _ in range(want - len(active)):
+                    pod = _new_pod(rs, names)
+                    names.add(pod["metadata"]["name"])
+                    store.create(pod)
+                    wrote = True
         elif len(active) > want:
             for pod in sorted(active, key=_delete_rank)[:len(active) - want]:
                 mark_deleted(pod)
                 wrote = True
-        pods = _pods_of(rs, store.list("Pod", ns))
+        pods = _pods_of(rs, store.list("Pod", ns, shared=True))
         active = [p for p in pods if pod_active(p)]
         sel = rs["spec"].get("selector") or {}
         status = {

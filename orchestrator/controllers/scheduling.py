@@ -30,9 +30,11 @@ def reconcile(store, now: str) -> bool:
     infos = scheduler.node_infos(nodes, [p for p in pods if p["spec"].get("nodeName")])
     decisions = scheduler.schedule_many(pending, infos)
     wrote = False
-    for pod, decision in zip(pending, decisions):
-        wrote |= _bind(store, pod["metadata"]["name"], pod["metadata"]["namespace"],
-                       decision, now)
+    # One transaction for the pass's bindings (500 commits cost ~0.1 s at a bring-up).
+    with store.transaction():
+        for pod, decision in zip(pending, decisions):
+            wrote |= _bind(store, pod["metadata"]["name"], pod["metadata"]["namespace"],
+                           decision, now)
     return wrote
 
 
@@ -43,17 +45,18 @@ def _bind(store, name: str, ns: str, decision, now: str) -> bool:
     def edit(pod):
         if pod["spec"].get("nodeName") or pod["metadata"].get("deletionTimestamp"):
             return  # bound or deleted meanwhile
-        before = copy.deepcopy(pod)
-        if decision.node:
+        if decision.node:     # a binding always changes the pod (it had no nodeName)
             pod["spec"]["nodeName"] = decision.node
             _set_condition(pod, {"type": "PodScheduled", "status": "True",
                                  "lastTransitionTime": now})
             pod.setdefault("status", {})["phase"] = "Pending"
-        else:
-            pod.setdefault("status", {})["phase"] = "Pending"
-            _set_condition(pod, {"type": "PodScheduled", "status": "False",
-                                 "reason": "Unschedulable", "message": decision.reasons,
-                                 "lastTransitionTime": now})
+            changed.append(True)
+            return
+        before = copy.deepcopy(pod)
+        pod.setdefault("status", {})["phase"] = "Pending"
+        _set_condition(pod, {"type": "PodScheduled", "status": "False",
+                             "reason": "Unschedulable", "message": decision.reasons,
+                             "lastTransitionTime": now})
         if _same_ignoring_time(before, pod):
             pod.clear()
             pod.update(before)

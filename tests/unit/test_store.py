@@ -154,3 +154,60 @@ def test_list_where_counts_empty_and_null_values_as_lacking(store):
     assert got == ["empty", "null"]
     assert [o["metadata"]["name"] for o in store.list_where(
         "Pod", "$.spec.nodeName", present=True)] == ["bound"]
+
+
+def test_shared_list_decodes_only_what_changed(store, monkeypatch):
+    for n in ("a", "b", "c"):
+        store.create(pod(n))
+    store.create(pod("x", ns="other"))
+    first = store.list("Pod", shared=True)
+    assert [p["metadata"]["name"] for p in first] == ["a", "b", "c", "x"]
+    assert first == store.list("Pod")
+    store.update_status("Pod", "b", "default", {"phase": "Running"})
+    store.delete("Pod", "c", "default")
+    again = store.list("Pod", shared=True)
+    assert [p["metadata"]["name"] for p in again] == ["a", "b", "x"]
+    assert again[0] is first[0] and again[2] is first[3]      # unchanged: the same objects
+    assert again[1] is not first[1] and again[1]["status"] == {"phase": "Running"}
+    assert again == store.list("Pod")
+    # A namespace's list shares the same cache; a re-created object is decoded afresh.
+    assert store.list("Pod", "other", shared=True)[0] is first[3]
+    store.create(pod("c"))
+    assert store.list("Pod", "default", shared=True)[2]["metadata"]["name"] == "c"
+
+
+def test_shared_list_inside_a_transaction_gives_copies_and_own_writes(store):
+    store.create(pod("a"))
+    shared = store.list("Pod", shared=True)[0]
+    with store.transaction():
+        store.update_status("Pod", "a", "default", {"phase": "Running"})
+        inside = store.list("Pod", shared=True)[0]
+        assert inside is not shared and inside["status"] == {"phase": "Running"}
+        # ...and what it read there is not cached: the transaction may still roll back.
+    assert store.list("Pod", shared=True)[0]["status"] == {"phase": "Running"}
+
+
+def test_shared_objects_modified_in_place_are_caught_when_checking(tmp_path, monkeypatch):
+    monkeypatch.setenv("CALINET_CHECK_SHARED", "1")
+    s = Store(str(tmp_path / "check.db"))
+    try:
+        s.create(pod("a"))
+        s.list("Pod", shared=True)[0]["spec"]["nodeName"] = "node-1"
+        with pytest.raises(AssertionError, match="Pod default/a: an object from "
+                                                 r"store.list\(shared=True\) was modified"):
+            s.list("Pod", shared=True)
+    finally:
+        s.close()
+
+
+def test_update_with_nothing_changed_writes_nothing(store):
+    obj = store.create(pod("a"))
+    same = store.update({**obj, "metadata": {**obj["metadata"], "resourceVersion": None}})
+    assert same["metadata"]["resourceVersion"] == obj["metadata"]["resourceVersion"]
+    assert store.patch("Pod", "a", "default", lambda o: None)["metadata"]["resourceVersion"] \
+        == obj["metadata"]["resourceVersion"]
+    changed = store.patch("Pod", "a", "default", lambda o: o["metadata"].update(labels={"x": "1"}))
+    assert int(changed["metadata"]["resourceVersion"]) > int(obj["metadata"]["resourceVersion"])
+    with pytest.raises(Conflict, match="was modified"):
+        store.patch("Pod", "a", "default",
+                    lambda o: o["metadata"].update(resourceVersion="1", labels={}))
