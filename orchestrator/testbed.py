@@ -61,6 +61,28 @@ def _new_testbed_id() -> str:
             return tid
 
 
+# How long a state directory's lock, named by a testbed that is gone, is waited for.
+LOCK_WAIT = 5.0
+
+
+def _lock_holders(path: str) -> str:
+    """"pid (command)" of every process with ``path`` open, for the error that says who."""
+    try:
+        ino = os.stat(path).st_ino
+    except OSError:
+        return ""
+    out = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            fds = os.listdir(f"/proc/{pid}/fd")
+            if any(os.stat(f"/proc/{pid}/fd/{fd}").st_ino == ino for fd in fds):
+                with open(f"/proc/{pid}/comm") as f:
+                    out.append(f"{pid} ({f.read().strip()})")
+        except OSError:
+            continue
+    return ", ".join(out)
+
+
 class Testbed:
     """A running emulated cluster. Use as a context manager, or call start()/stop()."""
 
@@ -132,15 +154,37 @@ class Testbed:
         return self
 
     def _lock_state_dir(self) -> None:
-        self._lockfile = open(os.path.join(self.state_dir, "lock"), "w")
-        try:
-            fcntl.flock(self._lockfile, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            self._lockfile.close()
-            self._lockfile = None
-            raise CalinetError(f"state directory {self.state_dir} is in use by a running "
-                               "testbed; stop it first or choose another state directory"
-                               ) from None
+        path = os.path.join(self.state_dir, "lock")
+        self._lockfile = open(path, "a+")
+        # The lock names its testbed's pid. A testbed killed with -9 can leave the lock
+        # held a moment by a process it was starting (the open file goes with a fork until
+        # its exec): with the named testbed dead, that is waited out, not refused.
+        deadline = time.monotonic() + LOCK_WAIT
+        while True:
+            try:
+                fcntl.flock(self._lockfile, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                self._lockfile.seek(0)
+                owner = self._lockfile.read().strip()
+                dead = owner.isdigit() and not os.path.exists(f"/proc/{owner}")
+                if dead and time.monotonic() < deadline:
+                    time.sleep(0.05)
+                    continue
+                self._lockfile.close()
+                self._lockfile = None
+                if dead:
+                    raise CalinetError(
+                        f"state directory {self.state_dir} is locked by processes of the "
+                        f"testbed {owner}, which is gone: {_lock_holders(path) or 'unknown'}; "
+                        "`calinet clean` removes what it left") from None
+                raise CalinetError(f"state directory {self.state_dir} is in use by a running "
+                                   f"testbed (pid {owner or '?'}); stop it first or choose "
+                                   "another state directory") from None
+        self._lockfile.seek(0)
+        self._lockfile.truncate()
+        self._lockfile.write(f"{os.getpid()}\n")
+        self._lockfile.flush()
 
     def _start(self, t0: float) -> None:
         ledger = Ledger(self.state_dir)

@@ -51,9 +51,28 @@ class Endpoint:
     labels: tuple[tuple[str, str], ...] = ()
     ports: tuple[tuple[str, str, int], ...] = ()   # (name, protocol lower-case, port)
 
+    # The hash and key are worked out once (as Policy's hash): the policy agent's passes put
+    # hundreds of endpoints in sets and dicts, several times a pass at a bring-up, and a
+    # frozen dataclass hashes all seven fields, label tuples included, on every call.
+    def __hash__(self) -> int:
+        h = self.__dict__.get("_hash")
+        if h is None:
+            h = hash((self.namespace, self.name, self.node, self.iface, self.ip, self.labels,
+                      self.ports))
+            object.__setattr__(self, "_hash", h)
+        return h
+
+    def __getstate__(self) -> dict:
+        # str hashes differ between processes: a pickled endpoint computes its own again.
+        return {k: v for k, v in self.__dict__.items() if k != "_hash"}
+
     @property
     def key(self) -> str:
-        return f"{self.namespace}/{self.name}"
+        k = self.__dict__.get("_key")
+        if k is None:
+            k = f"{self.namespace}/{self.name}"
+            object.__setattr__(self, "_key", k)
+        return k
 
     def label_view(self) -> dict[str, str]:
         """Labels policy selectors see: the pod's plus the ones Calico adds to every

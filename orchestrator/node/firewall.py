@@ -75,12 +75,15 @@ class Firewall:
 
     def read(self) -> tuple[dict[str, TableState], dict[str, SetState]]:
         try:
-            save = "".join(self.runner.run(["iptables-save", "-t", t], **self._where()).stdout
-                           for t in TABLES)
+            # Every table in one fork (a table that does not exist yet is not printed, and
+            # reads as empty): one `iptables-save` instead of one per table, 50 forks fewer
+            # in a 50-node testbed's first pass.
+            save = self.runner.run(["iptables-save"], **self._where()).stdout
             sets = self.runner.run(["ipset", "save"], **self._where()).stdout
         except CommandError as exc:
             raise ApplyError(f"node {self.node}: reading iptables/ipsets: {exc}") from exc
-        return parse_save(save), parse_ipset_save(sets)
+        return ({t: st for t, st in parse_save(save).items() if t in TABLES},
+                parse_ipset_save(sets))
 
     def apply(self, dp: Dataplane) -> Written:
         if self._tables is None or self._sets is None:
