@@ -30,7 +30,20 @@ from functools import lru_cache
 from policy import names as N
 from policy.compile_cache import CompileCache
 from policy.ir import FILTER, HASH_IP_PORT, HASH_NET, RAW, Chain, Dataplane, IPSet, Rule
-from policy.model import ALLOW, DENY, EGRESS, INGRESS, LOG, PASS, Entity, Policy, PortSpec, Scope
+from policy.model import (
+    ALLOW,
+    DENY,
+    EGRESS,
+    INGRESS,
+    LOG,
+    PASS,
+    Entity,
+    Policy,
+    PortSpec,
+    Scope,
+    hash_once,
+    state_without_hash,
+)
 from policy.selector import parse
 
 MULTIPORT_MAX = 15          # iptables multiport: at most 15 ports, a range counts as two
@@ -51,20 +64,11 @@ class Endpoint:
     labels: tuple[tuple[str, str], ...] = ()
     ports: tuple[tuple[str, str, int], ...] = ()   # (name, protocol lower-case, port)
 
-    # The hash and key are worked out once (as Policy's hash): the policy agent's passes put
+    # The hash and key are worked out once, as Policy's hash: the policy agent's passes put
     # hundreds of endpoints in sets and dicts, several times a pass at a bring-up, and a
     # frozen dataclass hashes all seven fields, label tuples included, on every call.
-    def __hash__(self) -> int:
-        h = self.__dict__.get("_hash")
-        if h is None:
-            h = hash((self.namespace, self.name, self.node, self.iface, self.ip, self.labels,
-                      self.ports))
-            object.__setattr__(self, "_hash", h)
-        return h
-
-    def __getstate__(self) -> dict:
-        # str hashes differ between processes: a pickled endpoint computes its own again.
-        return {k: v for k, v in self.__dict__.items() if k != "_hash"}
+    __hash__ = hash_once
+    __getstate__ = state_without_hash
 
     @property
     def key(self) -> str:

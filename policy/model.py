@@ -24,6 +24,22 @@ INGRESS, EGRESS = "Ingress", "Egress"
 KNP, NP, GNP = "knp", "np", "gnp"
 
 
+def hash_once(self) -> int:
+    """__hash__ of a frozen dataclass computed once (its fields never change): for values
+    that are keys of sets and dicts many times a pass. Assign it as ``__hash__`` in the
+    class body, with ``__getstate__ = state_without_hash``."""
+    h = self.__dict__.get("_hash")
+    if h is None:
+        h = hash(tuple(getattr(self, f.name) for f in fields(self)))
+        object.__setattr__(self, "_hash", h)
+    return h
+
+
+def state_without_hash(self) -> dict:
+    # str hashes differ between processes: an unpickled object computes its own again.
+    return {k: v for k, v in self.__dict__.items() if k != "_hash"}
+
+
 @dataclass(frozen=True)
 class Scope:
     """Which namespaces a selector looks in: one by name, those a selector picks, or all."""
@@ -90,19 +106,10 @@ class Policy:
     egress: tuple[Rule, ...] = ()
     source_name: str = ""              # the object's own name ("deny-all")
 
-    def __hash__(self) -> int:
-        # A policy is a key of the compiler's caches, looked up for every endpoint and node
-        # of every pass; hashing its nested rules each time was a third of a cached compile.
-        # Its fields are frozen, so the hash is computed once.
-        h = self.__dict__.get("_hash")
-        if h is None:
-            h = hash(tuple(getattr(self, f.name) for f in fields(self)))
-            object.__setattr__(self, "_hash", h)
-        return h
-
-    def __getstate__(self) -> dict:
-        # str hashes differ between processes: a pickled policy computes its own again.
-        return {k: v for k, v in self.__dict__.items() if k != "_hash"}
+    # A policy is a key of the compiler's caches, looked up for every endpoint and node of
+    # every pass; hashing its nested rules each time was a third of a cached compile.
+    __hash__ = hash_once
+    __getstate__ = state_without_hash
 
     @property
     def id(self) -> str:

@@ -24,11 +24,8 @@ def reconcile(store, now: str, *, mark_deleted) -> bool:
     wrote = False
     uids = {o["metadata"]["uid"] for kind in OWNER_KINDS for o in store.list(kind)}
     for kind in DEPENDENT_KINDS:
-        # Only objects that have an owner can be orphans: SQLite picks them, or for pods
-        # the store's shared decode cache (every pod has an owner in a bring-up).
-        objs = (store.list(kind, shared=True) if kind == "Pod" else
-                store.list_where(kind, "$.metadata.ownerReferences", present=True))
-        for obj in objs:
+        # Read through the store's shared decode cache: only what changed is decoded.
+        for obj in store.list(kind, shared=True):
             owner = controller_uid(obj)
             if owner and owner not in uids and not is_deleting(obj):
                 if kind == "Pod":
