@@ -27,23 +27,11 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 
+from policy import model as M
 from policy import names as N
 from policy.compile_cache import CompileCache
 from policy.ir import FILTER, HASH_IP_PORT, HASH_NET, RAW, Chain, Dataplane, IPSet, Rule
-from policy.model import (
-    ALLOW,
-    DENY,
-    EGRESS,
-    INGRESS,
-    LOG,
-    PASS,
-    Entity,
-    Policy,
-    PortSpec,
-    Scope,
-    hash_once,
-    state_without_hash,
-)
+from policy.model import ALLOW, DENY, EGRESS, INGRESS, LOG, PASS, Entity, Policy, PortSpec, Scope
 from policy.selector import parse
 
 MULTIPORT_MAX = 15          # iptables multiport: at most 15 ports, a range counts as two
@@ -67,8 +55,8 @@ class Endpoint:
     # The hash and key are worked out once, as Policy's hash: the policy agent's passes put
     # hundreds of endpoints in sets and dicts, several times a pass at a bring-up, and a
     # frozen dataclass hashes all seven fields, label tuples included, on every call.
-    __hash__ = hash_once
-    __getstate__ = state_without_hash
+    __hash__ = M.hash_once
+    __getstate__ = M.state_without_hash
 
     @property
     def key(self) -> str:
