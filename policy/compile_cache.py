@@ -40,6 +40,7 @@ class CompileCache:
     endpoints: frozenset = frozenset()
     added: tuple = ()
     removed: frozenset = frozenset()
+    source: tuple | None = None       # the endpoints tuple ``endpoints`` was made from
     stats: dict = field(default_factory=lambda: {"set_builds": 0, "set_updates": 0,
                                                  "endpoint_chains": 0})
 
@@ -56,7 +57,12 @@ class CompileCache:
             self.endpoint_chains.clear()
             self.members.clear()
             self.namespaces = {ns: dict(labels) for ns, labels in namespaces.items()}
+        # The same tuple as last time (the compilations of one pass share one): the same
+        # endpoints, without hashing them all again for every node compiled.
+        if isinstance(endpoints, tuple) and endpoints is self.source:
+            return
         current = frozenset(endpoints)
+        self.source = endpoints if isinstance(endpoints, tuple) else None
         if current == self.endpoints:
             return
         self.added = tuple(ep for ep in endpoints if ep not in self.endpoints)

@@ -223,14 +223,22 @@ class Store:
             (path, kind))
         return [json.loads(r[0]) for r in rows]
 
-    def list_since(self, kind: str, since_rv: int) -> list[tuple[str, str, int, dict | None]]:
+    def list_since(self, kind: str, since_rv: int, *,
+                   shared: bool = False) -> list[tuple[str, str, int, dict | None]]:
         """(namespace, name, rv, object) of every object of ``kind``, in list() order; the
         object is None when its rv is not above ``since_rv`` (the caller has it already).
-        A reader that keeps what it decoded re-reads only what changed."""
+        A reader that keeps what it decoded re-reads only what changed. ``shared``: the
+        objects come from the decode cache of list(shared=True), never to be modified (a
+        pod one reader decoded is not decoded again for the next)."""
         rows = self._conn().execute(
             "SELECT namespace, name, rv, CASE WHEN rv > ? THEN body END FROM objects "
-            "WHERE kind=? ORDER BY namespace, name", (since_rv, kind))
-        return [(ns, name, rv, json.loads(body) if body is not None else None)
+            "WHERE kind=? ORDER BY namespace, name", (since_rv, kind)).fetchall()
+        if not shared or self.in_transaction():
+            return [(ns, name, rv, json.loads(body) if body is not None else None)
+                    for ns, name, rv, body in rows]
+        written = [row for row in rows if row[3] is not None]
+        objs = iter(self._shared(kind, written, complete=False))
+        return [(ns, name, rv, next(objs) if body is not None else None)
                 for ns, name, rv, body in rows]
 
     def kinds(self) -> list[str]:

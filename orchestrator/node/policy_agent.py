@@ -14,7 +14,6 @@ the others; a node whose apply fails keeps its previous rules and is retried on 
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import threading
@@ -72,14 +71,12 @@ class PolicyAgent:
         # Phases of the last pass that wrote something (seconds): where a new pod's time goes.
         self.last_pass_s: dict[str, float] = {}
         self._basis: dict[str, tuple] = {}   # node -> inputs its applied rules come from
-        self._digest_memo: tuple | None = None   # (endpoints, namespaces, objects, digest)
-        self._digest: str | None = None
-        self._tried: str | None = None      # digest of the last pass (failed or not)
+        self._digest: tuple | None = None
+        self._tried: tuple | None = None      # digest of the last pass (failed or not)
         self._retry_at = 0.0
         self._lock = threading.Lock()
         self._enforced_cv = threading.Condition()
         self._enforced_uids: dict[str, set] = {}   # node -> uids of the pods it enforces
-        self._ep_uids: dict = {}
         self._passes_started = self._passes_ended = 0   # passes begun / over (wait_enforced)
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="calinet-felix")
         # Sandboxes wired but not yet in the pod's status (uid -> IP): Calico's CNI plugin
@@ -99,10 +96,25 @@ class PolicyAgent:
         # of every policy against every endpoint ~20 ms per node).
         self._converted: dict[tuple, Policy | str] = {}
         self._cache = CompileCache()
-        self._endpoints: dict[str, tuple] = {}   # pod uid -> (its key, Endpoint | None)
         # kind -> (highest rv seen, {(namespace, name): object}): objects decoded once per
         # write of them (Store.list_since), not every pass.
         self._objects: dict[str, tuple[int, dict]] = {}
+        # The endpoints, kept up to date from what changed (pods written or deleted since
+        # the last pass, sandboxes just wired, drains), not rebuilt from every pod each
+        # pass: at 500 pods a bring-up's ~90 passes spent most of their time walking,
+        # hashing and digesting the 490 pods that had not changed.
+        self._pod_eps: dict[tuple[str, str], tuple[str, Endpoint | None]] = {}  # -> (uid, ep)
+        self._key_of_uid: dict[str, tuple[str, str]] = {}
+        self._buckets: dict[str, dict[str, Endpoint]] = {}   # node -> {uid: its endpoint}
+        self._dirty: set[str] = set()          # nodes whose bucket changed since viewed
+        self._views: dict[str, tuple] = {}     # node -> (endpoints, keys, uids) of its bucket
+        self._eps_gen = 0                      # bumped by every endpoint change
+        self._eps_list: tuple[int, tuple] | None = None
+        self._wired_new: set[str] = set()      # uids wired since the last pass read them
+        self._draining_gen = 0
+        self._draining_seen = -1
+        self._namespaces: dict = {}
+        self._ns_gen = 0
         self._gen = 0            # bumped by every sandbox notice (not a store write)
         self._seen_rv: int | None = None
         self._seen_gen = -1
@@ -118,6 +130,7 @@ class PolicyAgent:
         the pods' status (a pass runs in the background)."""
         with self._wired_lock:
             self._wired.update(pods)
+            self._wired_new.update(uid for uid, _ip in pods)
             self._gen += 1
         self._kick.set()
 
@@ -129,6 +142,7 @@ class PolicyAgent:
         if eps:
             with self._wired_lock:
                 self._draining.update(eps)
+                self._draining_gen += 1
                 self._gen += 1
             self._kick.set()
 
@@ -136,6 +150,8 @@ class PolicyAgent:
         """Sandboxes torn down (CNI DEL): their endpoints go."""
         with self._wired_lock:
             gone = [u for u in uids if self._draining.pop(u, None) is not None]
+            if gone:
+                self._draining_gen += 1
             self._gen += 1
         if gone:
             self._kick.set()
@@ -151,49 +167,38 @@ class PolicyAgent:
 
     # -- inputs --------------------------------------------------------------------------
 
-    def _list(self, kind: str) -> list[dict]:
-        """store.list(kind), decoding only the objects written since the last call. The
-        objects are shared between passes: read, never modified."""
-        since = getattr(self.store, "list_since", None)
-        if since is None:
-            return self.store.list(kind)
+    def _changed(self, kind: str) -> tuple[dict, set]:
+        """(every object of ``kind`` by (namespace, name), the keys of those written or
+        deleted since the last call), decoding only what was written. The objects are
+        shared between passes: read, never modified."""
         top, known = self._objects.get(kind, (0, {}))
-        rows = since(kind, top)
+        since = getattr(self.store, "list_since", None)
+        if since is None:       # a store without versions: everything may have changed
+            now = {(o["metadata"].get("namespace", ""), o["metadata"]["name"]): o
+                   for o in self.store.list(kind)}
+            self._objects[kind] = (0, now)
+            return now, set(now) | set(known)
+        rows = since(kind, top, shared=True)
         if any(obj is None and (ns, name) not in known for ns, name, _rv, obj in rows):
-            rows = since(kind, -1)     # cannot happen with rvs committed in order; be safe
+            rows = since(kind, -1, shared=True)   # cannot happen (rvs commit in order)
         fresh = {(ns, name): obj if obj is not None else known[(ns, name)]
                  for ns, name, _rv, obj in rows}
+        changed = {(ns, name) for ns, name, _rv, obj in rows if obj is not None}
+        if len(fresh) != len(known) or changed:
+            changed.update(known.keys() - fresh.keys())      # deleted
         self._objects[kind] = (max((row[2] for row in rows), default=top), fresh)
-        return list(fresh.values())
+        return fresh, changed
 
-    def inputs(self) -> tuple[list[Endpoint], dict[str, dict], list[Policy], list[dict]]:
-        pods = self._list("Pod")
-        if len(self._endpoints) > 2 * len(pods) + 64:     # forget deleted pods now and then
-            live = {p["metadata"].get("uid") for p in pods}
-            self._endpoints = {u: v for u, v in self._endpoints.items() if u in live}
-        with self._wired_lock:
-            if self._wired:   # forget what the status now says, or what is gone
-                live = {p["metadata"]["uid"] for p in pods
-                        if not (p.get("status") or {}).get("podIP")}
-                self._wired = {u: ip for u, ip in self._wired.items() if u in live}
-            wired = dict(self._wired)
-            draining = dict(self._draining)
-        endpoints, uids = [], {}
-        for p in pods:
-            if (ep := self._endpoint(p, wired)) is not None:
-                endpoints.append(ep)
-                uids.setdefault(ep, p["metadata"].get("uid"))
-        # A pod of the same name may already exist again (a StatefulSet's): on the same node
-        # the store's wins (same veth name); on another node both are endpoints until the old
-        # sandbox is gone.
-        have = {(ep.key, ep.node) for ep in endpoints}
-        for uid, ep in sorted(draining.items()):
-            if (ep.key, ep.node) not in have:
-                endpoints.append(ep)
-                uids.setdefault(ep, uid)
-        self._ep_uids = uids     # which pod each endpoint is (wait_enforced goes by uid)
+    def _list(self, kind: str) -> list[dict]:
+        return list(self._changed(kind)[0].values())
+
+    def inputs(self) -> tuple[tuple[Endpoint, ...], dict[str, dict], list[Policy], list[dict]]:
+        self._update_endpoints()
+        endpoints = self._endpoint_list()
         namespaces = {n["metadata"]["name"]: dict(n["metadata"].get("labels") or {})
                       for n in self._list("Namespace")}
+        if namespaces != self._namespaces:
+            self._namespaces, self._ns_gen = namespaces, self._ns_gen + 1
         objs = [o for kind in POLICY_KINDS for o in self._list(kind)]
         policies, errors, converted = [], {}, {}
         for o in objs:
@@ -216,45 +221,110 @@ class PolicyAgent:
         self.policy_errors = errors
         return endpoints, namespaces, policies, objs
 
-    def _endpoint(self, pod: dict, wired: dict) -> Endpoint | None:
-        # By (uid, resourceVersion, wired address): a pass converts only the pods written
-        # since the last one (the objects are shared, never modified: _list).
-        meta = pod["metadata"]
-        key = (meta.get("uid"), meta.get("resourceVersion"), wired.get(meta.get("uid")))
-        if key[1] is None:
-            return pod_endpoint(pod, wired)
-        hit = self._endpoints.get(key[0])
-        if hit is None or hit[0] != key:
+    def _update_endpoints(self) -> None:
+        """Bring the endpoint buckets up to date with the pods written or deleted since the
+        last call and the sandboxes wired or drained since."""
+        pods, changed = self._changed("Pod")
+        with self._wired_lock:
+            wired = dict(self._wired)
+            for uid in self._wired_new:
+                if (key := self._key_of_uid.get(uid)) is not None:
+                    changed.add(key)
+            self._wired_new = set()
+            draining_gen = self._draining_gen
+        settled = []    # uids whose address the status now has, or whose pod is gone
+        for key in changed:
+            pod = pods.get(key)
+            old = self._pod_eps.get(key)
+            if pod is None:
+                if old is not None:
+                    del self._pod_eps[key]
+                    self._key_of_uid.pop(old[0], None)
+                    self._set_bucket(old[0], old[1], None)
+                    settled.append(old[0])
+                continue
+            uid = pod["metadata"].get("uid")
             ep = pod_endpoint(pod, wired)
-            if hit is not None and hit[1] == ep:
-                ep = hit[1]      # a status write: the same endpoint, the same object
-            hit = self._endpoints[key[0]] = (key, ep)
-        return hit[1]
+            if old is not None and old[0] != uid:    # the name now holds another pod
+                self._key_of_uid.pop(old[0], None)
+                self._set_bucket(old[0], old[1], None)
+                settled.append(old[0])
+                old = None
+            if old is not None and old[1] == ep:
+                ep = old[1]       # a status write: the same endpoint, the same object
+            self._pod_eps[key] = (uid, ep)
+            self._key_of_uid[uid] = key
+            self._set_bucket(uid, old[1] if old is not None else None, ep)
+            if (pod.get("status") or {}).get("podIP"):
+                settled.append(uid)
+        with self._wired_lock:
+            for uid in settled:
+                self._wired.pop(uid, None)
+            if len(self._wired) > len(pods) + 64:     # wired, then deleted unseen
+                self._wired = {u: ip for u, ip in self._wired.items() if u in self._key_of_uid}
+        if draining_gen != self._draining_seen:
+            # Rare (deleted Service endpoints): every node's view is made again.
+            self._draining_seen = draining_gen
+            self._dirty.update(self._buckets)
+            self._dirty.update(ep.node for _uid, ep in self._draining_now())
+            self._eps_gen += 1
 
-    def _digest_now(self, endpoints, namespaces, objs) -> str:
-        # The digest of the last pass's inputs when these equal them (the endpoints are the
-        # same objects then: _endpoint), without serialising every endpoint again: most
-        # passes of a bring-up only see pods' status writes.
-        objkey = [(o["kind"], o.get("apiVersion"), o["metadata"].get("namespace", ""),
-                   o["metadata"]["name"], o["metadata"].get("resourceVersion")) for o in objs]
-        memo = self._digest_memo
-        if (memo is not None and all(k[4] is not None for k in objkey)
-                and memo[2] == objkey and memo[1] == namespaces and memo[0] == endpoints):
-            return memo[3]
-        digest = self._digest_of(endpoints, namespaces, objs)
-        self._digest_memo = (endpoints, namespaces, objkey, digest)
-        return digest
+    def _set_bucket(self, uid: str, old: Endpoint | None, new: Endpoint | None) -> None:
+        if old is new:
+            return
+        self._eps_gen += 1
+        if old is not None:
+            self._buckets.get(old.node, {}).pop(uid, None)
+            self._dirty.add(old.node)
+        if new is not None:
+            self._buckets.setdefault(new.node, {})[uid] = new
+            self._dirty.add(new.node)
 
-    @staticmethod
-    def _digest_of(endpoints, namespaces, objs) -> str:
-        data = [sorted((ep.key, ep.node, ep.ip, ep.labels, ep.ports) for ep in endpoints),
-                sorted(namespaces.items()),
-                # An object's resourceVersion changes with every write of it: no need to
-                # serialise 200 policy specs on every pass.
-                sorted((o["kind"], o["apiVersion"], o["metadata"].get("namespace", ""),
-                        o["metadata"]["name"],
-                        o["metadata"].get("resourceVersion") or o.get("spec")) for o in objs)]
-        return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()
+    def _draining_now(self) -> list[tuple[str, Endpoint]]:
+        with self._wired_lock:
+            return sorted(self._draining.items())
+
+    def _view(self, node: str) -> tuple[tuple[Endpoint, ...], set[str], set]:
+        """(endpoints, their keys, their pods' uids) of ``node``: its pods', plus the
+        draining sandboxes whose name no pod of the node has again. A pod of the same name
+        may already exist again (a StatefulSet's): on the same node the store's wins (same
+        veth name); on another node both are endpoints until the old sandbox is gone."""
+        if node in self._views and node not in self._dirty:
+            return self._views[node]
+        bucket = self._buckets.get(node, {})
+        eps = list(bucket.values())
+        keys = {ep.key for ep in eps}
+        uids = set(bucket)
+        for uid, ep in self._draining_now():
+            if ep.node == node and ep.key not in keys:
+                eps.append(ep)
+                keys.add(ep.key)
+                uids.add(uid)
+        view = self._views[node] = (tuple(eps), keys, uids)
+        self._dirty.discard(node)
+        return view
+
+    def _endpoint_list(self) -> tuple[Endpoint, ...]:
+        if self._eps_list is None or self._eps_list[0] != self._eps_gen:
+            nodes = set(self._buckets) | {ep.node for _u, ep in self._draining_now()}
+            # A tuple, the same object until an endpoint changes: the compile cache knows
+            # it by identity (CompileCache.begin).
+            self._eps_list = (self._eps_gen,
+                              tuple(ep for n in sorted(nodes) for ep in self._view(n)[0]))
+        return self._eps_list[1]
+
+    def _digest_now(self, endpoints, namespaces, objs) -> tuple:
+        # What the inputs are, as versions: the endpoints' (bumped by every change of one,
+        # _update_endpoints), the namespace labels' and each policy object's resourceVersion
+        # (its spec when a store has none). Equal versions, equal inputs; a change undone
+        # costs one pass that compiles what is already applied and writes nothing.
+        del endpoints, namespaces
+        return (self._eps_gen, self._ns_gen,
+                tuple((o["kind"], o.get("apiVersion"), o["metadata"].get("namespace", ""),
+                       o["metadata"]["name"],
+                       o["metadata"].get("resourceVersion")
+                       or json.dumps(o.get("spec"), sort_keys=True, default=str))
+                      for o in objs))
 
     # -- the pass -------------------------------------------------------------------------
 
@@ -306,21 +376,19 @@ class PolicyAgent:
             return []
         if digest == self._tried and time.monotonic() < self._retry_at:
             return []      # the same input failed just now: retried after RETRY
-        # One walk over the endpoints (not one per node: 50 nodes x 500 pods per pass was
-        # a good part of a bring-up's passes).
-        by_node: dict[str, list[Endpoint]] = {n: [] for n in self.firewalls}
-        for ep in endpoints:
-            if ep.node in by_node:
-                by_node[ep.node].append(ep)
-        local = {n: {ep.key for ep in eps} for n, eps in by_node.items()}
-        local_uids = {n: {self._ep_uids.get(ep) for ep in eps} for n, eps in by_node.items()}
+        # Each node's endpoints as kept between passes (_view): only the nodes whose pods
+        # changed are looked at again.
+        views = {n: self._view(n) for n in self.firewalls}
+        by_node = {n: v[0] for n, v in views.items()}
+        local = {n: v[1] for n, v in views.items()}
+        local_uids = {n: v[2] for n, v in views.items()}
         # What a node's rules are compiled from, besides the members of the ipsets they use:
         # its own endpoints, the ordered policies and the namespace labels. A node whose
         # last rules use no ipset and whose inputs are those it was compiled from has the
         # same rules: not compiled again (during a bring-up without policies, each pass
         # compiled every node for the one or two that gained pods).
         pols = tuple(policies)
-        basis = {n: (tuple(eps), pols, namespaces) for n, eps in by_node.items()}
+        basis = {n: (eps, pols, namespaces) for n, eps in by_node.items()}
 
         def same(n: str) -> bool:
             dp = self.applied.get(n)

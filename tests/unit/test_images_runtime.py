@@ -140,6 +140,9 @@ def test_logs_per_instance_and_previous(rt):
     wait_exit(rt)
     first = rt.logs(KEY, "c")
     assert first.startswith("out ") and "err " in first
+    # One flat file per container; its first instance needs no index (one inode per pod).
+    assert os.path.dirname(log_path(rt.state_dir, KEY, "c")) == os.path.join(rt.state_dir, "logs")
+    assert not os.path.exists(log_path(rt.state_dir, KEY, "c") + ".idx")
     with pytest.raises(NotFound, match="previous terminated container"):
         rt.logs(KEY, "c", previous=True)
     rt.poll(1.0)                   # restarted

@@ -590,6 +590,62 @@ def test_agent_converts_and_compiles_each_policy_once_per_write(tmp_path, monkey
         store.close()
 
 
+def test_a_pass_converts_only_the_pods_written_since_the_last_one(tmp_path, monkeypatch):
+    # The endpoints are kept between passes (a bring-up's ~90 passes each walked all 500
+    # pods before): a status write, a label change, a wired sandbox and a delete each touch
+    # only their pod, and what the nodes get is still exactly the store's.
+    from orchestrator.control.store import Store
+    from orchestrator.host import naming
+    from orchestrator.node import policy_agent
+    store = Store(str(tmp_path / "state.db"), clock=lambda: NOW)
+    for i in range(20):
+        store.create(dict(_pod(f"p{i}", f"10.244.0.{i + 2}", node=f"n{i % 2 + 1}"),
+                          apiVersion="v1", kind="Pod"))
+    agent = policy_agent.PolicyAgent(store, {"n1": 1, "n2": 2}, _Iptables())
+    made = []
+    real = policy_agent.pod_endpoint
+    monkeypatch.setattr(policy_agent, "pod_endpoint",
+                        lambda pod, wired=None: made.append(pod["metadata"]["name"])
+                        or real(pod, wired))
+
+    def endpoints():
+        return sorted((e.name, e.node, e.ip, e.labels) for e in agent.inputs()[0])
+    try:
+        assert len(endpoints()) == 20 and len(made) == 20
+        made.clear()
+        store.update_status("Pod", "p3", "x", {"podIP": "10.244.0.5", "phase": "Running"})
+        assert len(endpoints()) == 20 and made == ["p3"]
+        made.clear()
+        store.patch("Pod", "p4", "x", lambda o: o["metadata"]["labels"].update(role="db"))
+        assert ("p4", "n1", "10.244.0.6", (("pod", "p4"), ("role", "db"))) in endpoints()
+        assert made == ["p4"]
+        made.clear()
+        new = dict(_pod("q", None, node="n2"), apiVersion="v1", kind="Pod")
+        new["status"] = {}
+        store.create(new)
+        assert "q" not in [e[0] for e in endpoints()]     # no address yet: no endpoint
+        agent.sandboxes_wired([("u-q", "10.244.1.9")])    # a notice, no store write
+        made.clear()
+        assert ("q", "n2", "10.244.1.9", (("pod", "q"),)) in endpoints() and made == ["q"]
+        made.clear()
+        store.delete("Pod", "p0", "x")
+        eps = endpoints()
+        assert "p0" not in [e[0] for e in eps] and len(eps) == 20 and made == []
+        # ... and a pass's rules follow: the deleted pod's interface is gone from n1's.
+        for _ in range(200):
+            agent.poll()
+            if agent.in_sync() == []:
+                break
+            time.sleep(0.01)
+        rules = agent.applied["n1"].chains[FILTER]["cali-to-wl-dispatch"].rules
+        assert not any(naming.veth_name("x", "p0") in r.match for r in rules)
+        assert sorted(agent.endpoints_applied["n2"]) == sorted(
+            f"x/{n}" for n in ["q"] + [f"p{i}" for i in range(1, 20, 2)])
+    finally:
+        agent.stop()
+        store.close()
+
+
 def test_wait_enforced_returns_once_the_wired_pod_is_committed_or_gives_up():
     # The kubelet starts a new pod's containers after this (Calico's CNI with
     # policy_setup_timeout_seconds): a wired sandbox's endpoint is written by the kicked pass.

@@ -176,6 +176,22 @@ def test_shared_list_decodes_only_what_changed(store, monkeypatch):
     assert store.list("Pod", "default", shared=True)[2]["metadata"]["name"] == "c"
 
 
+def test_list_since_shared_goes_through_the_shared_decode_cache(store):
+    store.create(pod("a"))
+    store.create(pod("b"))
+    [a, b] = store.list("Pod", shared=True)
+    rows = store.list_since("Pod", 0, shared=True)
+    assert [r[3] for r in rows] == [a, b] and rows[0][3] is a and rows[1][3] is b
+    top = max(r[2] for r in rows)
+    store.update_status("Pod", "b", "default", {"phase": "Running"})
+    rows = store.list_since("Pod", top, shared=True)
+    assert rows[0][3] is None and rows[1][3]["status"] == {"phase": "Running"}
+    assert store.list("Pod", shared=True)[1] is rows[1][3]     # decoded once for both
+    with store.transaction():        # inside one: copies, as list(shared=True) gives
+        inside = store.list_since("Pod", 0, shared=True)
+        assert inside[1][3] == rows[1][3] and inside[1][3] is not rows[1][3]
+
+
 def test_shared_list_inside_a_transaction_gives_copies_and_own_writes(store):
     store.create(pod("a"))
     shared = store.list("Pod", shared=True)[0]
