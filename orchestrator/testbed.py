@@ -260,7 +260,7 @@ class Testbed:
         # kube-proxy: every node's KUBE- nat chains from the Services and EndpointSlices.
         self.kubeproxy = KubeProxyAgent(self.store,
                                         {n: h.pid for n, h in self.cluster.nodes.items()},
-                                        self.runner)
+                                        self.runner, sessions=self.policy.sessions)
         pollers.insert(1, self.kubeproxy.poll)
         for kubelet in self.kubelets.values():
             kubelet.policy = self.policy
@@ -335,12 +335,14 @@ class Testbed:
             if self.manager:
                 step("controller manager", self.manager.stop)
                 self.manager = None
-            if self.policy:
-                step("policy agent", self.policy.stop)
-                self.policy = None
+            # kube-proxy first: it writes through the policy agent's restore sessions,
+            # which the agent's stop closes.
             if self.kubeproxy:
                 step("kube-proxy", self.kubeproxy.stop)
                 self.kubeproxy = None
+            if self.policy:
+                step("policy agent", self.policy.stop)
+                self.policy = None
             for nl in self.packet_logs.values():
                 step(f"packet log of {nl.node}", nl.stop)
             self.packet_logs = {}

@@ -64,6 +64,26 @@ def test_apply_once_idempotent_incremental_and_blind_to_others(node):
     assert after.count("-A PREROUTING") == 2
 
 
+def test_writes_through_a_long_lived_restore_session(node):
+    # The policy agent's per-node session carries kube-proxy's *nat blocks too: no fork per
+    # write, the same rules, and the same process for the next write.
+    from orchestrator.node.restore_session import RestoreSession
+    session = RestoreSession(DEFAULT, netns=node)
+    try:
+        kp = NatApplier("n1", None, netns=node, session=session)
+        kp.apply(compile_nat([web()], "10.244.0.0/16"))
+        if session.disabled:
+            pytest.skip("restore sessions unavailable here (writes fork)")
+        pid = session.proc.pid
+        assert "-j DNAT --to-destination 10.9.0.3:8080" in save(node)
+        kp.apply(compile_nat([web(eps=EPS[:2])], "10.244.0.0/16"))
+        after = save(node)
+        assert "10.9.0.3:8080" not in after and "-A OTHER" in after
+        assert session.proc.pid == pid and session.spawned == 1
+    finally:
+        session.close()
+
+
 def test_failure_keeps_previous_rules_and_carries_input():
     runner = RecordingRunner(responses={("iptables-restore",): Result(1, "", "boom")})
     kp = NatApplier("n1", 1, runner)
