@@ -187,18 +187,25 @@ def _normalize_reverse(raw: dict[str, int]) -> dict[str, int]:
     return {n: MAX_SCORE - v * MAX_SCORE // top for n, v in raw.items()}
 
 
-def score_nodes(pod: PodView, feasible: list[NodeInfo]) -> dict[str, dict[str, int]]:
-    """Weighted score of every plugin per node."""
-    least = {n.name: _least_allocated(pod, n) for n in feasible}
+def _prefer_raw(pod: PodView, node: NodeInfo) -> int:
+    return sum(1 for t in _effective_taints(node) if t["effect"] == "PreferNoSchedule"
+               and not _tolerated(pod.tolerations, t))
+
+
+def _weighted(pod: PodView, feasible: list[NodeInfo], least: dict[str, int],
+              prefer_raw: dict[str, int]) -> dict[str, dict[str, int]]:
     spread = _normalize_reverse({n.name: n.owner_counts.get(pod.owner_uid, 0)
                                  if pod.owner_uid else 0 for n in feasible})
-    prefer = _normalize_reverse({
-        n.name: sum(1 for t in _effective_taints(n) if t["effect"] == "PreferNoSchedule"
-                    and not _tolerated(pod.tolerations, t)) for n in feasible})
     raw = {"NodeResourcesLeastAllocated": least, "SelectorSpread": spread,
-           "TaintToleration": prefer}
+           "TaintToleration": _normalize_reverse(prefer_raw)}
     return {n.name: {plugin: WEIGHTS[plugin] * raw[plugin][n.name] for plugin in WEIGHTS}
             for n in feasible}
+
+
+def score_nodes(pod: PodView, feasible: list[NodeInfo]) -> dict[str, dict[str, int]]:
+    """Weighted score of every plugin per node."""
+    return _weighted(pod, feasible, {n.name: _least_allocated(pod, n) for n in feasible},
+                     {n.name: _prefer_raw(pod, n) for n in feasible})
 
 
 # ---------------------------------------------------------------------------- decisions
@@ -212,18 +219,27 @@ def fit_error(total: int, filtered: dict[str, list[str]]) -> str:
     return f"0/{total} nodes are available: {', '.join(parts)}."
 
 
-def _decide(view: PodView, nodes: list[NodeInfo]) -> Decision:
+def _decide(view: PodView, nodes: list[NodeInfo], memo: dict | None = None) -> Decision:
+    # memo: node name -> (filter reasons, least-allocated score, PreferNoSchedule count) of
+    # this pod's equivalence class (schedule_many): what depends only on the pod's
+    # scheduling fields and the node, kept until a pod is placed on that node.
+    memo = {} if memo is None else memo
     filtered: dict[str, list[str]] = {}
-    feasible = []
+    feasible, least, prefer = [], {}, {}
     for node in nodes:
-        reasons = filter_node(view, node)
-        if reasons:
-            filtered[node.name] = reasons
+        hit = memo.get(node.name)
+        if hit is None:
+            reasons = filter_node(view, node)
+            hit = memo[node.name] = (reasons, 0, 0) if reasons else (
+                reasons, _least_allocated(view, node), _prefer_raw(view, node))
+        if hit[0]:
+            filtered[node.name] = hit[0]
         else:
             feasible.append(node)
+            least[node.name], prefer[node.name] = hit[1], hit[2]
     if not feasible:
         return Decision(None, fit_error(len(nodes), filtered), filtered=filtered)
-    plugin_scores = score_nodes(view, feasible)
+    plugin_scores = _weighted(view, feasible, least, prefer)
     totals = {name: sum(parts.values()) for name, parts in plugin_scores.items()}
     best = min(totals, key=lambda name: (-totals[name], name))
     return Decision(best, "", totals, plugin_scores, filtered)
@@ -252,11 +268,25 @@ def schedule_many(pods: list[dict], nodes: list[NodeInfo]) -> list[Decision]:
     state = [copy.deepcopy(n) for n in nodes]
     by_name = {n.name: n for n in state}
     decisions = []
+    # Per equivalence class (the replicas of one template schedule alike, as in
+    # kube-scheduler's old equivalence cache): each node's filter result and node-only
+    # scores, computed once and dropped for the node a pod is placed on. 500 replicas over
+    # 50 nodes filtered and scored 25,000 pairs, most of a bring-up's scheduling.
+    memos: dict[tuple, dict] = {}
     for pod in pods:
         view = pod_view(pod)
-        decision = _decide(view, state)
+        decision = _decide(view, state, memos.setdefault(_equivalence(view), {}))
         if decision.node is not None:
             account(by_name[decision.node], view.requests, view.requests_nonzero,
                      view.owner_uid)
+            for memo in memos.values():
+                memo.pop(decision.node, None)
         decisions.append(decision)
     return decisions
+
+
+def _equivalence(view: PodView) -> tuple:
+    """The pod's scheduling fields (all but its name): pods with equal ones filter and score
+    alike on equal nodes."""
+    return (view.node_name, repr(sorted(view.node_selector.items())), repr(view.affinity_terms),
+            repr(view.tolerations), view.requests, view.requests_nonzero, view.owner_uid)

@@ -22,7 +22,7 @@ def reconcile(store, now: str) -> bool:
     unbound = store.list_where("Pod", "$.spec.nodeName", present=False)
     if not any(not p["spec"].get("nodeName") and not is_deleting(p) for p in unbound):
         return False
-    pods = store.list("Pod")
+    pods = store.list("Pod", shared=True)    # read only: binding re-reads each pod
     pending = [p for p in pods if not p["spec"].get("nodeName") and not is_deleting(p)]
     if not pending:
         return False

@@ -52,15 +52,17 @@ class Written:
 
 class Firewall:
     def __init__(self, node: str, pid: int | None, runner: Runner = DEFAULT, *,
-                 netns: str | None = None, session=None):
+                 netns: str | None = None, session=None, fresh: bool = False):
         """``pid``: a process in the node's netns (a Mininet host); or ``netns``: a named one.
         ``session``: a restore_session.RestoreSession in that netns, which the iptables half
         of each write goes through instead of forking iptables-restore (the Felix of a
-        testbed keeps one per node)."""
+        testbed keeps one per node). ``fresh``: the caller made the netns just now, so it
+        holds no rules and no sets and the first apply reads nothing (two forks fewer per
+        node; after a failure or refresh() the kernel is read as always)."""
         self.node, self.pid, self.runner, self.netns = node, pid, runner, netns
         self.session = session
-        self._tables: dict[str, TableState] | None = None
-        self._sets: dict[str, SetState] | None = None
+        self._tables: dict[str, TableState] | None = {} if fresh else None
+        self._sets: dict[str, SetState] | None = {} if fresh else None
         self.applies = 0
         # Seconds of each fork of the last apply that wrote something (bench/netpolicy.py).
         self.last_write_s: dict[str, float] = {}

@@ -51,7 +51,8 @@ def pod_key(pod: dict) -> str:
 
 
 class Kubelet:
-    def __init__(self, node: NodeRef, testbed_id: str, *, store, ipam, cni, runtime, ledger):
+    def __init__(self, node: NodeRef, testbed_id: str, *, store, ipam, cni, runtime, ledger,
+                 fresh_node: bool = False):
         self.node = node
         self.testbed_id = testbed_id
         self.store = store
@@ -63,7 +64,9 @@ class Kubelet:
         self.uids: dict[str, str] = {}
         self.failures: dict[str, tuple[str, str]] = {}  # key -> (reason, message)
         self._current: dict[str, tuple] = {}   # key -> inputs of its last current status
-        self._blackholes: frozenset | None = None
+        # The blackholes last made; None: unknown (read before the first sync). A node the
+        # testbed just made has none, and its first sync forks nothing when it has no block.
+        self._blackholes: frozenset | None = frozenset() if fresh_node else None
         self.routing = None  # orchestrator.node.routing.Routing when BGP runs
         self.policy = None   # orchestrator.node.policy_agent.PolicyAgent: told of wired sandboxes
         self._blocks_dirty = True

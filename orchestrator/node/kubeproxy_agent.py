@@ -34,13 +34,15 @@ class NatApplier:
     """One node's KUBE- nat chains."""
 
     def __init__(self, node: str, pid: int | None, runner: Runner = DEFAULT, *,
-                 netns: str | None = None, session=None):
+                 netns: str | None = None, session=None, fresh: bool = False):
         self.node, self.pid, self.runner, self.netns = node, pid, runner, netns
         # The node's long-lived iptables-restore (restore_session.RestoreSession, the policy
         # agent's): a forked restore spends ~16 ms closing its nf_tables socket, and a
         # Service's endpoint change is one write on every node (50 forks took 0.2 s).
         self.session = session
-        self._state: NatState | None = None
+        # fresh: a netns the caller just made has no nat rules (what reading it would say),
+        # so the first apply forks no iptables-save; a failure or refresh() reads again.
+        self._state: NatState | None = parse_nat_save("") if fresh else None
         self.applies = 0
 
     def _where(self) -> dict:
@@ -80,11 +82,13 @@ class NatApplier:
 
 class KubeProxyAgent:
     def __init__(self, store, nodes: dict[str, int], runner: Runner = DEFAULT, *,
-                 workers: int = 4, sessions: dict | None = None):
+                 workers: int = 4, sessions: dict | None = None, fresh: bool = False):
         self.store = store
         # sessions: node -> RestoreSession to write through (shared with the policy agent,
         # which owns and closes them); without one a node's writes fork iptables-restore.
-        self.appliers = {n: NatApplier(n, pid, runner, session=(sessions or {}).get(n))
+        # fresh: the nodes' netns were made just now (NatApplier).
+        self.appliers = {n: NatApplier(n, pid, runner, session=(sessions or {}).get(n),
+                                       fresh=fresh)
                          for n, pid in nodes.items()}
         self.applied: dict[str, NatTable] = {}
         self.errors: dict[str, str] = {}

@@ -50,14 +50,16 @@ def pod_endpoint(pod: dict, wired: dict | None = None) -> Endpoint | None:
 
 class PolicyAgent:
     def __init__(self, store, nodes: dict[str, int], runner, *, workers: int = 4,
-                 keep_restore: bool = False, on_spawn=None):
+                 keep_restore: bool = False, on_spawn=None, fresh: bool = False):
         self.store = store
         # keep_restore: one long-lived iptables-restore per node (restore_session: a forked
         # one spends ~16 ms closing its nf_tables socket, more than the rest of a new pod's
         # write); its pids go to on_spawn.
         self.sessions = {name: RestoreSession(runner, pid=pid, on_spawn=on_spawn)
                          for name, pid in nodes.items()} if keep_restore else {}
-        self.firewalls = {name: Firewall(name, pid, runner, session=self.sessions.get(name))
+        # fresh: the nodes' netns were made just now, with no rules or sets (Firewall).
+        self.firewalls = {name: Firewall(name, pid, runner, session=self.sessions.get(name),
+                                         fresh=fresh)
                           for name, pid in nodes.items()}
         self.applied: dict[str, Dataplane] = {}        # node -> last written
         self.endpoints_applied: dict[str, set[str]] = {n: set() for n in nodes}

@@ -3,6 +3,8 @@ incremental, atomic on failure, and blind to everything that is not its own."""
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from orchestrator.errors import ApplyError
@@ -127,3 +129,35 @@ def test_dispatch_tree_for_many_endpoints_is_accepted(node):
         "-A cali-from-wl-dispatch -i cali0+" in text.replace(' -m comment --comment', '')
     fw.refresh()
     assert not fw.apply(compile_node("n1", eps, NSS, [POLICY])).changed
+
+
+class _Counting:
+    """DEFAULT, counting the reads (iptables-save, ipset save) it forks."""
+
+    def __init__(self):
+        self.reads = 0
+
+    def run(self, argv, **kw):
+        if argv[:1] == ["iptables-save"] or argv[:2] == ["ipset", "save"]:
+            self.reads += 1
+        return DEFAULT.run(argv, **kw)
+
+
+def test_a_fresh_netns_is_written_without_reading_it_first(make_netns):
+    # fresh=True (the testbed's nodes, made just before): the first apply forks no read and
+    # leaves exactly what an applier that read the empty netns leaves.
+    dp = compile_node("n1", model(), NSS, [POLICY])
+    fresh_ns, read_ns = make_netns("calinet-fwfresh", "10.9.0.1"), make_netns("calinet-fwread", "10.9.0.1")
+    counting = _Counting()
+    fresh = Firewall("n1", None, counting, netns=fresh_ns, fresh=True)
+    assert fresh.apply(dp).changed and counting.reads == 0
+    Firewall("n1", None, netns=read_ns).apply(dp)
+
+    def body(text):    # without comments, hash seeds (initval) and member order
+        return sorted(re.sub(r" initval 0x[0-9a-f]+", "", line) for line in text.splitlines()
+                      if not line.startswith("#"))
+    assert body(save(fresh_ns)) == body(save(read_ns))
+    assert body(sets(fresh_ns)) == body(sets(read_ns))
+    assert not fresh.apply(dp).changed and counting.reads == 0    # trusted, as always
+    fresh.refresh()
+    assert not fresh.apply(dp).changed and counting.reads == 2    # ... until refreshed

@@ -130,3 +130,20 @@ def test_cluster_ip_balances_over_every_endpoint_and_affinity_sticks(node):
     finally:
         proc.terminate()
         proc.wait(5)
+
+
+def test_a_fresh_netns_gets_its_nat_rules_without_a_read(make_netns):
+    ns = make_netns("calinet-kpfresh", BACKENDS[0])
+    reads = []
+
+    class Counting:
+        def run(self, argv, **kw):
+            if argv[:1] == ["iptables-save"]:
+                reads.append(argv)
+            return DEFAULT.run(argv, **kw)
+    kp = NatApplier("n1", None, Counting(), netns=ns, fresh=True)
+    kp.apply(compile_nat([web()], "10.244.0.0/16"))
+    assert reads == []
+    text = save(ns)
+    assert "-j DNAT --to-destination 10.9.0.3:8080" in text
+    assert text.count("-j KUBE-SERVICES") == 2     # PREROUTING and OUTPUT hooks, once each

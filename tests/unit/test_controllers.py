@@ -221,3 +221,37 @@ def test_kubelet_asks_the_runtime_again_only_when_something_changed(store):
     assert not kubelet._write_statuses([pod()], NOW)
     assert rt.calls == 3
     assert store.get("Pod", "p", "default")["status"]["phase"] == "Running"
+
+
+def test_a_fresh_nodes_first_blackhole_sync_forks_nothing_without_blocks():
+    # A node the testbed just made has no blackholes: nothing to read back, nothing to write
+    # until it gets a block; a node of unknown history is read first.
+    from orchestrator.host.runner import RecordingRunner, Result
+    from orchestrator.node.kubelet import Kubelet, NodeRef
+
+    class _IPAM:
+        def __init__(self):
+            self.blocks = []
+
+        def blocks_for_node(self, node):
+            return self.blocks
+
+    class _CNI:
+        def __init__(self):
+            self.runner = RecordingRunner(responses={("ip", "-j"): Result(0, "[]", "")})
+
+    def kubelet(**kw):
+        return Kubelet(NodeRef("n1", 1, "172.18.0.2"), "ab12", store=None, ipam=_IPAM(),
+                       cni=_CNI(), runtime=None, ledger=None, **kw)
+
+    def forks(k):
+        return [c["argv"][:2] for c in k.cni.runner.calls]
+    fresh = kubelet(fresh_node=True)
+    fresh._sync_blackholes()
+    assert forks(fresh) == []
+    fresh.ipam.blocks = ["10.244.1.0/26"]
+    fresh._sync_blackholes()
+    assert forks(fresh) == [["ip", "-batch"]]
+    unknown = kubelet()
+    unknown._sync_blackholes()
+    assert forks(unknown) == [["ip", "-j"]]

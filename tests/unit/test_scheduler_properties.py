@@ -56,3 +56,25 @@ def test_batch_never_overcommits_and_is_deterministic(nodes, pods):
         assert total.pods <= cap.pods
         assert total.cpu <= cap.cpu
         assert total.memory <= cap.memory
+
+
+@settings(max_examples=150, deadline=None)
+@given(nodes_st, pods_st)
+def test_batch_equals_scheduling_one_pod_at_a_time(nodes, pods):
+    # schedule_many keeps each equivalence class's filter and node scores between pods; the
+    # decisions (node, scores of every plugin, filter reasons) must be exactly those of
+    # schedule() on the nodes as each pod finds them.
+    import copy
+
+    from orchestrator.control.scheduler import account, schedule
+    state = [copy.deepcopy(n) for n in nodes]
+    by_name = {n.name: n for n in state}
+    expected = []
+    for pod in pods:
+        decision = schedule(pod, state)
+        if decision.node is not None:
+            view = pod_view(pod)
+            account(by_name[decision.node], view.requests, view.requests_nonzero,
+                    view.owner_uid)
+        expected.append(decision)
+    assert schedule_many(pods, nodes) == expected
