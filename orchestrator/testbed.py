@@ -50,6 +50,25 @@ log = logging.getLogger(__name__)
 DEFAULT_STATE_ROOT = "/var/lib/calinet"
 # wait_ready's problems that clear without a store write (routes, policy rules): polled.
 DATAPLANE_PREFIXES = ("policy:", "BGP", "node ")
+# A testbed's own (temporary) state dir goes on this memory filesystem when there is one
+# with room (_scratch_dir).
+SCRATCH = "/dev/shm"
+SCRATCH_MIN = 256 * 2**20
+
+
+def _scratch_dir() -> str | None:
+    """Where a testbed's own temporary state dir goes: a memory filesystem when the machine
+    has one (/dev/shm), as a container runtime keeps its runtime state under /run. The dir
+    is deleted at stop anyway, and every pod creates files in it (its log, beside the
+    store): on a well-used ext4 each new inode costs ~0.5 ms of kernel time
+    (ext4's recently_deleted() scan), 0.4 s of CPU over a 500-pod bring-up. None: the
+    system's temporary directory."""
+    try:
+        st = os.statvfs(SCRATCH)
+    except OSError:
+        return None
+    room = st.f_bavail * st.f_frsize
+    return SCRATCH if room >= SCRATCH_MIN and os.access(SCRATCH, os.W_OK | os.X_OK) else None
 
 
 def _new_testbed_id() -> str:
@@ -106,7 +125,8 @@ class Testbed:
             self.manifests.insert(0, list(self.spec.manifests))
         self.applied: list[str] = []   # what applying ``manifests`` said, line by line
         self._own_state_dir = state_dir is None
-        self.state_dir = state_dir or tempfile.mkdtemp(prefix="calinet-state-")
+        self.state_dir = state_dir or tempfile.mkdtemp(prefix="calinet-state-",
+                                                       dir=_scratch_dir())
         # A temporary state dir goes with the testbed; a named one is kept for restarts.
         self.keep_state = (not self._own_state_dir) if keep_state is None else keep_state
         self.progress = progress or (lambda msg: log.info("%s", msg))

@@ -74,3 +74,15 @@ def test_a_gone_testbed_s_lock_held_on_names_the_holders(tmp_path, monkeypatch):
     finally:
         p.kill()
         p.wait()
+
+
+def test_a_testbeds_own_state_dir_goes_on_the_memory_filesystem_when_there_is_room(
+        tmp_path, monkeypatch):
+    from orchestrator import testbed
+    monkeypatch.setattr(testbed, "SCRATCH", str(tmp_path))
+    monkeypatch.setattr(testbed, "SCRATCH_MIN", 1)
+    assert testbed._scratch_dir() == str(tmp_path)
+    monkeypatch.setattr(testbed, "SCRATCH_MIN", 2**62)           # no room: the system's tmp
+    assert testbed._scratch_dir() is None
+    monkeypatch.setattr(testbed, "SCRATCH", str(tmp_path / "missing"))
+    assert testbed._scratch_dir() is None
