@@ -77,6 +77,7 @@ class PolicyAgent:
         self._tried: tuple | None = None      # digest of the last pass (failed or not)
         self._retry_at = 0.0
         self._lock = threading.Lock()
+        self._inputs_lock = threading.Lock()
         self._enforced_cv = threading.Condition()
         self._enforced_uids: dict[str, set] = {}   # node -> uids of the pods it enforces
         self._passes_started = self._passes_ended = 0   # passes begun / over (wait_enforced)
@@ -195,6 +196,12 @@ class PolicyAgent:
         return list(self._changed(kind)[0].values())
 
     def inputs(self) -> tuple[tuple[Endpoint, ...], dict[str, dict], list[Policy], list[dict]]:
+        # Reading changes the kept state (what was seen since the last read): one reader at
+        # a time, the pass, in_sync() or a caller's own look (bench/netpolicy.py).
+        with self._inputs_lock:
+            return self._inputs()
+
+    def _inputs(self) -> tuple[tuple[Endpoint, ...], dict[str, dict], list[Policy], list[dict]]:
         self._update_endpoints()
         endpoints = self._endpoint_list()
         namespaces = {n["metadata"]["name"]: dict(n["metadata"].get("labels") or {})
