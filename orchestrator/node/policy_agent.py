@@ -322,12 +322,11 @@ class PolicyAgent:
                               tuple(ep for n in sorted(nodes) for ep in self._view(n)[0]))
         return self._eps_list[1]
 
-    def _digest_now(self, endpoints, namespaces, objs) -> tuple:
-        # What the inputs are, as versions: the endpoints' (bumped by every change of one,
-        # _update_endpoints), the namespace labels' and each policy object's resourceVersion
-        # (its spec when a store has none). Equal versions, equal inputs; a change undone
-        # costs one pass that compiles what is already applied and writes nothing.
-        del endpoints, namespaces
+    def _digest_now(self, objs) -> tuple:
+        # What the last inputs() read, as versions: the endpoints' (bumped by every change of
+        # one, _update_endpoints), the namespace labels' and each policy object's
+        # resourceVersion (its spec when a store has none). Equal versions, equal inputs; a
+        # change undone costs one pass that compiles what is already applied, writing nothing.
         return (self._eps_gen, self._ns_gen,
                 tuple((o["kind"], o.get("apiVersion"), o["metadata"].get("namespace", ""),
                        o["metadata"]["name"],
@@ -378,7 +377,7 @@ class PolicyAgent:
         t0 = time.perf_counter()
         endpoints, namespaces, policies, objs = self.inputs()
         t1 = time.perf_counter()
-        digest = self._digest_now(endpoints, namespaces, objs)
+        digest = self._digest_now(objs)
         t2 = time.perf_counter()
         self._seen_rv, self._seen_gen = rv, gen
         if digest == self._digest:
@@ -387,7 +386,8 @@ class PolicyAgent:
             return []      # the same input failed just now: retried after RETRY
         # Each node's endpoints as kept between passes (_view): only the nodes whose pods
         # changed are looked at again.
-        views = {n: self._view(n) for n in self.firewalls}
+        with self._inputs_lock:    # views are kept state, as what inputs() reads
+            views = {n: self._view(n) for n in self.firewalls}
         by_node = {n: v[0] for n, v in views.items()}
         local = {n: v[1] for n, v in views.items()}
         local_uids = {n: v[2] for n, v in views.items()}
@@ -522,8 +522,8 @@ class PolicyAgent:
                     return []
                 self._kick.set()
                 return ["policy dataplane not yet updated"]
-            endpoints, namespaces, _policies, objs = self.inputs()
-            current = self._digest_now(endpoints, namespaces, objs)
+            *_rest, objs = self.inputs()
+            current = self._digest_now(objs)
         if self._again:
             self.poll()     # a poll() that came while we held the lock did nothing
         if current != self._digest:
