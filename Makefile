@@ -16,6 +16,10 @@ APT_PACKAGES := mininet iproute2 iptables ipset conntrack iputils-ping iperf3 tc
 # chromedriver (with chromium) opens the HTML report in the browser test and `screenshot()`.
 NEEDED_CMDS := mnexec ip iptables ipset conntrack ping iperf3 tcpdump brctl ifconfig nsenter \
 	chromedriver
+# The fabric's routers (ToR, spine, WAN) run BIRD 2, the daemon Calico itself uses, one
+# instance per router namespace started by the testbed. Pinned: Debian 12's build; another
+# release's bird2 is used with a notice (its 2.x config language is the same).
+BIRD2_VERSION := 2.0.12-7
 
 .PHONY: setup demo test test-unit bench lint clean help
 
@@ -35,6 +39,8 @@ $(STAMP): setup.cfg constraints.txt Makefile
 		export DEBIAN_FRONTEND=noninteractive; \
 		apt-get update -qq && apt-get install -y -qq --no-install-recommends $(APT_PACKAGES); \
 	fi
+	@command -v bird >/dev/null 2>&1 && command -v birdc >/dev/null 2>&1 || \
+		bash vagrant/install-bird2.sh $(BIRD2_VERSION)
 	@# Mininet's Debian package installs into the system Python, so the venv must see it.
 	@test -x $(PY) || /usr/bin/python3 -m venv --system-site-packages $(VENV)
 	$(PY) -m pip install -q --disable-pip-version-check -c constraints.txt -e '.[test,report]'

@@ -47,11 +47,12 @@ class SpeakerConfig:
     neighbors: tuple[Neighbor, ...] = ()
     restart_time: int = 120
     hold_time: int = 240
+    local_as: int | None = None
 
 
 def parse_config(text: str) -> SpeakerConfig:
     """Pure: neighbors and timers from an exabgp.conf rendered by bgp.config.render."""
-    neighbors, restart, hold = [], 120, 240
+    neighbors, restart, hold, local_as = [], 120, 240, None
     for m in re.finditer(r"^neighbor (\S+) \{\n(.*?)^\}", text, re.M | re.S):
         ip, body = m.group(1), m.group(2)
         desc = (re.search(r'description "([^"]*)"', body) or [None, ""])[1].split()
@@ -67,7 +68,9 @@ def parse_config(text: str) -> SpeakerConfig:
             restart = int(g.group(1))
         if (h := re.search(r"hold-time (\d+);", body)):
             hold = int(h.group(1))
-    return SpeakerConfig(tuple(neighbors), restart, hold)
+        if (la := re.search(r"local-as (\d+);", body)):
+            local_as = int(la.group(1))
+    return SpeakerConfig(tuple(neighbors), restart, hold, local_as)
 
 
 def parse_announce(doc) -> tuple[list[str], list[str], int | None]:
@@ -113,7 +116,7 @@ class Agent:
         self.config, self.fib, self.out, self.wall = config, fib, out, wall
         cid = cluster_id or next((nb.cluster_id for nb in config.neighbors if nb.cluster_id),
                                  None)
-        self.rib = ribmod.RIB(router_id or node_ip, cid)
+        self.rib = ribmod.RIB(router_id or node_ip, cid, config.local_as)
         self.neighbors = {nb.ip: nb for nb in config.neighbors}
         self.since = wall()
         self.peers = {ip: {"state": "start", "info": _info("", "", nb.passive)[1],

@@ -67,6 +67,7 @@ class Path:
     originator_id: str | None = None
     cluster_list: tuple[str, ...] = ()
     local_preference: int = 100
+    as_path: tuple[int, ...] = ()   # as received: empty over iBGP from the origin
 
 
 @dataclass(frozen=True)
@@ -128,14 +129,28 @@ def parse(line: str) -> list:
     originator = attrs.get("originator-id")
     clusters = tuple(attrs.get("cluster-list") or ())
     pref = int(attrs.get("local-preference", 100))
+    as_path = _as_path(attrs.get("as-path"))
     announced = []
     for next_hop, nlris in sorted(((update.get("announce") or {}).get(FAMILY) or {}).items()):
         for nlri in nlris:
-            announced.append(Path(_nlri(nlri), next_hop, originator, clusters, pref))
+            announced.append(Path(_nlri(nlri), next_hop, originator, clusters, pref, as_path))
     withdrawn = [_nlri(n) for n in (update.get("withdraw") or {}).get(FAMILY) or ()]
     if not announced and not withdrawn:
         return []
     return [RouteUpdate(peer, tuple(announced), tuple(withdrawn))]
+
+
+def _as_path(raw) -> tuple[int, ...]:
+    """ExaBGP 5 JSON: {"0": {"element": "as-sequence", "value": [65001, 65000]}, ...} (one
+    entry per segment, in order); a plain list in older encoders."""
+    if not raw:
+        return ()
+    if isinstance(raw, list):
+        return tuple(int(a) for a in raw)
+    out: list[int] = []
+    for _pos, seg in sorted(raw.items(), key=lambda kv: int(kv[0])):
+        out += [int(a) for a in (seg.get("value") or [])]
+    return tuple(out)
 
 
 def _nlri(nlri) -> str:

@@ -4,14 +4,21 @@ Side effects: runs `ip -j route show proto 12` and `ip -batch -` in the calling 
 network namespace (the agent lives inside its node's netns, so no nsenter). Every proto-12
 route in the main table is ours: whatever is not desired is deleted. One read and at most
 one batch per call, so a burst of BGP updates costs two forks.
+
+Next hops are resolved as BIRD's `gateway recursive` (Calico's bgp_template sets it): a BGP
+next hop on one of the node's own subnets is used as it is; one beyond them (a node in another
+routed rack, reached through the node-to-node mesh) is installed via the node's default
+gateway, its ToR. The node's connected subnets and gateway are read once, on first need.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import json
 from collections.abc import Iterable
+from dataclasses import replace
 
-from bgp.rib import Route, parse_current, render_batch
+from bgp.rib import UNICAST, Route, parse_current, render_batch
 from orchestrator.errors import ApplyError, CommandError
 from orchestrator.host.naming import RTPROT_BIRD
 from orchestrator.host.runner import DEFAULT, Runner
@@ -23,6 +30,43 @@ class Fib:
     def __init__(self, runner: Runner = DEFAULT):
         self.runner = runner
         self.applied = 0      # batches written (for logs and benchmarks)
+        self._links: tuple[list, str | None] | None = None   # (connected nets, gateway)
+
+    def _link_facts(self) -> tuple[list, str | None]:
+        if self._links is None:
+            nets, gateway = [], None
+            try:
+                conn = json.loads(self.runner.run(
+                    ["ip", "-j", "route", "show", "table", "main", "proto", "kernel"]).stdout
+                    or "[]")
+                dflt = json.loads(self.runner.run(
+                    ["ip", "-j", "route", "show", "table", "main", "default"]).stdout or "[]")
+            except (CommandError, ValueError):
+                return [], None   # unresolved: next hops are written as they came
+            for r in conn:
+                try:
+                    nets.append(ipaddress.IPv4Network(r.get("dst", "")))
+                except ValueError:
+                    continue
+            gateway = next((r["gateway"] for r in dflt if r.get("gateway")), None)
+            self._links = (nets, gateway)
+        return self._links
+
+    def resolve(self, routes: list[Route]) -> list[Route]:
+        """Recursive next hops: an off-subnet next hop becomes the default gateway."""
+        if not any(r.type == UNICAST and r.via for r in routes):
+            return routes
+        nets, gateway = self._link_facts()
+        if not gateway:
+            return routes
+        out = []
+        for r in routes:
+            if r.type == UNICAST and r.via:
+                addr = ipaddress.IPv4Address(r.via)
+                if not any(addr in n for n in nets):
+                    r = replace(r, via=gateway)
+            out.append(r)
+        return out
 
     def current(self) -> list[Route]:
         """Our routes as the kernel has them (all types: unicast and blackhole)."""
@@ -40,7 +84,7 @@ class Fib:
         """Make the proto-12 routes exactly ``desired``; returns the batch written ("" when
         nothing changed). A failing batch raises ApplyError carrying it; `-force` lets the
         other lines apply, and the next call retries what is still missing."""
-        text = render_batch(self.current(), desired)
+        text = render_batch(self.current(), self.resolve(list(desired)))
         if not text:
             return ""
         try:

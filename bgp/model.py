@@ -13,10 +13,10 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from orchestrator.errors import ValidationError
+from orchestrator.host.asnumber import AS_MAX, parse_as_number  # noqa: F401 (re-exported)
 from orchestrator.ipam.selector import pool_selects_node, validate_selector
 
 API_VERSION = "projectcalico.org/v3"
-AS_MAX = 4294967295
 # Calico's defaults (api/pkg/apis/projectcalico/v3/bgpconfig.go) and BIRD's, which Calico's
 # bgp_template does not override: hold 240 s, keepalive a third of it, graceful restart 120 s.
 DEFAULT_AS = 64512
@@ -71,28 +71,6 @@ class NodeBGP:
 
     def as_number(self, config: BGPConfiguration) -> int:
         return self.asNumber if self.asNumber is not None else config.asNumber
-
-
-def parse_as_number(value, *, obj: str, field_name: str) -> int:
-    """AS numbers as Calico accepts them: 1..4294967295, plain or dotted ("1.10" = 65546)."""
-    text = str(value).strip() if not isinstance(value, bool) else ""
-    try:
-        if "." in text:
-            high, low = text.split(".")
-            if not (high.isdigit() and low.isdigit()) or int(high) > 65535 or int(low) > 65535:
-                raise ValueError
-            number = int(high) * 65536 + int(low)
-        else:
-            if not text.isdigit():
-                raise ValueError
-            number = int(text)
-    except ValueError:
-        raise ValidationError(f"invalid AS number {value!r} (1..{AS_MAX}, plain or dotted "
-                              "like 1.10)", obj=obj, field=field_name) from None
-    if not 1 <= number <= AS_MAX:
-        raise ValidationError(f"AS number {value!r} out of range 1..{AS_MAX}",
-                              obj=obj, field=field_name)
-    return number
 
 
 def selects(selector: str | None, labels: Mapping[str, str]) -> bool:
@@ -220,8 +198,10 @@ def node_from_manifest(doc: Mapping) -> NodeBGP:
 
 
 def peer_from_manifest(doc: Mapping, *, node_names: Iterable[str],
-                       underlay: str | ipaddress.IPv4Network) -> BGPPeer:
-    """A BGPPeer, checked against the cluster: known node, peer IP inside the underlay."""
+                       underlay: str | ipaddress.IPv4Network | Mapping[str, str]) -> BGPPeer:
+    """A BGPPeer, checked against the cluster: known node, peer IP inside the underlay (a
+    CIDR), or one of the addresses a routed fabric's nodes and routers own (a mapping of
+    address -> owner)."""
     name, spec = _meta(doc, "BGPPeer")
     obj = f"BGPPeer {name}"
     node = spec.get("node") or None
@@ -259,6 +239,16 @@ def _peer_ip(value, underlay, obj: str) -> str:
     except ValueError:
         raise ValidationError(f"not an IPv4 address: {text!r}", obj=obj,
                               field="spec.peerIP") from None
+    if isinstance(underlay, Mapping):
+        # A routed fabric: only addresses something owns (a node, a router interface).
+        if str(addr) not in underlay:
+            routers = sorted({v.split(" (")[0] + " " + k for k, v in underlay.items()
+                              if v.startswith("router ")})
+            raise ValidationError(f"{addr} is no address of a node or fabric router, so no "
+                                  f"BGP speaker could answer there (routers: "
+                                  f"{', '.join(routers[:8]) or 'none'})", obj=obj,
+                                  field="spec.peerIP")
+        return str(addr)
     net = ipaddress.IPv4Network(underlay, strict=False)
     if addr not in net:
         raise ValidationError(f"{addr} is outside the underlay {net}", obj=obj,

@@ -47,9 +47,13 @@ class RIB:
     from a reflector (our own route, or a reflection loop) and are dropped, per RFC 4456.
     """
 
-    def __init__(self, router_id: str, cluster_id: str | None = None):
+    def __init__(self, router_id: str, cluster_id: str | None = None,
+                 local_as: int | None = None):
         self.router_id = router_id
         self.cluster_id = cluster_id
+        # eBGP loop detection (RFC 4271 9.1.2): a path through our own AS is dropped, as
+        # BIRD does unless told `allow local as` (Calico's numAllowedLocalASNumbers).
+        self.local_as = local_as
         self.paths: dict[str, dict[str, codec.Path]] = {}
         self.up: set[str] = set()
         self.stale: dict[str, set[str]] = {}  # peer -> prefixes kept across a restart
@@ -90,15 +94,17 @@ class RIB:
 
     def _looped(self, path: codec.Path) -> bool:
         return (path.originator_id == self.router_id
-                or (self.cluster_id is not None and self.cluster_id in path.cluster_list))
+                or (self.cluster_id is not None and self.cluster_id in path.cluster_list)
+                or (self.local_as is not None and self.local_as in path.as_path))
 
     def best(self) -> dict[str, tuple[str, codec.Path]]:
-        """prefix -> (peer, path) by iBGP preference: highest local-pref, shortest cluster
-        list, lowest originator (the peer's router id when none), lowest peer address."""
+        """prefix -> (peer, path) by BGP preference: highest local-pref, shortest AS path,
+        shortest cluster list, lowest originator (the peer's router id when none), lowest
+        peer address."""
         out: dict[str, tuple] = {}
         for peer in sorted(self.paths, key=ipaddress.IPv4Address):
             for prefix, path in self.paths[peer].items():
-                key = (-path.local_preference, len(path.cluster_list),
+                key = (-path.local_preference, len(path.as_path), len(path.cluster_list),
                        int(ipaddress.IPv4Address(path.originator_id or peer)),
                        int(ipaddress.IPv4Address(peer)))
                 if prefix not in out or key < out[prefix][0]:

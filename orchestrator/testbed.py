@@ -142,6 +142,7 @@ class Testbed:
         # reach only pods on their own node (and the nodes).
         self.bgp = bgp
         self.routing = None
+        self.fabric = None   # topologies.routers.FabricRouters of a routed topology
         self.policy: PolicyAgent | None = None
         self.kubeproxy: KubeProxyAgent | None = None
         self.packet_logs: dict[str, NodeLog] = {}
@@ -220,14 +221,17 @@ class Testbed:
         ledger.begin(self.id)
         self.ledger = ledger
         self.store = Store(os.path.join(self.state_dir, "state.db"))
+        scope = self.spec.peer_scope()
         self.client = Client(self.store, reserved={"underlay": self.spec.underlay.cidr},
-                             admission=[BGPAdmission(self.state_dir, self.spec.underlay.cidr)]
+                             admission=[BGPAdmission(self.state_dir, scope)]
                              if self.bgp else [],
-                             allocators=[ServiceIPAllocator()])
+                             allocators=[ServiceIPAllocator()], peer_scope=scope)
         with open(os.path.join(self.state_dir, "testbed.json"), "w") as f:
             import json
             json.dump({"id": self.id, "topology": self.spec.name, "owner": os.getpid(),
-                       "underlay": self.spec.underlay.cidr}, f)
+                       "underlay": self.spec.underlay.cidr,
+                       "routers": self.spec.fabric.router_names if self.spec.fabric else [],
+                       "peer_scope": scope}, f)
         n = len(self.spec.nodes)
         self.progress(f"starting {n} node(s) of cluster {self.spec.name!r} (testbed {self.id})")
         ledger.links([naming.switch_name(self.id, i) for i in range(len(self.spec.racks) + 2)])
@@ -235,6 +239,14 @@ class Testbed:
         node_pids = [h.pid for h in self.cluster.nodes.values()]
         ledger.node_pids(node_pids)
         ledger.pids([p for p in self.cluster.pids() if p not in node_pids])
+        if self.spec.routed:
+            from topologies.routers import FabricRouters
+            self.fabric = FabricRouters(self.spec, self.cluster, self.state_dir, self.runner,
+                                        on_spawn=lambda pid: ledger.pids([pid]))
+            self.fabric.start()
+            waited = self.fabric.wait_fabric(timeout=60)
+            self.progress(f"fabric: {len(self.spec.fabric.routers)} BIRD router(s), sessions "
+                          f"Established in {waited:.2f}s")
         self.progress(f"nodes up in {time.monotonic() - t0:.2f}s; starting control plane")
         with self.store.transaction():
             for obj in system_namespaces():
@@ -380,6 +392,9 @@ class Testbed:
             if self.routing:
                 step("BGP speakers", self.routing.stop)
                 self.routing = None
+            if self.fabric:
+                step("fabric routers", self.fabric.stop)
+                self.fabric = None
             if self.cluster:
                 step("cluster", self.cluster.stop)
                 self.cluster = None
@@ -612,6 +627,29 @@ class Testbed:
     def node_exec(self, node: str, argv, timeout: float = 30.0) -> Result:
         return self.runner.run(argv, pid=self._node(node).pid, timeout=timeout, check=False)
 
+    # -- fabric routers ------------------------------------------------------------------
+
+    def routers(self) -> list[str]:
+        """The fabric's router names (ToRs, then spines); empty on an L2 underlay."""
+        return self.spec.fabric.router_names if self.spec.fabric else []
+
+    def router_exec(self, router: str, argv, timeout: float = 30.0) -> Result:
+        """Run argv in a fabric router's namespace (`ip route`, `birdc -s ...`)."""
+        return self.cluster.router_exec(router, argv, timeout=timeout)
+
+    def birdc(self, router: str, *command: str) -> str:
+        """A BIRD CLI command on a fabric router: tb.birdc("tor-a", "show", "route")."""
+        if not self.fabric:
+            raise CalinetError("this topology has no fabric routers (no `fabric:` section)")
+        return self.fabric.birdc(router, *command)
+
+    def fabric_link_down(self, a: str, b: str) -> None:
+        """Cut the cable between two fabric routers (a ToR and a spine)."""
+        self.cluster.fabric_link(a, b, "down")
+
+    def fabric_link_up(self, a: str, b: str) -> None:
+        self.cluster.fabric_link(a, b, "up")
+
     # -- faults --------------------------------------------------------------------------
 
     def link_down(self, node: str) -> None:
@@ -665,7 +703,11 @@ class Testbed:
         return self.routing.node_status_text(node)
 
     def routes(self, node: str) -> str:
-        """The node's BGP-programmed routes and where each came from."""
+        """The node's BGP-programmed routes and where each came from; for a fabric router,
+        its BIRD tables (`birdc show route` / `show protocols`)."""
+        if self.fabric and node in self.fabric.texts:
+            from topologies.routers import router_report
+            return router_report(self.state_dir, node, self.runner) + "\n"
         self._node(node)
         if not self.routing:
             return ""

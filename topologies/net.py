@@ -132,6 +132,13 @@ class _FastTCLink(TCLink):
 
 
 @dataclass
+class RouterHandle:
+    name: str
+    pid: int
+    host: object = field(default=None, repr=False)
+
+
+@dataclass
 class NodeHandle:
     name: str
     pid: int
@@ -160,8 +167,11 @@ class Cluster:
             host = net[n.name]
             self.nodes[n.name] = NodeHandle(
                 name=n.name, pid=host.pid, ip=n.ip, host=host,
-                prefixlen=spec.underlay.prefixlen, switch=topo.node_switch[n.name],
+                prefixlen=n.prefixlen, switch=topo.node_switch[n.name],
                 switch_port=topo.node_port(n.name))
+        self.routers: dict[str, RouterHandle] = {
+            r.name: RouterHandle(r.name, net[r.name].pid, net[r.name])
+            for r in (spec.fabric.routers if spec.fabric else ())}
 
     def __enter__(self) -> "Cluster":
         return self
@@ -175,6 +185,31 @@ class Cluster:
         except KeyError:
             raise NotFound(f"node {name!r} is not in cluster {self.spec.name!r} "
                            f"(nodes: {', '.join(self.nodes)})") from None
+
+    def router(self, name: str) -> RouterHandle:
+        try:
+            return self.routers[name]
+        except KeyError:
+            known = ", ".join(self.routers) or "none: the topology has no fabric"
+            raise NotFound(f"router {name!r} is not in cluster {self.spec.name!r} "
+                           f"(routers: {known})") from None
+
+    def router_exec(self, name: str, argv, timeout: float = 30.0, *,
+                    check: bool = False) -> Result:
+        """Run argv in a fabric router's network namespace."""
+        return self.runner.run(argv, pid=self.router(name).pid, timeout=timeout, check=check)
+
+    def fabric_link(self, a: str, b: str, state: str) -> None:
+        """Set the cable between routers ``a`` and ``b`` down or up, as a pulled cable: only
+        ``a``'s end changes administratively, ``b``'s end loses carrier (BIRD's `check link`
+        sees it at once on both sides)."""
+        fabric = self.spec.fabric
+        link = next((ln for ln in (fabric.links if fabric else ())
+                     if {ln.a, ln.b} == {a, b}), None)
+        if link is None:
+            raise NotFound(f"no fabric link between {a!r} and {b!r}")
+        intf = link.a_intf if link.a == a else link.b_intf
+        self.router_exec(a, ["ip", "link", "set", "dev", intf, state], timeout=5, check=True)
 
     def node_exec(self, name: str, argv, timeout: float = 30.0, *, check: bool = False,
                   input: str | None = None) -> Result:
@@ -302,16 +337,46 @@ def render_node_batch(spec: ClusterSpec, name: str) -> str:
     changes no machine-wide sysctl. A node's `ip neigh` thus shows PERMANENT for its peers,
     where a real node shows REACHABLE/STALE.
     """
-    plen = spec.underlay.prefixlen
     me = next(n for n in spec.nodes if n.name == name)
     lines = [f"link set dev {NODE_INTF} address {node_mac(me.ip)}",
-             f"addr add {me.ip}/{plen} dev {NODE_INTF}",
-             f"link set dev {NODE_INTF} up", "link set dev lo up",
-             # On-link default route: a Calico node has one, and proxy ARP for 169.254.1.1 on
-             # cali interfaces only answers when the node has a route to it via another intf.
-             f"route add default dev {NODE_INTF}"]
+             f"addr add {me.ip}/{me.prefixlen} dev {NODE_INTF}",
+             f"link set dev {NODE_INTF} up", "link set dev lo up"]
+    if me.gateway:
+        # Routed rack: the ToR is the gateway, as on a real routed fabric.
+        lines.append(f"route add default via {me.gateway} dev {NODE_INTF}")
+    else:
+        # On-link default route: a Calico node has one, and proxy ARP for 169.254.1.1 on
+        # cali interfaces only answers when the node has a route to it via another intf.
+        lines.append(f"route add default dev {NODE_INTF}")
+    # Permanent entries only for what shares the node's L2 segment (its rack when routed).
     lines += [f"neigh replace {n.ip} lladdr {node_mac(n.ip)} dev {NODE_INTF} nud permanent"
-              for n in spec.nodes if n.name != name]
+              for n in spec.nodes if n.name != name and (not me.gateway or n.rack == me.rack)]
+    if me.gateway:
+        lines.append(f"neigh replace {me.gateway} lladdr {node_mac(me.gateway)} "
+                     f"dev {NODE_INTF} nud permanent")
+    return "\n".join(lines) + "\n"
+
+
+def render_router_batch(spec: ClusterSpec, name: str) -> str:
+    """The `ip -batch` that configures one fabric router's interfaces (pure): addresses,
+    MACs derived from them (node_mac), and permanent neighbours for everything on its links
+    (see render_node_batch for why)."""
+    fabric = spec.fabric
+    router = fabric.router(name)
+    lines = ["link set dev lo up"]
+    for intf in router.interfaces:
+        lines += [f"link set dev {intf.name} address {node_mac(intf.ip)}",
+                  f"addr add {intf.ip}/{intf.prefixlen} dev {intf.name}",
+                  f"link set dev {intf.name} up"]
+    if router.role == "tor":
+        lines += [f"neigh replace {n.ip} lladdr {node_mac(n.ip)} dev {router.interfaces[0].name}"
+                  " nud permanent" for n in spec.nodes if n.rack == router.rack]
+    for link in fabric.links:
+        if name in (link.a, link.b):
+            mine_a = link.a == name
+            intf, peer_ip = (link.a_intf, link.b_ip) if mine_a else (link.b_intf, link.a_ip)
+            lines.append(f"neigh replace {peer_ip} lladdr {node_mac(peer_ip)} dev {intf} "
+                         "nud permanent")
     return "\n".join(lines) + "\n"
 
 
@@ -321,24 +386,28 @@ def _configure_nodes(spec: ClusterSpec, net: Mininet, deadline: float) -> None:
     One `ip -batch` per node, sent to every node shell before waiting for any: the shells run
     in parallel instead of one serial round trip per command per node.
     """
-    plen = spec.underlay.prefixlen
     with tempfile.TemporaryDirectory(prefix="calinet-topo-") as tmp:
         hosts = []
-        for n in spec.nodes:
-            host = net[n.name]
-            batch = Path(tmp) / f"{n.name}.ip"
-            batch.write_text(render_node_batch(spec, n.name))
+        batches = [(n.name, render_node_batch(spec, n.name), n) for n in spec.nodes]
+        batches += [(r.name, render_router_batch(spec, r.name), None)
+                    for r in (spec.fabric.routers if spec.fabric else ())]
+        for name, text, n in batches:
+            host = net[name]
+            batch = Path(tmp) / f"{name}.ip"
+            batch.write_text(text)
             host.sendCmd(f"ip -batch {batch} && echo 1 > /proc/sys/net/ipv4/ip_forward;"
                          f" echo {_RC_MARK}$?")
-            hosts.append((n, host))
-        for n, host in hosts:
+            hosts.append((name, n, host))
+        for name, n, host in hosts:
             out = _wait_output(host, deadline)
             rc = out.rsplit(_RC_MARK, 1)[-1].strip() if _RC_MARK in out else "?"
             if rc != "0":
-                raise CommandError(["ip", "-batch", f"(node {n.name})"], -1, out, out)
+                raise CommandError(["ip", "-batch", f"({name})"], -1, out, out)
+            if n is None:
+                continue
             intf = host.intf(NODE_INTF)
             # Keep Mininet's own view (host.IP(), its CLI) in line with what we configured.
-            intf.ip, intf.prefixLen, intf.mac = n.ip, plen, node_mac(n.ip)
+            intf.ip, intf.prefixLen, intf.mac = n.ip, n.prefixlen, node_mac(n.ip)
 
 
 def _wait_output(host: Host, deadline: float) -> str:
@@ -380,7 +449,8 @@ def start_cluster(spec: ClusterSpec, testbed_id: str, *, log: logging.Logger | N
         resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, 16384), hard))
     t0 = time.monotonic()
     topo = CalinetTopo(spec, testbed_id)
-    shaped = any(n.bandwidth is not None for n in spec.nodes)
+    shaped = any(n.bandwidth is not None for n in spec.nodes) or any(
+        ln.bandwidth is not None for ln in (spec.fabric.links if spec.fabric else ()))
     net = Mininet(topo=None, switch=CalinetBridge, controller=None, host=CalinetHost,
                   link=_FastTCLink if shaped else _FastLink, autoSetMacs=False, build=False,
                   waitConnected=False)
@@ -395,6 +465,7 @@ def start_cluster(spec: ClusterSpec, testbed_id: str, *, log: logging.Logger | N
         _teardown(net, topo, runner, testbed_id)
         raise
     cluster = Cluster(spec, testbed_id, net, topo, runner)
-    log.info("cluster %s (testbed %s): %d nodes, %d switches up in %.2fs", spec.name,
-             testbed_id, len(spec.nodes), len(cluster.switches), time.monotonic() - t0)
+    log.info("cluster %s (testbed %s): %d nodes, %d routers, %d switches up in %.2fs",
+             spec.name, testbed_id, len(spec.nodes), len(cluster.routers),
+             len(cluster.switches), time.monotonic() - t0)
     return cluster

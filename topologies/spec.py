@@ -8,6 +8,10 @@ Pure (reads the file it is given, nothing else). Schema (see topologies/README.m
       bandwidth: 1000                 # Mbit/s on every node link (0 < bw <= 1000), optional
     racks:                            # optional; absent = one L2 switch for all nodes
       - {name: rack-a, nodes: [node-1, node-2]}
+        # with `fabric:` also: subnet: 172.18.1.0/24, tor: {name: tor-a, asNumber: 65001}
+    fabric:                           # optional: routed racks (topologies.fabric)
+      spines: [{name: spine-1, asNumber: 65000}]   # or {count: 2, prefix: spine-, asNumber}
+      linkCidr: 172.18.255.0/24       # router links (/31 each); bandwidth, holdTime, bfd
     nodes:
       - name: node-1                  # RFC 1123 label, unique
         role: control-plane           # control-plane | worker (default worker)
@@ -18,6 +22,7 @@ Pure (reads the file it is given, nothing else). Schema (see topologies/README.m
         ip: 172.18.0.10               # optional, inside the underlay
         bandwidth: 100                # optional per-node override, Mbit/s
         routeReflectorClusterID: 224.0.0.1               # optional dotted quad
+        asNumber: 65101               # optional: Calico Node spec.bgp.asNumber
     generate:                         # optional mapping or list: {count, prefix, start, ...node fields}
       {count: 50, prefix: node-, role: worker}           # node-1 .. node-50, after explicit nodes
     manifests:                        # optional: applied before the speakers start
@@ -41,7 +46,12 @@ import yaml
 
 from orchestrator.api.quantity import parse_quantity
 from orchestrator.errors import ValidationError
+from orchestrator.host.asnumber import parse_as_number
+from topologies import fabric as fabricmod
 from topologies.addressing import assign_node_ips
+from topologies.fields import DNS_LABEL as _DNS_LABEL
+from topologies.fields import err as _err
+from topologies.fields import mapping as _mapping
 
 DEFAULT_CIDR = "172.18.0.0/16"
 DEFAULT_CPU, DEFAULT_MEMORY, DEFAULT_PODS = "2", "4Gi", 110
@@ -54,16 +64,17 @@ UNSCHEDULABLE_TAINT = "node.kubernetes.io/unschedulable"
 HOSTNAME_LABEL = "kubernetes.io/hostname"
 ZONE_LABEL = "topology.kubernetes.io/zone"
 
-_TOP_KEYS = {"name", "underlay", "racks", "nodes", "generate", "manifests"}
+_TOP_KEYS = {"name", "underlay", "racks", "fabric", "nodes", "generate", "manifests"}
 _UNDERLAY_KEYS = {"cidr", "bandwidth"}
 _RACK_KEYS = {"name", "nodes"}
+_ROUTED_RACK_KEYS = _RACK_KEYS | {"subnet", "tor"}
+DEFAULT_AS = 64512   # Calico's default BGPConfiguration asNumber
 _NODE_KEYS = {"name", "role", "schedulable", "labels", "capacity", "taints", "ip", "bandwidth",
-              "routeReflectorClusterID"}
+              "routeReflectorClusterID", "asNumber"}
 _GENERATE_KEYS = (_NODE_KEYS - {"name", "ip"}) | {"count", "prefix", "start"}
 _CAPACITY_KEYS = {"cpu", "memory", "pods"}
 _TAINT_KEYS = {"key", "value", "effect"}
 
-_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 _DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 _LABEL_NAME = re.compile(r"^[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$")
 
@@ -106,6 +117,9 @@ class NodeSpec:
     rack: str | None = None
     bandwidth: float | None = None          # Mbit/s on the node's link; None = unshaped
     route_reflector_cluster_id: str | None = None
+    prefixlen: int = 16                     # of the node's subnet (underlay, or its rack's)
+    gateway: str | None = None              # routed rack: its ToR; None = on-link default
+    as_number: int | None = None            # Calico Node spec.bgp.asNumber; None = cluster's
 
     @property
     def is_control_plane(self) -> bool:
@@ -116,6 +130,8 @@ class NodeSpec:
 class RackSpec:
     name: str
     nodes: tuple
+    subnet: str | None = None   # routed racks (fabric) only
+    tor: str | None = None
 
 
 @dataclass(frozen=True)
@@ -135,6 +151,21 @@ class ClusterSpec:
     # The topology's own manifests (orchestrator.api.loader Documents, in file order): what
     # the cluster needs to work as described (e.g. the BGPPeers of route reflectors).
     manifests: tuple = field(default=(), hash=False)
+    fabric: fabricmod.FabricSpec | None = None
+    # The AS a node without its own asNumber has: the manifests' BGPConfiguration asNumber,
+    # else Calico's 64512 (what a ToR must expect from the rack's nodes).
+    cluster_as: int = DEFAULT_AS
+
+    @property
+    def routed(self) -> bool:
+        return self.fabric is not None
+
+    def peer_scope(self):
+        """Where a BGPPeer's peerIP may point: the underlay CIDR on an L2 underlay; on a
+        routed fabric exactly the addresses nodes and routers own (address -> owner)."""
+        if self.fabric is None:
+            return self.underlay.cidr
+        return {**{n.ip: f"node {n.name}" for n in self.nodes}, **self.fabric.addresses()}
 
     @property
     def node_names(self) -> list[str]:
@@ -183,18 +214,6 @@ def spec_from_dict(d, source: str = "<dict>", base: Path | None = None) -> Clust
         raise exc.located(source=source) from None
 
 
-def _err(msg: str, fld: str | None = None) -> ValidationError:
-    return ValidationError(msg, field=fld)
-
-
-def _mapping(v, fld: str, keys: set) -> dict:
-    if not isinstance(v, dict):
-        raise _err(f"must be a mapping, got {type(v).__name__}", fld)
-    unknown = sorted(str(k) for k in v if k not in keys)
-    if unknown:
-        raise _err(f"unknown key(s) {', '.join(unknown)} (allowed: {', '.join(sorted(keys))})",
-                   fld)
-    return v
 
 
 def _sub(parent: str, key: str) -> str:
@@ -222,13 +241,48 @@ def _build(d, source: str, base: Path | None = None) -> ClusterSpec:
             raise _err(f"duplicate node name {dr['name']!r} (also {seen[dr['name']]})",
                        dr["path"] + ".name")
         seen[dr["name"]] = dr["path"]
-    racks, rack_of = _racks(d.get("racks"), seen)
-    ips = assign_node_ips([(dr["name"], dr["ip"], dr["path"] + ".ip") for dr in drafts],
-                          underlay.cidr)
-    nodes = tuple(_finish(dr, ips[dr["name"]], rack_of.get(dr["name"]), underlay)
+    routed = "fabric" in d
+    racks, rack_of = _racks(d.get("racks"), seen, routed=routed)
+    fabric, nets = None, {}
+    if routed:
+        fabric, nets = fabricmod.plan(d.get("fabric"), underlay.cidr, [
+            {"name": r.name, "path": f"racks[{i}]", "subnet": r.subnet,
+             "tor": (d["racks"][i] or {}).get("tor")} for i, r in enumerate(racks)])
+        clash = set(fabric.router_names) & set(seen)
+        if clash:
+            raise _err(f"router name {sorted(clash)[0]!r} is also a node name", "fabric")
+        racks = tuple(RackSpec(r.name, r.nodes, nets[r.name].subnet, nets[r.name].tor)
+                      for r in racks)
+        ips = {}
+        for r in racks:
+            # Like a flat underlay, with the ToR as .1: nodes get .2, .3, ... of their rack.
+            members = [dr for dr in drafts if rack_of[dr["name"]] == r.name]
+            for dr in members:
+                if dr["ip"] is not None and str(dr["ip"]) == nets[r.name].gateway:
+                    raise _err(f"{dr['ip']} is the address of {r.name}'s ToR {r.tor}",
+                               dr["path"] + ".ip")
+            ips.update(assign_node_ips(
+                [(dr["name"], dr["ip"], dr["path"] + ".ip") for dr in members], r.subnet))
+    else:
+        ips = assign_node_ips([(dr["name"], dr["ip"], dr["path"] + ".ip") for dr in drafts],
+                              underlay.cidr)
+    nodes = tuple(_finish(dr, ips[dr["name"]], rack_of.get(dr["name"]), underlay,
+                          nets.get(rack_of.get(dr["name"])))
                   for dr in drafts)
+    manifests = _manifests(d.get("manifests"), source, base)
     return ClusterSpec(name=name, underlay=underlay, nodes=nodes, racks=racks, source=source,
-                       manifests=_manifests(d.get("manifests"), source, base))
+                       manifests=manifests, fabric=fabric, cluster_as=_cluster_as(manifests))
+
+
+def _cluster_as(docs) -> int:
+    """asNumber of the topology's own BGPConfiguration (validated fully at apply time)."""
+    for doc in docs:
+        body = getattr(doc, "obj", doc)
+        if isinstance(body, dict) and body.get("kind") == "BGPConfiguration":
+            raw = (body.get("spec") or {}).get("asNumber")
+            if raw is not None:
+                return parse_as_number(raw, obj="BGPConfiguration", field_name="spec.asNumber")
+    return DEFAULT_AS
 
 
 def _manifests(entries, source: str, base: Path | None) -> tuple:
@@ -322,6 +376,9 @@ def _node(n, path: str, *, generated: bool = False) -> dict:
             raise _err(f"{rr!r} is not a dotted-quad IPv4 address",
                        _sub(path, "routeReflectorClusterID")) from None
     draft["rr"] = rr
+    asn = n.get("asNumber")
+    draft["asn"] = None if asn is None else parse_as_number(
+        asn, obj=None, field_name=_sub(path, "asNumber"))
     return draft
 
 
@@ -419,7 +476,7 @@ def _capacity(c, fld: str) -> Capacity:
                     memory_bytes=int(mem))
 
 
-def _racks(racks, known: dict) -> tuple[tuple, dict]:
+def _racks(racks, known: dict, *, routed: bool = False) -> tuple[tuple, dict]:
     if racks is None:
         return (), {}
     if not isinstance(racks, list) or not racks:
@@ -427,7 +484,10 @@ def _racks(racks, known: dict) -> tuple[tuple, dict]:
     out, rack_of, names = [], {}, set()
     for i, r in enumerate(racks):
         p = f"racks[{i}]"
-        _mapping(r, p, _RACK_KEYS)
+        if not routed and isinstance(r, dict) and ({"subnet", "tor"} & set(r)):
+            raise _err("subnet and tor need a `fabric:` section (routed racks); without it "
+                       "racks share one L2 underlay", f"{p}.{sorted({'subnet', 'tor'} & set(r))[0]}")
+        _mapping(r, p, _ROUTED_RACK_KEYS if routed else _RACK_KEYS)
         name = r.get("name")
         if not isinstance(name, str) or len(name) > 63 or not _DNS_LABEL.match(name):
             raise _err(f"rack name {name!r} must be an RFC 1123 label", f"{p}.name")
@@ -444,7 +504,7 @@ def _racks(racks, known: dict) -> tuple[tuple, dict]:
                 raise _err(f"node {node!r} is already in rack {rack_of[node]!r}",
                            f"{p}.nodes[{j}]")
             rack_of[node] = name
-        out.append(RackSpec(name=name, nodes=tuple(members)))
+        out.append(RackSpec(name=name, nodes=tuple(members), subnet=r.get("subnet")))
     for node, path in known.items():
         if node not in rack_of:
             raise _err(f"node {node!r} is in no rack (racks are given, so every node needs one)",
@@ -452,7 +512,8 @@ def _racks(racks, known: dict) -> tuple[tuple, dict]:
     return tuple(out), rack_of
 
 
-def _finish(dr: dict, ip: str, rack: str | None, underlay: UnderlaySpec) -> NodeSpec:
+def _finish(dr: dict, ip: str, rack: str | None, underlay: UnderlaySpec,
+            net: fabricmod.RackNet | None = None) -> NodeSpec:
     name, path = dr["name"], dr["path"]
     user = dr["labels"]
     if user.get(HOSTNAME_LABEL, name) != name:
@@ -473,4 +534,7 @@ def _finish(dr: dict, ip: str, rack: str | None, underlay: UnderlaySpec) -> Node
     return NodeSpec(name=name, role=dr["role"], ip=ip, capacity=dr["capacity"],
                     labels=dict(sorted(labels.items())), taints=tuple(taints),
                     schedulable=dr["schedulable"], rack=rack, bandwidth=bw,
-                    route_reflector_cluster_id=dr["rr"])
+                    route_reflector_cluster_id=dr["rr"],
+                    prefixlen=(ipaddress.IPv4Network(net.subnet).prefixlen if net
+                               else underlay.prefixlen),
+                    gateway=net.gateway if net else None, as_number=dr["asn"])

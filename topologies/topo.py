@@ -2,8 +2,11 @@
 
 Pure: builds Mininet's in-memory graph only; nothing is created until net.py realises it.
 Flat cluster: one switch, index 1. Racks: ToR switch per rack (index 1..N in rack order) and a
-spine switch (index 0) with one uplink per ToR. Every node's underlay interface is ``eth0``
-inside its own namespace; switch ports are "<switch>-ethN" in the root namespace.
+spine switch (index 0) with one uplink per ToR. Routed racks (a fabric): one switch per rack
+(index 1..N) holding the rack's nodes and its ToR router's ``eth0``; routers are hosts, and
+each ToR-spine cable is a veth pair between the two routers' namespaces (``ethN`` on both
+sides, see topologies.fabric). Every node's underlay interface is ``eth0`` inside its own
+namespace; switch ports are "<switch>-ethN" in the root namespace.
 """
 
 from __future__ import annotations
@@ -30,13 +33,15 @@ class CalinetTopo(Topo):
             raise ValidationError(f"testbed id {testbed_id!r} must be 4 lowercase hex digits")
         self.spec = spec
         self.testbed_id = testbed_id
-        self.node_switch: dict[str, str] = {}   # node name -> switch it hangs off
+        self.node_switch: dict[str, str] = {}   # node (or ToR) name -> switch it hangs off
         self.spine: str | None = None
         Topo.__init__(self, **opts)
 
     def build(self, **_opts):
         spec, tb = self.spec, self.testbed_id
-        if spec.racks:
+        if spec.fabric is not None:
+            self._build_fabric()
+        elif spec.racks:
             self.spine = self.addSwitch(naming.switch_name(tb, 0))
             tors = {}
             for i, rack in enumerate(spec.racks, start=1):
@@ -51,11 +56,32 @@ class CalinetTopo(Topo):
                 self._add_node(node, sw)
         self._check_names()
 
+    def _build_fabric(self) -> None:
+        spec, fabric = self.spec, self.spec.fabric
+        racks = {}
+        for i, rack in enumerate(spec.racks, start=1):
+            racks[rack.name] = self.addSwitch(naming.switch_name(self.testbed_id, i))
+        for node in spec.nodes:
+            self._add_node(node, racks[node.rack])
+        for router in fabric.routers:
+            if router.name in self.g.node:
+                raise ValidationError(f"router name {router.name!r} collides with an underlay "
+                                      "switch name", source=spec.source, field="fabric")
+            self.addHost(router.name)
+        for router in fabric.tors():
+            self.addLink(router.name, racks[router.rack], intfName1=router.interfaces[0].name)
+            self.node_switch[router.name] = racks[router.rack]
+        for link in fabric.links:
+            opts = {"intfName1": link.a_intf, "intfName2": link.b_intf}
+            if link.bandwidth is not None:
+                opts["bw"] = link.bandwidth
+            self.addLink(link.a, link.b, **opts)
+
     def _add_node(self, node, switch: str) -> None:
         if node.name in self.g.node:
             raise ValidationError(f"node name {node.name!r} collides with an underlay switch name",
                                   source=self.spec.source, field="nodes")
-        self.addHost(node.name, ip=f"{node.ip}/{self.spec.underlay.prefixlen}")
+        self.addHost(node.name, ip=f"{node.ip}/{node.prefixlen}")
         opts = {"intfName1": NODE_INTF}
         if node.bandwidth is not None:
             opts["bw"] = node.bandwidth

@@ -209,7 +209,13 @@ def node_status(ctx, node: str | None = None) -> str:
 
 
 def routes(ctx, node: str) -> str:
+    """A node's BGP routes (agent status), or a fabric router's own tables (birdc)."""
     from bgp.status import render_routes
+    from topologies.routers import router_report
+    if ctx.live and ctx.store.get("Node", node) is None:
+        text = router_report(ctx.state_dir, node)
+        if text is not None:
+            return text.rstrip("\n")
     st = _bgp_status(ctx, node) if ctx.live else None
     if st is None:
         return f"node {node}: no BGP speaker is running (testbed stopped, or started without BGP)"

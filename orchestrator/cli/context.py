@@ -51,20 +51,23 @@ def open_context(explicit: str | None) -> Context:
     if not os.path.exists(db):
         raise CalinetError(f"{state_dir} holds no calinet state (no state.db)")
     store = Store(db)
-    tid, live, reserved = None, False, {}
+    tid, live, reserved, scope = None, False, {}, None
     try:
         with open(os.path.join(state_dir, "testbed.json")) as f:
             info = json.load(f)
         tid = info.get("id")
         if info.get("underlay"):
             reserved["underlay"] = info["underlay"]
+        scope = info.get("peer_scope")
     except (OSError, ValueError):
         pass
     for e in registered_testbeds():
         if e["id"] == tid and e["alive"]:
             live = True
     # A running testbed's speakers are protected from BGP objects ExaBGP would reject.
-    admission = [BGPAdmission(state_dir, reserved["underlay"])] if live and reserved else []
+    admission = ([BGPAdmission(state_dir, scope or reserved["underlay"])]
+                 if live and reserved else [])
     # Services applied from here get their ClusterIP / nodePorts like the testbed's own.
     return Context(state_dir, store, Client(store, reserved=reserved, admission=admission,
+                                            peer_scope=scope,
                                             allocators=[ServiceIPAllocator()]), tid, live)

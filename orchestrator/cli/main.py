@@ -124,7 +124,8 @@ def _parser() -> argparse.ArgumentParser:
     ns_ = ndsub.add_parser("status", help="BGP sessions of a node, in calicoctl's shape")
     ns_.add_argument("node", nargs="?")
 
-    rt = sub.add_parser("routes", help="a node's BGP-programmed routes and where each came from")
+    rt = sub.add_parser("routes", help="a node's BGP-programmed routes and where each came "
+                        "from, or a fabric router's BIRD tables (calinet routes tor-a)")
     rt.add_argument("node")
 
     v = sub.add_parser("validate", help="validate manifests without applying them")

@@ -36,8 +36,10 @@ def resource_name(obj: dict) -> str:
 
 class Client:
     def __init__(self, store, *, clock=now_rfc3339, reserved: dict | None = None,
-                 admission=(), allocators=()):
+                 admission=(), allocators=(), peer_scope=None):
         self.store = store
+        # Where BGPPeer peerIPs may point (ClusterSpec.peer_scope); default the underlay.
+        self.peer_scope = peer_scope
         # Fill server-assigned fields (a Service's clusterIP, nodePorts) inside the apply's
         # transaction: allocate(store, obj, old) before the write, release(store, obj) on
         # delete; ValidationError rejects the whole apply. serviceips.ServiceIPAllocator.
@@ -85,7 +87,7 @@ class Client:
                     try:  # the node it names exists, its peerIP is reachable from the nodes
                         check_peer_against_cluster(
                             obj, [n["metadata"]["name"] for n in self.store.list("Node")],
-                            self.reserved["underlay"])
+                            self.peer_scope or self.reserved["underlay"])
                     except ValidationError as exc:
                         raise exc.located(**where) from None
                 for alloc in self.allocators:

@@ -7,6 +7,7 @@ KUBELET_VERSION = "v1.31.0-calinet"
 
 IPV4_ANNOTATION = "projectcalico.org/IPv4Address"
 RR_CLUSTER_ANNOTATION = "projectcalico.org/RouteReflectorClusterID"
+AS_ANNOTATION = "projectcalico.org/ASNumber"     # Calico Node spec.bgp.asNumber
 
 
 def node_object(spec, ip: str, existing: dict | None = None, *, os_image: str = "",
@@ -22,6 +23,8 @@ def node_object(spec, ip: str, existing: dict | None = None, *, os_image: str = 
     annotations = {IPV4_ANNOTATION: f"{ip}"}
     if spec.route_reflector_cluster_id:
         annotations[RR_CLUSTER_ANNOTATION] = spec.route_reflector_cluster_id
+    if getattr(spec, "as_number", None) is not None:
+        annotations[AS_ANNOTATION] = str(spec.as_number)
     return {
         "apiVersion": "v1", "kind": "Node",
         "metadata": {"name": spec.name, "labels": dict(spec.labels),

@@ -25,7 +25,7 @@ from bgp.model import configuration_from_manifest, node_bgp, peer_from_manifest
 from bgp.peering import peerings, why_no_peer
 from bgp.status import render_node_status, render_routes
 from bgp.supervisor import Speaker, Supervisor, agent_argv, read_status, validate_all
-from orchestrator.control.nodes import IPV4_ANNOTATION, RR_CLUSTER_ANNOTATION
+from orchestrator.control.nodes import AS_ANNOTATION, IPV4_ANNOTATION, RR_CLUSTER_ANNOTATION
 from orchestrator.errors import ValidationError
 
 log = logging.getLogger(__name__)
@@ -43,9 +43,9 @@ def node_labels(store) -> dict[str, dict]:
             for n in store.list("Node")}
 
 
-def node_inputs_from_store(store) -> dict[str, tuple[str, dict, str | None]]:
-    """name -> (IP, labels, route-reflector cluster ID) from the Node objects (their Calico
-    annotations, as Calico's Kubernetes datastore keeps them)."""
+def node_inputs_from_store(store) -> dict[str, tuple]:
+    """name -> (IP, labels, route-reflector cluster ID, AS number or None) from the Node
+    objects (their Calico annotations, as Calico's Kubernetes datastore keeps them)."""
     out = {}
     for n in store.list("Node"):
         meta = n["metadata"]
@@ -53,7 +53,7 @@ def node_inputs_from_store(store) -> dict[str, tuple[str, dict, str | None]]:
         ip = notes.get(IPV4_ANNOTATION, "").split("/")[0]
         if ip:
             out[meta["name"]] = (ip, dict(meta.get("labels") or {}),
-                                 notes.get(RR_CLUSTER_ANNOTATION))
+                                 notes.get(RR_CLUSTER_ANNOTATION), notes.get(AS_ANNOTATION))
     return out
 
 
@@ -70,10 +70,10 @@ def fingerprint(store) -> str:
 def render_configs(store, inputs: dict, underlay: str, bgp_dir: str):
     """Pure but for reading the store: nodes, config, peering table and each node's
     exabgp.conf text from the BGP objects and ``inputs`` (name -> (IP, labels, RR cluster
-    ID)); ValidationError when a BGPPeer does not fit the cluster."""
+    ID, AS number or None)); ValidationError when a BGPPeer does not fit the cluster."""
     config_doc, peer_docs = _store_objects(store)
-    nodes = {name: node_bgp(name, ip, labels=labels, routeReflectorClusterID=cid)
-             for name, (ip, labels, cid) in inputs.items()}
+    nodes = {name: node_bgp(name, ip, labels=labels, routeReflectorClusterID=cid, asNumber=asn)
+             for name, (ip, labels, cid, asn) in inputs.items()}
     config = configuration_from_manifest(config_doc)
     peers = [peer_from_manifest(d, node_names=list(nodes), underlay=underlay)
              for d in sorted(peer_docs, key=lambda d: d["metadata"]["name"])]
@@ -123,9 +123,10 @@ class Routing:
     def __init__(self, spec, cluster, state_dir: str, store, runner, *, on_spawn=None):
         self.state_dir = os.path.join(state_dir, "bgp")
         self.store = store
-        self.underlay = spec.underlay.cidr
+        self.underlay = spec.peer_scope() if hasattr(spec, "peer_scope") else spec.underlay.cidr
         self._spec_nodes = {n.name: (cluster.nodes[n.name].ip, dict(n.labels),
-                                     n.route_reflector_cluster_id) for n in spec.nodes}
+                                     n.route_reflector_cluster_id, getattr(n, "as_number", None))
+                            for n in spec.nodes}
         self.errors: list[str] = []   # rejected reconfigurations, oldest first
         self._fingerprint = self._fingerprint_now()
         self.nodes, self.config, self.table, texts = self._compute()
@@ -148,8 +149,8 @@ class Routing:
     def _compute(self):
         # Labels set on the Node object (calinet label node ...) select like the spec's.
         labels = node_labels(self.store)
-        inputs = {name: (ip, {**spec_labels, **labels.get(name, {})}, cid)
-                  for name, (ip, spec_labels, cid) in self._spec_nodes.items()}
+        inputs = {name: (ip, {**spec_labels, **labels.get(name, {})}, cid, asn)
+                  for name, (ip, spec_labels, cid, asn) in self._spec_nodes.items()}
         return render_configs(self.store, inputs, self.underlay, self.state_dir)
 
     def reconfigure(self) -> list[str]:

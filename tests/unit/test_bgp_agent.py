@@ -383,8 +383,16 @@ def test_dirwatch_parses_event_names():
 
 # -- fib applier (recorded commands) ---------------------------------------------------------
 
+LINK_FACTS = {  # the node's connected subnet and its (on-link) default route
+    ("ip", "-j", "route", "show", "table", "main", "proto", "kernel"): Result(0, json.dumps([
+        {"dst": "10.0.0.0/24", "dev": "eth0", "protocol": "kernel", "scope": "link"}]), ""),
+    ("ip", "-j", "route", "show", "table", "main", "default"): Result(0, json.dumps([
+        {"dst": "default", "dev": "eth0"}]), ""),
+}
+
+
 def test_fib_applies_only_the_difference_in_one_batch():
-    runner = RecordingRunner(responses={("ip", "-j"): Result(0, json.dumps([
+    runner = RecordingRunner(responses={**LINK_FACTS, ("ip", "-j"): Result(0, json.dumps([
         {"type": "blackhole", "dst": "10.244.0.0/26", "flags": []},
         {"dst": "10.244.3.0/26", "gateway": B, "dev": "eth0", "flags": []}]), "")})
     fib = Fib(runner)
@@ -397,6 +405,25 @@ def test_fib_applies_only_the_difference_in_one_batch():
     assert fib.apply([Route("10.244.0.0/26", BLACKHOLE),
                       Route("10.244.3.0/26", UNICAST, B)]) == ""
     assert len(runner.calls) == 1                        # read only: nothing to write
+
+
+def test_fib_resolves_off_subnet_next_hops_via_the_gateway():
+    """BIRD's `gateway recursive`: a meshed node in another routed rack (10.0.1.2) is not on
+    this node's subnet, so its block goes via the node's default gateway (its ToR); an
+    on-subnet next hop stays as it is. The link facts are read once."""
+    runner = RecordingRunner(responses={
+        ("ip", "-j", "route", "show", "table", "main", "proto", "kernel"): Result(0, json.dumps([
+            {"dst": "10.0.0.0/24", "dev": "eth0", "protocol": "kernel", "scope": "link"}]), ""),
+        ("ip", "-j", "route", "show", "table", "main", "default"): Result(0, json.dumps([
+            {"dst": "default", "gateway": "10.0.0.1", "dev": "eth0"}]), "")})
+    fib = Fib(runner)
+    batch = fib.apply([Route("10.244.1.0/26", UNICAST, "10.0.1.2"),
+                       Route("10.244.2.0/26", UNICAST, "10.0.0.3")])
+    assert batch == ("route replace 10.244.1.0/26 via 10.0.0.1 proto 12\n"
+                     "route replace 10.244.2.0/26 via 10.0.0.3 proto 12\n")
+    fib.apply([Route("10.244.1.0/26", UNICAST, "10.0.1.2")])
+    reads = [c for c in runner.calls if "kernel" in c["argv"] or "default" in c["argv"]]
+    assert len(reads) == 2
 
 
 def test_fib_error_carries_the_batch():

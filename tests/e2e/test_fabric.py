@@ -1,0 +1,174 @@
+"""Routed fabrics on real Mininet with real BIRD 2 routers and ExaBGP node speakers.
+
+- leaf-spine (Calico's "AS per rack"): every pod reaches every pod across three routed racks;
+  ToRs hold ECMP routes over both spines; nodes see rack-internal next hops and the ToR for
+  the rest; `calinet node status` / `calinet routes tor-a` show it as Calico and BIRD do;
+  a cut ToR-spine cable is routed around at once (BIRD `check link`) and comes back;
+  a BGPPeer to an address nothing owns is rejected with nothing applied.
+- as-per-node ("AS per compute server"): eBGP everywhere, every route via the ToR.
+- the node-to-node mesh over routed racks without ToR peering: sessions come up (multi-hop
+  iBGP) but the ToRs know no pod routes, so cross-rack pods are unreachable, as in Calico
+  without encapsulation; routes go via the ToR (BIRD's recursive next hop).
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from orchestrator.errors import ValidationError
+from orchestrator.testbed import Testbed
+
+REPO = Path(__file__).resolve().parents[2]
+EXAMPLES = REPO / "topologies" / "examples"
+pytestmark = [pytest.mark.root, pytest.mark.mininet]
+
+
+def pods_on(nodes, ns="fab") -> list[dict]:
+    out = [{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}]
+    for n in nodes:
+        out.append({"apiVersion": "v1", "kind": "Pod",
+                    "metadata": {"name": f"p-{n}", "namespace": ns, "labels": {"app": "p"}},
+                    "spec": {"nodeName": n, "containers": [
+                        {"name": "c", "image": "agnhost", "ports": [{"containerPort": 80}]}]}})
+    return out
+
+
+def calinet(state_dir, *args):
+    r = subprocess.run([sys.executable, "-m", "orchestrator.cli.main", "--state-dir", state_dir,
+                        *args], cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, f"calinet {' '.join(args)}: {r.stderr}"
+    return r.stdout
+
+
+@pytest.fixture(scope="module")
+def leaf_spine(tmp_path_factory):
+    state = str(tmp_path_factory.mktemp("fabric"))
+    with Testbed(str(EXAMPLES / "leaf-spine.yaml"), state_dir=state, keep_state=False) as tb:
+        tb.apply(pods_on(tb.nodes()))
+        tb.wait_ready(timeout=90)
+        yield tb
+
+
+def nexthops(tb, router: str, prefix: str) -> list[str]:
+    out = tb.router_exec(router, ["ip", "route", "show", prefix]).stdout
+    return [ln.split()[2] for ln in out.splitlines() if ln.strip().startswith("nexthop via")] \
+        or [w for ln in out.splitlines() for i, w in enumerate(ln.split())
+            if i > 0 and ln.split()[i - 1] == "via"]
+
+
+def block_of(tb, node: str) -> str:
+    ip = tb.pod_ip(f"fab/p-{node}")
+    out = tb.node_exec(node, ["ip", "-o", "route", "show", "type", "blackhole"]).stdout
+    import ipaddress
+    for ln in out.splitlines():
+        net = ipaddress.ip_network(ln.split()[1])
+        if ipaddress.ip_address(ip) in net:
+            return str(net)
+    raise AssertionError(f"no block of {node} holds {ip}: {out}")
+
+
+def test_every_pod_reaches_every_pod_across_routed_racks(leaf_spine):
+    tb = leaf_spine
+    m = tb.matrix(port=80)
+    assert len(m) == 9 * 8 and all(m.values()), [k for k, v in m.items() if not v]
+
+
+def test_tor_routes_are_ecmp_over_both_spines_and_nodes_see_calico_next_hops(leaf_spine):
+    tb = leaf_spine
+    remote = block_of(tb, "node-b1")
+    hops = nexthops(tb, "tor-a", remote)
+    assert sorted(hops) == ["172.18.255.1", "172.18.255.3"], hops
+    assert "proto bird" in tb.router_exec("tor-a", ["ip", "route", "show", remote]).stdout
+    # AS per rack: rack-internal routes keep the originating node, the rest go via the ToR.
+    routes = tb.node_exec("node-a1", ["ip", "route"]).stdout
+    assert f"{block_of(tb, 'node-a2')} via 172.18.1.3 dev eth0 proto bird" in routes
+    assert f"{remote} via 172.18.1.1 dev eth0 proto bird" in routes
+    assert "default via 172.18.1.1 dev eth0" in routes
+
+
+def test_node_status_and_router_tables_as_calico_and_bird_show_them(leaf_spine):
+    tb = leaf_spine
+    status = tb.bgp_status("node-b2")
+    assert "| 172.18.2.1   | node specific | up    |" in status and "Established" in status
+    cli = calinet(tb.state_dir, "node", "status", "node-b2")
+    assert "node specific" in cli and "172.18.2.1" in cli
+    report = calinet(tb.state_dir, "routes", "tor-a")
+    assert "$ birdc show route" in report and "Table master4:" in report
+    assert f"{block_of(tb, 'node-c1')}" in report and "[AS65003i]" in report
+    assert "spine_1    BGP" in report and "node_a2    BGP" in report
+    assert "Established" in tb.birdc("spine-2", "show", "protocols")
+
+
+def test_a_cut_spine_link_is_routed_around_and_restored(leaf_spine):
+    tb = leaf_spine
+    remote = block_of(tb, "node-c1")
+    t0 = time.monotonic()
+    tb.fabric_link_down("tor-a", "spine-1")
+    try:
+        while nexthops(tb, "tor-a", remote) != ["172.18.255.3"]:
+            assert time.monotonic() - t0 < 5, nexthops(tb, "tor-a", remote)
+            time.sleep(0.02)
+        rerouted = time.monotonic() - t0
+        # `check link`: the session drops at carrier loss, far below the 9 s hold time.
+        assert rerouted < 1.0, rerouted
+        assert tb.probe("fab/p-node-a1", "fab/p-node-c1", 80, "TCP", timeout=2)
+        assert tb.probe("fab/p-node-c2", "fab/p-node-a3", 80, "TCP", timeout=2)
+    finally:
+        tb.fabric_link_up("tor-a", "spine-1")
+    deadline = time.monotonic() + 20
+    while sorted(nexthops(tb, "tor-a", remote)) != ["172.18.255.1", "172.18.255.3"]:
+        assert time.monotonic() < deadline, nexthops(tb, "tor-a", remote)
+        time.sleep(0.1)
+
+
+def test_bgppeer_to_an_address_nothing_owns_is_rejected(leaf_spine):
+    tb = leaf_spine
+    bad = {"apiVersion": "projectcalico.org/v3", "kind": "BGPPeer",
+           "metadata": {"name": "nowhere"},
+           "spec": {"peerIP": "172.18.1.77", "asNumber": 65001, "nodeSelector": "all()"}}
+    with pytest.raises(ValidationError) as ei:
+        tb.apply([bad])
+    assert ei.value.field == "spec.peerIP" and "tor-a 172.18.1.1" in ei.value.message
+    assert tb.client.store.get("BGPPeer", "nowhere") is None
+
+
+def test_as_per_compute_server_routes_everything_through_the_tor(tmp_path):
+    with Testbed(str(EXAMPLES / "as-per-node.yaml"), state_dir=str(tmp_path),
+                 keep_state=False) as tb:
+        tb.apply(pods_on(tb.nodes()))
+        tb.wait_ready(timeout=90)
+        m = tb.matrix(port=80)
+        assert all(m.values()), [k for k, v in m.items() if not v]
+        routes = tb.node_exec("node-a1", ["ip", "route"]).stdout
+        assert f"{block_of(tb, 'node-a2')} via 172.18.1.1 dev eth0 proto bird" in routes
+        text = tb.routes("tor-b")
+        assert "[AS4200000201i]" in text or "[AS4200000202i]" in text
+
+
+def test_mesh_over_routed_racks_without_tor_peering_cannot_cross_racks(tmp_path):
+    topo = tmp_path / "mesh.yaml"
+    topo.write_text("""
+name: mesh-fabric
+fabric: {spines: {count: 1}}
+racks:
+  - {name: rack-a, nodes: [a1, a2]}
+  - {name: rack-b, nodes: [b1]}
+nodes:
+  - {name: a1, role: control-plane, schedulable: true}
+  - {name: a2}
+  - {name: b1}
+""")
+    with Testbed(str(topo), state_dir=str(tmp_path / "st"), keep_state=False) as tb:
+        tb.apply(pods_on(tb.nodes()))
+        tb.wait_ready(timeout=90)
+        assert tb.probe("fab/p-a1", "fab/p-a2", 80, "TCP", timeout=2)
+        assert not tb.probe("fab/p-a1", "fab/p-b1", 80, "TCP", timeout=1)
+        routes = tb.node_exec("a1", ["ip", "route"]).stdout
+        # Mesh peer b1 (172.18.2.2) is beyond a1's subnet: recursive next hop = the ToR.
+        assert f"{block_of(tb, 'b1')} via 172.18.1.1 dev eth0 proto bird" in routes
+        assert "node-to-node mesh" in tb.bgp_status("a1")
