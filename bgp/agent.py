@@ -74,7 +74,8 @@ def parse_config(text: str) -> SpeakerConfig:
 
 
 def parse_announce(doc) -> tuple[list[str], list[str], int | None]:
-    """Pure: (blocks, borrowed IPs, generation) from announce.json, validated."""
+    """Pure: (blocks, borrowed IPs, generation) from announce.json, validated. (Its
+    "unprogrammed" list is read by parse_unprogrammed.)"""
     if not isinstance(doc, dict):
         raise ValidationError("must be a JSON object", field="announce.json")
     try:
@@ -87,6 +88,14 @@ def parse_announce(doc) -> tuple[list[str], list[str], int | None]:
     except ValueError as exc:
         raise ValidationError(f"bad IP: {exc}", field="announce.json borrowed") from None
     return blocks, borrowed, doc.get("generation")
+
+
+def parse_unprogrammed(doc) -> list[str]:
+    """Pure: the pool CIDRs whose routes another agent programs (VXLAN pools)."""
+    try:
+        return [str(ipaddress.IPv4Network(c)) for c in (doc or {}).get("unprogrammed") or []]
+    except (ValueError, TypeError, AttributeError) as exc:
+        raise ValidationError(f"bad CIDR: {exc}", field="announce.json unprogrammed") from None
 
 
 def _info(state: str, reason: str, passive: bool) -> tuple[str, str]:
@@ -123,6 +132,7 @@ class Agent:
                            "since": self.since} for ip, nb in self.neighbors.items()}
         self.blocks: list[str] = []
         self.borrowed: list[str] = []
+        self.unprogrammed: list[str] = []
         self.generation = None
         self.announced: list[str] = []
         self.reflected: dict = {}
@@ -194,6 +204,7 @@ class Agent:
         """A new announce.json: announce/withdraw the difference at once."""
         try:
             blocks, borrowed, generation = parse_announce(doc)
+            self.unprogrammed = parse_unprogrammed(doc)
         except ValidationError as exc:
             log.error("%s", exc)
             self.announce_error = str(exc)
@@ -245,7 +256,8 @@ class Agent:
             self.flush(now)
 
     def desired(self) -> list[ribmod.Route]:
-        routes = ribmod.desired_routes(self.rib, self.blocks, self.borrowed, self.node_ip)
+        routes = ribmod.desired_routes(self.rib, self.blocks, self.borrowed, self.node_ip,
+                                       unprogrammed=self.unprogrammed)
         taken = {r.prefix for r in routes} | {f"{ip}/32" for ip in self.borrowed}
         kept = [r for p, r in self.kept.items() if p not in taken]
         return sorted(routes + kept, key=lambda r: ribmod._sort_key(r.prefix))

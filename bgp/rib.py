@@ -123,19 +123,24 @@ def restart_expected(event: codec.PeerState) -> bool:
 
 
 def desired_routes(rib: RIB, own_blocks: Iterable[str], borrowed_here: Iterable[str],
-                   node_ip: str) -> list[Route]:
+                   node_ip: str, *, unprogrammed: Iterable[str] = ()) -> list[Route]:
     """The node's `proto bird` routes, sorted by prefix.
 
     ``own_blocks``: CIDRs of the node's affine blocks (blackholed, never routed away, even if
     a stale peer still announces one). ``borrowed_here``: IPs (or /32s) of local pods taken
     from other nodes' blocks; their `dev caliX` routes belong to the CNI, so no BGP route may
     replace them. A remote /32 inside one of our blocks is kept: it beats the blackhole.
+    ``unprogrammed``: pool CIDRs whose remote routes belong to the VXLAN agent (Felix's, in
+    Calico: BIRD's kernel export filter rejects VXLAN pools), so none is installed here.
     """
     own = {str(_net(b)) for b in own_blocks}
+    skip = [_net(c) for c in unprogrammed]
     local = {str(_net(f"{ip.split('/')[0]}/32")) for ip in borrowed_here}
     out = [Route(b, BLACKHOLE) for b in own]
     for prefix, (_peer, path) in rib.best().items():
         if prefix in own or prefix in local or path.next_hop == node_ip:
+            continue
+        if skip and any(_net(prefix).subnet_of(c) for c in skip):
             continue
         out.append(Route(prefix, UNICAST, path.next_hop))
     return sorted(out, key=lambda r: _sort_key(r.prefix))

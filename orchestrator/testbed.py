@@ -12,6 +12,7 @@ recorded in the ownership ledger before it is created and removed on stop, pass 
 from __future__ import annotations
 
 import fcntl
+import ipaddress
 import logging
 import os
 import secrets
@@ -36,6 +37,7 @@ from orchestrator.host.runner import DEFAULT, Result
 from orchestrator.ipam.store import IPAM, ensure_default_pool
 from orchestrator.node.cni import CNI
 from orchestrator.node.containers import ContainerRuntime, exec_argv, exec_environment
+from orchestrator.node.encap_agent import EncapAgent, IPIPAdmission
 from orchestrator.node.kubelet import Kubelet, NodeRef
 from orchestrator.node.kubeproxy_agent import KubeProxyAgent
 from orchestrator.node.nflog import NodeLog
@@ -105,6 +107,9 @@ def _lock_holders(path: str) -> str:
 class Testbed:
     """A running emulated cluster. Use as a context manager, or call start()/stop()."""
 
+    encap = None     # set in _start; class defaults keep half-built testbeds stoppable
+    fabric = None
+
     __test__ = False  # not a pytest test class, despite the name
 
     def __init__(self, topology, *, state_dir: str | None = None, progress=None,
@@ -143,6 +148,7 @@ class Testbed:
         self.bgp = bgp
         self.routing = None
         self.fabric = None   # topologies.routers.FabricRouters of a routed topology
+        self.encap = None    # orchestrator.node.encap_agent.EncapAgent (VXLAN pools)
         self.policy: PolicyAgent | None = None
         self.kubeproxy: KubeProxyAgent | None = None
         self.packet_logs: dict[str, NodeLog] = {}
@@ -223,8 +229,8 @@ class Testbed:
         self.store = Store(os.path.join(self.state_dir, "state.db"))
         scope = self.spec.peer_scope()
         self.client = Client(self.store, reserved={"underlay": self.spec.underlay.cidr},
-                             admission=[BGPAdmission(self.state_dir, scope)]
-                             if self.bgp else [],
+                             admission=([BGPAdmission(self.state_dir, scope)]
+                                        if self.bgp else []) + [IPIPAdmission()],
                              allocators=[ServiceIPAllocator()], peer_scope=scope)
         with open(os.path.join(self.state_dir, "testbed.json"), "w") as f:
             import json
@@ -301,6 +307,16 @@ class Testbed:
         pollers.insert(1, self.kubeproxy.poll)
         for kubelet in self.kubelets.values():
             kubelet.policy = self.policy
+        # Felix's VXLAN manager: tunnel addresses, vxlan.calico, routes of VXLAN pools. Run
+        # once before the first sync so the first pods get the encapsulation's MTU.
+        self.encap = EncapAgent(
+            self.store, self.ipam,
+            {n.name: (self.cluster.nodes[n.name].pid, n.ip,
+                      str(ipaddress.ip_network(f"{n.ip}/{n.prefixlen}", strict=False)))
+             for n in self.spec.nodes},
+            self.runner, fresh=True, routing=self.routing, kubelets=self.kubelets)
+        self.encap.poll()
+        pollers.insert(2, self.encap.poll)
         self._start_packet_logs()
         self.manager = ControllerManager(self.store, self.kubelets, self.runtime, tick=self.tick,
                                          pollers=pollers, node_grace=self.node_grace,
@@ -380,6 +396,9 @@ class Testbed:
             if self.policy:
                 step("policy agent", self.policy.stop)
                 self.policy = None
+            if self.encap:
+                step("VXLAN agent", self.encap.stop)
+                self.encap = None
             for nl in self.packet_logs.values():
                 step(f"packet log of {nl.node}", nl.stop)
             self.packet_logs = {}
@@ -478,6 +497,8 @@ class Testbed:
 
     def _dataplane_problems(self) -> list[str]:
         out = list(self.routing.converged()) if self.routing else []
+        if self.encap:
+            out += self.encap.converged()
         if self.policy is not None:
             out += [f"policy: {p}" for p in self.policy.in_sync()]
         if self.kubeproxy is not None:
@@ -724,7 +745,8 @@ class Testbed:
             ip = (p.get("status") or {}).get("podIP")
             if ip:
                 in_use[ip] = f"{p['metadata']['namespace']}/{p['metadata']['name']}"
-        return self.ipam.check(in_use)
+        from orchestrator.node.encap_agent import tunnel_ips
+        return self.ipam.check(in_use, tunnel_ips=tunnel_ips(self.store))
 
 
 def _is_ip(text: str) -> bool:

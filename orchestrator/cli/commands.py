@@ -187,7 +187,8 @@ def ipam_check(ctx) -> tuple[str, int]:
         ip = (p.get("status") or {}).get("podIP")
         if ip:
             in_use[ip] = f"{p['metadata']['namespace']}/{p['metadata']['name']}"
-    return IPAM(ctx.store).check(in_use)
+    from orchestrator.node.encap_agent import tunnel_ips
+    return IPAM(ctx.store).check(in_use, tunnel_ips=tunnel_ips(ctx.store))
 
 
 def _bgp_status(ctx, node: str) -> dict | None:

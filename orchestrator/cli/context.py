@@ -67,6 +67,9 @@ def open_context(explicit: str | None) -> Context:
     # A running testbed's speakers are protected from BGP objects ExaBGP would reject.
     admission = ([BGPAdmission(state_dir, scope or reserved["underlay"])]
                  if live and reserved else [])
+    if live:   # an IPIP pool on a kernel without the module is refused here too
+        from orchestrator.node.encap_agent import IPIPAdmission
+        admission.append(IPIPAdmission())
     # Services applied from here get their ClusterIP / nodePorts like the testbed's own.
     return Context(state_dir, store, Client(store, reserved=reserved, admission=admission,
                                             peer_scope=scope,

@@ -44,6 +44,9 @@ class SandboxSpec:
     netns: str
     veth: str
     node_pid: int
+    # Both ends of the veth. Calico's CNI takes it from its config, which calico-node writes
+    # with the auto-detected MTU: the underlay's, less the encapsulation (VXLAN 50, IPIP 20).
+    mtu: int = 1500
 
     @classmethod
     def for_pod(cls, testbed_id: str, namespace: str, pod: str, ip: str,
@@ -291,14 +294,18 @@ def render_stale_batch(plan: AddPlan) -> str:
     return "".join(f"link del {name}\n" for name in plan.stale_links)
 
 
+def _mtu(s: SandboxSpec) -> str:
+    return "" if s.mtu == 1500 else f" mtu {s.mtu}"
+
+
 def render_root_batch(plan: AddPlan) -> str:
     """Root namespace: (re)create netns and veth pairs straight into node and pod namespaces."""
     lines = [f"netns del {n}" for n in plan.recreate]
     lines += [f"netns add {s.netns}" for s in plan.create]
     # Created directly in the target namespaces: the root namespace never holds the name,
     # so a real cali* interface on the machine can never collide with it.
-    lines += [f"link add {s.veth} netns {s.node_pid} type veth peer name {POD_IFACE} "
-              f"netns {s.netns}" for s in plan.create]
+    lines += [f"link add {s.veth}{_mtu(s)} netns {s.node_pid} type veth peer name {POD_IFACE}"
+              f"{_mtu(s)} netns {s.netns}" for s in plan.create]
     return "".join(line + "\n" for line in lines)
 
 

@@ -68,6 +68,7 @@ class Kubelet:
         # testbed just made has none, and its first sync forks nothing when it has no block.
         self._blackholes: frozenset | None = frozenset() if fresh_node else None
         self.routing = None  # orchestrator.node.routing.Routing when BGP runs
+        self.pod_mtu = 1500  # of new pods' veths (set from the pools' encapsulation)
         self.policy = None   # orchestrator.node.policy_agent.PolicyAgent: told of wired sandboxes
         self._blocks_dirty = True
         self.grace: dict[str, float] = {}  # key -> terminationGracePeriodSeconds
@@ -194,7 +195,7 @@ class Kubelet:
             ns, name = p["metadata"]["namespace"], p["metadata"]["name"]
             specs.append(SandboxSpec(
                 namespace=ns, pod=name, ip=ip, netns=naming.pod_netns(self.testbed_id, ns, name),
-                veth=naming.veth_name(ns, name), node_pid=self.node.pid))
+                veth=naming.veth_name(ns, name), node_pid=self.node.pid, mtu=self.pod_mtu))
             ready_pods.append(p)
         if specs:
             self._blocks_dirty = True

@@ -14,6 +14,7 @@ running speakers and is recorded in ``errors``.
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import json
 import logging
 import os
@@ -120,6 +121,7 @@ class BGPAdmission:
 
 
 class Routing:
+    _unprogrammed: tuple = ()   # VXLAN pools (set_unprogrammed)
     def __init__(self, spec, cluster, state_dir: str, store, runner, *, on_spawn=None):
         self.state_dir = os.path.join(state_dir, "bgp")
         self.store = store
@@ -132,6 +134,7 @@ class Routing:
         self.nodes, self.config, self.table, texts = self._compute()
         self.supervisor = Supervisor()
         self._announced: dict[str, tuple] = {}
+        self._unprogrammed: tuple = ()
         self._generation = 0
         self.established_in: float | None = None
         for name, node in self.nodes.items():
@@ -193,15 +196,32 @@ class Routing:
         want = (tuple(sorted(blocks)), tuple(sorted(borrowed)))
         if self._announced.get(node) == want:
             return False
+        self._write_announce(node, want)
+        return True
+
+    def set_unprogrammed(self, cidrs) -> None:
+        """Pools whose routes the encapsulation agent programs (VXLAN pools, Felix's in
+        Calico): every node's agent still advertises their blocks but leaves their kernel
+        routes alone, as Calico's BIRD kernel filter does."""
+        cidrs = tuple(sorted(cidrs))
+        if cidrs == self._unprogrammed:
+            return
+        self._unprogrammed = cidrs
+        for node, want in list(self._announced.items()):
+            self._write_announce(node, want)
+
+    def _write_announce(self, node: str, want: tuple) -> None:
         self._generation += 1
         path = os.path.join(self.node_dir(node), "announce.json")
         tmp = path + ".tmp"
+        doc = {"blocks": list(want[0]), "borrowed": list(want[1]),
+               "generation": self._generation}
+        if self._unprogrammed:
+            doc["unprogrammed"] = list(self._unprogrammed)
         with open(tmp, "w") as f:
-            json.dump({"blocks": list(want[0]), "borrowed": list(want[1]),
-                       "generation": self._generation}, f)
+            json.dump(doc, f)
         os.replace(tmp, path)
         self._announced[node] = want
-        return True
 
     def poll(self) -> list[str]:
         """Reconfigure when the BGP objects changed; restart speakers that died (bounded,
@@ -238,7 +258,10 @@ class Routing:
             # BGP objects changed and the speakers have not been reconfigured yet: what the
             # status files say is about the old peerings.
             return ["BGP reconfiguration pending"]
-        blocks = {n: set(b) for n, (b, _) in self._announced.items()}
+        skip = [ipaddress.ip_network(c) for c in self._unprogrammed]
+        blocks = {n: {x for x in b if not any(ipaddress.ip_network(x).subnet_of(c)
+                                                for c in skip)}
+                  for n, (b, _) in self._announced.items()}
         unpeered = []
         for node in self.nodes:
             sp = self.supervisor.speaker(node)

@@ -1,0 +1,41 @@
+"""What this kernel can encapsulate with: VXLAN and IPIP devices, probed once per process.
+
+Side effects: a throwaway network namespace (`calinet-probe-<pid>-<hex>`), in which a test
+device is created; the namespace is deleted at once, pass or fail. The Vagrant VM has both;
+the CI machine has VXLAN but no IPIP module ("Unknown device type").
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import threading
+
+from orchestrator.host.runner import DEFAULT, Runner
+
+_cache: dict[str, tuple[bool, str]] = {}
+_lock = threading.Lock()
+_PROBES = {
+    "vxlan": "link add calinet-vx type vxlan id 4096 dstport 4789 nolearning",
+    "ipip": "link add calinet-ipip type ipip",
+}
+
+
+def available(kind: str, runner: Runner = DEFAULT) -> tuple[bool, str]:
+    """(usable, why not) for "vxlan" or "ipip"."""
+    with _lock:
+        if kind in _cache:
+            return _cache[kind]
+        name = f"calinet-probe-{os.getpid()}-{secrets.token_hex(3)}"
+        res = runner.run(["ip", "netns", "add", name], check=False, timeout=10)
+        if res.returncode != 0:
+            out = (False, f"cannot make a probe namespace: {res.stderr.strip()}")
+        else:
+            try:
+                r = runner.run(["ip", "-n", name, *_PROBES[kind].split()], check=False,
+                               timeout=10)
+                out = (r.returncode == 0, (r.stderr or r.stdout).strip())
+            finally:
+                runner.run(["ip", "netns", "del", name], check=False, timeout=10)
+        _cache[kind] = out
+        return out

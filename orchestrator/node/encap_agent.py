@@ -1,0 +1,198 @@
+"""The encapsulation agent (Felix's VXLAN manager, for every node): store -> plans -> kernels.
+
+Side effects: IPAM tunnel addresses (handle `vxlan-tunnel-addr-<node>`, attributes
+{node, type: vxlanTunnelAddress}) assigned while a VXLAN pool selects the node and released
+when none does; the Node annotations Calico's Kubernetes datastore keeps for them
+(`projectcalico.org/IPv4VXLANTunnelAddr`, `projectcalico.org/VXLANTunnelMACAddr`); each node's
+`vxlan.calico` device, ARP/FDB entries and `proto 80` routes through encap.apply. It also
+tells the BGP agents which pools are no longer theirs to program and the kubelets which MTU
+new pods get.
+
+poll() is cheap when nothing changed: it compares the IPPool/IPAMBlock/Node resource
+versions, and a cluster with no VXLAN pool that never had one costs two store reads.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+from encap import plan as vx
+from encap.apply import VxlanApplier
+from orchestrator.errors import ApplyError, CalinetError, ValidationError
+from orchestrator.ipam.selector import pool_selects_node
+
+log = logging.getLogger(__name__)
+
+TUNNEL_ADDR_ANNOTATION = "projectcalico.org/IPv4VXLANTunnelAddr"
+TUNNEL_MAC_ANNOTATION = "projectcalico.org/VXLANTunnelMACAddr"
+KINDS = ("IPPool", "IPAMBlock", "Node")
+
+
+class IPIPAdmission:
+    """Apply-time check: an IPPool with ipipMode other than Never needs the kernel's ipip
+    module. Without it the pool is refused (the apply is rolled back) with the reason, rather
+    than accepted and silently left unrouted."""
+
+    KINDS = frozenset({"IPPool"})
+
+    def __init__(self, runner=None):
+        self.runner = runner
+
+    def __call__(self, store, objs: list[dict]) -> None:
+        from encap.features import available
+        for o in objs:
+            mode = (o.get("spec") or {}).get("ipipMode") or vx.NEVER
+            if o["kind"] != "IPPool" or mode == vx.NEVER:
+                continue
+            ok, why = available("ipip", *([self.runner] if self.runner else []))
+            if not ok:
+                raise ValidationError(
+                    f"ipipMode {mode} needs IP-in-IP tunnels, which this machine's kernel lacks "
+                    f"(`ip link add type ipip`: {why or 'failed'}); use vxlanMode instead, or "
+                    "run calinet in the Vagrant VM, whose kernel has the ipip module",
+                    obj=f"IPPool {o['metadata']['name']}", field="spec.ipipMode")
+
+
+def tunnel_ips(store) -> dict[str, str]:
+    """Node tunnel address -> node name, from the Node annotations (for `ipam check`)."""
+    out = {}
+    for n in store.list("Node"):
+        ip = (n["metadata"].get("annotations") or {}).get(TUNNEL_ADDR_ANNOTATION)
+        if ip:
+            out[ip] = n["metadata"]["name"]
+    return out
+
+
+def tunnel_handle(node: str) -> str:
+    return f"vxlan-tunnel-addr-{node}"
+
+
+def pool_facts(pool_objs) -> list[vx.PoolFacts]:
+    return [vx.PoolFacts(p["spec"]["cidr"], p["spec"].get("vxlanMode") or vx.NEVER,
+                         bool(p["spec"].get("disabled"))) for p in pool_objs]
+
+
+class EncapAgent:
+    """``nodes``: name -> (pid, node IP, subnet CIDR). ``fresh``: the nodes were just made."""
+
+    def __init__(self, store, ipam, nodes: dict, runner, *, fresh: bool = False,
+                 routing=None, kubelets=None, underlay_mtu: int = 1500, workers: int = 8):
+        self.store, self.ipam, self.runner = store, ipam, runner
+        self.nodes = dict(nodes)
+        self.routing, self.kubelets = routing, kubelets or {}
+        self.underlay_mtu = underlay_mtu
+        self.appliers = {n: VxlanApplier(n, pid, runner, fresh=fresh)
+                         for n, (pid, _ip, _sub) in self.nodes.items()}
+        self._seen: tuple | None = None
+        self._active = False          # a VXLAN pool existed at some point: keep reconciling
+        self.errors: dict[str, str] = {}
+        self.plans: dict[str, vx.NodePlan] = {}
+        self._lock = threading.Lock()
+        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="calinet-vxlan")
+
+    def _versions(self) -> tuple:
+        return tuple(max((int(o["metadata"].get("resourceVersion") or 0)
+                          for o in self.store.list(k, shared=True)), default=0)
+                     for k in KINDS) + (len(self.store.list("IPAMBlock", shared=True)),)
+
+    def poll(self) -> list[str]:
+        """Reconcile when inputs changed (or a node failed last time); returns nodes written."""
+        with self._lock:
+            pools = pool_facts(self.store.list("IPPool", shared=True))
+            on = bool(vx.vxlan_pools(pools))
+            if not on and not self._active:
+                return []
+            seen = self._versions()
+            if seen == self._seen and not self.errors:
+                return []
+            self._active = True
+            self._ensure_tunnel_addresses(pools)
+            facts = self._node_facts()
+            state = self.ipam.state()
+            blocks = {c: b.affinity for c, b in state.blocks.items() if b.affinity}
+            borrowed = [(r["ip"], r["borrowing_node"]) for r in self.ipam.borrowed()]
+            plans = {n: vx.plan(n, facts, pools, blocks, borrowed) for n in self.nodes}
+            if self.routing is not None:
+                self.routing.set_unprogrammed(vx.unprogrammed(pools))
+            mtu = vx.pod_mtu(self.underlay_mtu, pools)
+            for kubelet in self.kubelets.values():
+                kubelet.pod_mtu = mtu
+            todo = [n for n in self.nodes if plans[n] != self.plans.get(n) or n in self.errors]
+            results = list(self._pool.map(lambda n: self._apply(n, plans[n]), todo))
+            self.plans.update(plans)
+            self._seen = seen if not self.errors else None
+            if not on and not any(p.device for p in plans.values()) and not self.errors:
+                self._active = False
+            return [n for n, ok in zip(todo, results) if ok]
+
+    def _apply(self, node: str, plan: vx.NodePlan) -> bool:
+        try:
+            wrote = self.appliers[node].apply(plan)
+        except ApplyError as exc:
+            log.error("VXLAN on %s: %s\ninput:\n%s", node, exc, exc.rendered_input)
+            self.errors[node] = str(exc)
+            return False
+        self.errors.pop(node, None)
+        return wrote
+
+    def _ensure_tunnel_addresses(self, pools: list[vx.PoolFacts]) -> None:
+        """A tunnel address per node a VXLAN pool selects; released where none does."""
+        objs = {p["spec"]["cidr"]: p for p in self.store.list("IPPool")}
+        for name in self.nodes:
+            node = self.store.get("Node", name)
+            if node is None:
+                continue
+            labels = node["metadata"].get("labels") or {}
+            chosen = [objs[p.cidr]["metadata"]["name"] for p in vx.vxlan_pools(pools)
+                      if pool_selects_node(objs[p.cidr]["spec"].get("nodeSelector") or "all()",
+                                           labels)]
+            notes = node["metadata"].get("annotations") or {}
+            have = notes.get(TUNNEL_ADDR_ANNOTATION)
+            if chosen:
+                try:
+                    ip = self.ipam.auto_assign(tunnel_handle(name), name,
+                                               {"node": name, "type": "vxlanTunnelAddress"},
+                                               pool_names=chosen)
+                except CalinetError as exc:
+                    log.error("no VXLAN tunnel address for %s: %s", name, exc)
+                    self.errors[name] = f"tunnel address: {exc}"
+                    continue
+                mac = vx.tunnel_mac(self.nodes[name][1])
+                if have != ip or notes.get(TUNNEL_MAC_ANNOTATION) != mac:
+                    self._annotate(name, {TUNNEL_ADDR_ANNOTATION: ip, TUNNEL_MAC_ANNOTATION: mac})
+            elif have:
+                self.ipam.release_by_handle(tunnel_handle(name))
+                self._annotate(name, {TUNNEL_ADDR_ANNOTATION: None, TUNNEL_MAC_ANNOTATION: None})
+
+    def _annotate(self, name: str, notes: dict) -> None:
+        def change(obj):
+            ann = obj["metadata"].setdefault("annotations", {})
+            for k, v in notes.items():
+                if v is None:
+                    ann.pop(k, None)
+                else:
+                    ann[k] = v
+            return obj
+        self.store.patch("Node", name, "", change)
+
+    def _node_facts(self) -> list[vx.NodeFacts]:
+        out = []
+        for name, (_pid, ip, subnet) in self.nodes.items():
+            node = self.store.get("Node", name) or {"metadata": {}}
+            notes = node["metadata"].get("annotations") or {}
+            out.append(vx.NodeFacts(name, ip, subnet, notes.get(TUNNEL_ADDR_ANNOTATION),
+                                    notes.get(TUNNEL_MAC_ANNOTATION), mtu=self.underlay_mtu))
+        return out
+
+    def converged(self) -> list[str]:
+        """Problems between now and 'every node holds its VXLAN plan for the current store'."""
+        if not self._active:
+            return []
+        if self._versions() != self._seen:
+            return ["VXLAN reconcile pending"]
+        return [f"node {n}: VXLAN not programmed: {e}" for n, e in sorted(self.errors.items())]
+
+    def stop(self) -> None:
+        self._pool.shutdown(wait=True)
