@@ -228,7 +228,10 @@ class Testbed:
         self.ledger = ledger
         self.store = Store(os.path.join(self.state_dir, "state.db"))
         scope = self.spec.peer_scope()
-        self.client = Client(self.store, reserved={"underlay": self.spec.underlay.cidr},
+        reserved = {"underlay": self.spec.underlay.cidr}
+        if self.spec.external is not None:
+            reserved["external network"] = self.spec.external.cidr
+        self.client = Client(self.store, reserved=reserved,
                              admission=([BGPAdmission(self.state_dir, scope)]
                                         if self.bgp else []) + [IPIPAdmission()],
                              allocators=[ServiceIPAllocator()], peer_scope=scope)
@@ -655,8 +658,20 @@ class Testbed:
         return self.spec.fabric.router_names if self.spec.fabric else []
 
     def router_exec(self, router: str, argv, timeout: float = 30.0) -> Result:
-        """Run argv in a fabric router's namespace (`ip route`, `birdc -s ...`)."""
+        """Run argv in a fabric router's (or the external host's) namespace."""
         return self.cluster.router_exec(router, argv, timeout=timeout)
+
+    def external_ip(self) -> str:
+        """The address of the topology's external host (the stand-in for the internet)."""
+        if self.spec.external is None:
+            raise CalinetError("this topology has no `external:` host")
+        return self.spec.external.ip
+
+    def external_exec(self, argv, timeout: float = 30.0) -> Result:
+        """Run argv on the external host (tcpdump, a server, a client of a NodePort)."""
+        if self.spec.external is None:
+            raise CalinetError("this topology has no `external:` host")
+        return self.cluster.router_exec(self.spec.external.name, argv, timeout=timeout)
 
     def birdc(self, router: str, *command: str) -> str:
         """A BIRD CLI command on a fabric router: tb.birdc("tor-a", "show", "route")."""

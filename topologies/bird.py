@@ -66,6 +66,15 @@ def render(router: RouterSpec, fabric: FabricSpec, spec) -> str:
                 f'\tinterface "{router.interfaces[0].name}";',
                 "}",
                 ""]
+    for intf in router.interfaces:
+        if intf.peer.startswith("external "):
+            out += [f"# The outside world ({intf.peer[len('external '):]}), announced into the "
+                    "fabric.",
+                    "protocol direct external_net {",
+                    "\tipv4;",
+                    f'\tinterface "{intf.name}";',
+                    "}",
+                    ""]
     out += ["protocol kernel {",
             "\tipv4 {",
             "\t\timport none;",

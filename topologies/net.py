@@ -169,9 +169,11 @@ class Cluster:
                 name=n.name, pid=host.pid, ip=n.ip, host=host,
                 prefixlen=n.prefixlen, switch=topo.node_switch[n.name],
                 switch_port=topo.node_port(n.name))
+        # Fabric routers and the external host: hosts that are not nodes.
         self.routers: dict[str, RouterHandle] = {
-            r.name: RouterHandle(r.name, net[r.name].pid, net[r.name])
-            for r in (spec.fabric.routers if spec.fabric else ())}
+            name: RouterHandle(name, net[name].pid, net[name])
+            for name in [r.name for r in (spec.fabric.routers if spec.fabric else ())]
+            + ([spec.external.name] if spec.external else [])}
 
     def __enter__(self) -> "Cluster":
         return self
@@ -371,6 +373,10 @@ def render_router_batch(spec: ClusterSpec, name: str) -> str:
     if router.role == "tor":
         lines += [f"neigh replace {n.ip} lladdr {node_mac(n.ip)} dev {router.interfaces[0].name}"
                   " nud permanent" for n in spec.nodes if n.rack == router.rack]
+    ext = spec.external
+    if ext is not None and ext.attach == name:
+        lines.append(f"neigh replace {ext.ip} lladdr {node_mac(ext.ip)} dev {ext.attach_intf} "
+                     "nud permanent")
     for link in fabric.links:
         if name in (link.a, link.b):
             mine_a = link.a == name
@@ -391,6 +397,10 @@ def _configure_nodes(spec: ClusterSpec, net: Mininet, deadline: float) -> None:
         batches = [(n.name, render_node_batch(spec, n.name), n) for n in spec.nodes]
         batches += [(r.name, render_router_batch(spec, r.name), None)
                     for r in (spec.fabric.routers if spec.fabric else ())]
+        if spec.external is not None:
+            from topologies.external import render_batch as external_batch
+            batches.append((spec.external.name,
+                            external_batch(spec.external, spec.underlay.cidr, node_mac), None))
         for name, text, n in batches:
             host = net[name]
             batch = Path(tmp) / f"{name}.ip"

@@ -64,7 +64,8 @@ UNSCHEDULABLE_TAINT = "node.kubernetes.io/unschedulable"
 HOSTNAME_LABEL = "kubernetes.io/hostname"
 ZONE_LABEL = "topology.kubernetes.io/zone"
 
-_TOP_KEYS = {"name", "underlay", "racks", "fabric", "nodes", "generate", "manifests"}
+_TOP_KEYS = {"name", "underlay", "racks", "fabric", "external", "nodes", "generate",
+             "manifests"}
 _UNDERLAY_KEYS = {"cidr", "bandwidth"}
 _RACK_KEYS = {"name", "nodes"}
 _ROUTED_RACK_KEYS = _RACK_KEYS | {"subnet", "tor"}
@@ -152,6 +153,7 @@ class ClusterSpec:
     # the cluster needs to work as described (e.g. the BGPPeers of route reflectors).
     manifests: tuple = field(default=(), hash=False)
     fabric: fabricmod.FabricSpec | None = None
+    external: object | None = None   # topologies.external.ExternalSpec
     # The AS a node without its own asNumber has: the manifests' BGPConfiguration asNumber,
     # else Calico's 64512 (what a ToR must expect from the rack's nodes).
     cluster_as: int = DEFAULT_AS
@@ -270,8 +272,14 @@ def _build(d, source: str, base: Path | None = None) -> ClusterSpec:
                           nets.get(rack_of.get(dr["name"])))
                   for dr in drafts)
     manifests = _manifests(d.get("manifests"), source, base)
+    external = None
+    if "external" in d:
+        from topologies import external as externalmod
+        external, new_fabric = externalmod.parse(d["external"], underlay.cidr, fabric, seen)
+        fabric = new_fabric or fabric
     return ClusterSpec(name=name, underlay=underlay, nodes=nodes, racks=racks, source=source,
-                       manifests=manifests, fabric=fabric, cluster_as=_cluster_as(manifests))
+                       manifests=manifests, fabric=fabric, cluster_as=_cluster_as(manifests),
+                       external=external)
 
 
 def _cluster_as(docs) -> int:

@@ -54,6 +54,16 @@ class CalinetTopo(Topo):
             sw = self.addSwitch(naming.switch_name(tb, 1))
             for node in spec.nodes:
                 self._add_node(node, sw)
+        ext = spec.external
+        if ext is not None:
+            self.addHost(ext.name)
+            opts = {"intfName2": "eth0"}
+            if ext.bandwidth is not None:
+                opts["bw"] = ext.bandwidth
+            if ext.attach:
+                self.addLink(ext.attach, ext.name, intfName1=ext.attach_intf, **opts)
+            else:   # the underlay switch: s1 flat, the spine switch s0 with L2 racks
+                self.addLink(self.spine or naming.switch_name(tb, 1), ext.name, **opts)
         self._check_names()
 
     def _build_fabric(self) -> None:

@@ -35,7 +35,7 @@ from policy.render import (
 )
 
 log = logging.getLogger(__name__)
-TABLES = ("filter", "raw")
+TABLES = ("filter", "raw", "nat")   # nat: NAT-outgoing (policy.natoutgoing)
 
 
 @dataclass

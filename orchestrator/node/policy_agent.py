@@ -28,6 +28,7 @@ from policy.compile_cache import CompileCache
 from policy.compiler import Endpoint, compile_node, endpoint
 from policy.ir import Dataplane
 from policy.model import Policy, from_object
+from policy.natoutgoing import POOL_SETS, nat_parts, pool_specs, with_nat_outgoing
 
 log = logging.getLogger(__name__)
 POLICY_KINDS = ("NetworkPolicy", "NetworkPolicy.projectcalico.org", "GlobalNetworkPolicy")
@@ -73,6 +74,9 @@ class PolicyAgent:
         # Phases of the last pass that wrote something (seconds): where a new pod's time goes.
         self.last_pass_s: dict[str, float] = {}
         self._basis: dict[str, tuple] = {}   # node -> inputs its applied rules come from
+        self._nat_key: tuple | None = None   # IPPool versions the NAT-outgoing parts are of
+        self._nat = nat_parts([])
+        self._pool_versions: tuple = ()
         self._digest: tuple | None = None
         self._tried: tuple | None = None      # digest of the last pass (failed or not)
         self._retry_at = 0.0
@@ -228,6 +232,12 @@ class PolicyAgent:
                 policies.append(got)
         self._converted = converted
         self.policy_errors = errors
+        pools = self._list("IPPool")
+        self._pool_versions = tuple((o["metadata"]["name"], o["metadata"].get("resourceVersion")
+                                     or json.dumps(o.get("spec"), sort_keys=True))
+                                    for o in pools)
+        if self._pool_versions != self._nat_key:
+            self._nat_key, self._nat = self._pool_versions, nat_parts(pool_specs(pools))
         return endpoints, namespaces, policies, objs
 
     def _update_endpoints(self) -> None:
@@ -327,7 +337,7 @@ class PolicyAgent:
         # one, _update_endpoints), the namespace labels' and each policy object's
         # resourceVersion (its spec when a store has none). Equal versions, equal inputs; a
         # change undone costs one pass that compiles what is already applied, writing nothing.
-        return (self._eps_gen, self._ns_gen,
+        return (self._eps_gen, self._ns_gen, self._nat_key,
                 tuple((o["kind"], o.get("apiVersion"), o["metadata"].get("namespace", ""),
                        o["metadata"]["name"],
                        o["metadata"].get("resourceVersion")
@@ -397,12 +407,14 @@ class PolicyAgent:
         # same rules: not compiled again (during a bring-up without policies, each pass
         # compiled every node for the one or two that gained pods).
         pols = tuple(policies)
-        basis = {n: (eps, pols, namespaces) for n, eps in by_node.items()}
+        nat = self._nat
+        basis = {n: (eps, pols, namespaces, self._nat_key) for n, eps in by_node.items()}
 
         def same(n: str) -> bool:
+            # NAT-outgoing's pool sets depend on the pools alone, which the basis holds.
             dp = self.applied.get(n)
-            return (dp is not None and not dp.ipsets and n not in self.errors
-                    and self._basis.get(n) == basis[n])
+            return (dp is not None and not (dp.ipsets.keys() - POOL_SETS)
+                    and n not in self.errors and self._basis.get(n) == basis[n])
         # Nodes that gained a pod are compiled and written first, on their own: the new pod
         # is enforced (its dispatch entry and chains) without waiting for the other nodes'
         # compiles and forks on the same cores; the others only add its address to their
@@ -415,8 +427,9 @@ class PolicyAgent:
         phases = {"inputs": t1 - t0, "digest": t2 - t1, "compile": 0.0, "apply": 0.0}
         for group in (first, rest):
             t = time.perf_counter()
-            desired = {n: compile_node(n, endpoints, namespaces, policies, memo=memo,
-                                       cache=self._cache) for n in group if not same(n)}
+            desired = {n: with_nat_outgoing(compile_node(n, endpoints, namespaces, policies,
+                                                         memo=memo, cache=self._cache), nat)
+                       for n in group if not same(n)}
             t3 = time.perf_counter()
             # A node whose last apply failed is written again even if what it should have
             # is what it last had (the failure may have left it anywhere).

@@ -172,3 +172,83 @@ nodes:
         # Mesh peer b1 (172.18.2.2) is beyond a1's subnet: recursive next hop = the ToR.
         assert f"{block_of(tb, 'b1')} via 172.18.1.1 dev eth0 proto bird" in routes
         assert "node-to-node mesh" in tb.bgp_status("a1")
+
+
+# -- the outside world: natOutgoing, NodePort, ipBlock egress ------------------------------
+
+def syn_source(tb, pod: str, port: int = 80) -> str | None:
+    """Source address of the SYN the external host sees when ``pod`` connects to it (None:
+    nothing arrived)."""
+    import threading
+    got = {}
+
+    def capture():
+        got["r"] = tb.external_exec(["timeout", "3", "tcpdump", "-c1", "-nn", "-i", "eth0",
+                                     f"tcp[tcpflags] & tcp-syn != 0 and dst port {port}"],
+                                    timeout=10)
+    t = threading.Thread(target=capture)
+    t.start()
+    time.sleep(0.5)
+    tb.exec(pod, ["python3", "-c", "import socket; s = socket.socket(); s.settimeout(1); "
+                  f"s.connect_ex(('{tb.external_ip()}', {port}))"])
+    t.join()
+    words = got["r"].stdout.split()
+    return words[2].rsplit(".", 1)[0] if len(words) > 2 and words[1] == "IP" else None
+
+
+def pool(nat: bool) -> dict:
+    return {"apiVersion": "projectcalico.org/v3", "kind": "IPPool",
+            "metadata": {"name": "default-ipv4-ippool"},
+            "spec": {"cidr": "10.244.0.0/16", "blockSize": 26, "natOutgoing": nat}}
+
+
+def test_nat_outgoing_gives_pods_the_node_address_and_off_their_own(leaf_spine):
+    tb = leaf_spine
+    assert tb.external_ip() == "203.0.113.10"
+    assert syn_source(tb, "fab/p-node-b2") == tb.node_ip("node-b2")
+    nat = tb.node_exec("node-b2", ["iptables-save", "-t", "nat"]).stdout
+    assert ("-A cali-nat-outgoing -m comment --comment" in nat and "-m set --match-set "
+            "cali40masq-ipam-pools src -m set ! --match-set cali40all-ipam-pools dst "
+            "-j MASQUERADE --random-fully" in nat)
+    assert "-j cali-POSTROUTING" in nat
+    try:
+        tb.apply([pool(False)])
+        deadline = time.monotonic() + 10
+        while "Number of entries: 0" not in tb.node_exec(
+                "node-b2", ["ipset", "list", "cali40masq-ipam-pools"]).stdout:
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        assert syn_source(tb, "fab/p-node-b2") == tb.pod_ip("fab/p-node-b2")
+    finally:
+        tb.apply([pool(True)])
+
+
+def test_a_nodeport_service_is_reachable_from_outside(leaf_spine):
+    tb = leaf_spine
+    tb.apply([{"apiVersion": "v1", "kind": "Service", "metadata": {"name": "np", "namespace": "fab"},
+               "spec": {"type": "NodePort", "selector": {"app": "p"},
+                        "ports": [{"port": 80, "targetPort": 80, "nodePort": 30080}]}}])
+    tb.wait_ready(timeout=30)
+    code = ("import socket,sys; s = socket.socket(); s.settimeout(2); "
+            f"sys.exit(s.connect_ex(('{tb.node_ip('node-c2')}', 30080)))")
+    deadline = time.monotonic() + 10
+    while tb.external_exec(["python3", "-c", code]).returncode != 0:
+        assert time.monotonic() < deadline, "NodePort not reachable from the external host"
+        time.sleep(0.2)
+    tb.delete("Service", "fab/np")
+
+
+def test_ipblock_egress_to_the_outside_is_enforced(leaf_spine):
+    tb = leaf_spine
+    deny = {"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+            "metadata": {"name": "only-docs-net-81", "namespace": "fab"},
+            "spec": {"podSelector": {"matchLabels": {"app": "p"}}, "policyTypes": ["Egress"],
+                     "egress": [{"to": [{"ipBlock": {"cidr": "203.0.113.0/24"}}],
+                                 "ports": [{"port": 81, "protocol": "TCP"}]}]}}
+    tb.apply([deny])
+    try:
+        time.sleep(0.5)
+        assert syn_source(tb, "fab/p-node-a3", 80) is None
+        assert syn_source(tb, "fab/p-node-a3", 81) == tb.node_ip("node-a3")
+    finally:
+        tb.delete("NetworkPolicy", "fab/only-docs-net-81")

@@ -227,3 +227,63 @@ def test_rib_drops_paths_through_its_own_as_and_prefers_short_paths():
                                   [65001, 65000, 65002]))[0])
     rib.apply(codec.parse(_update("172.18.1.9", "10.244.1.0/26", "172.18.1.9", [65009]))[0])
     assert rib.best()["10.244.1.0/26"][0] == "172.18.1.9"
+
+
+# ------------------------------------------------------------------------ external host
+
+def test_external_host_on_a_fabric_hangs_off_a_spine_and_is_announced():
+    s = spec_from_dict(fabric_doc(external={}), "f.yaml")
+    ext = s.external
+    assert (ext.name, ext.ip, ext.gateway, ext.attach, ext.attach_intf) == (
+        "internet", "203.0.113.10", "203.0.113.1", "spine-1", "eth3")
+    spine = s.fabric.router("spine-1")
+    assert spine.interfaces[-1].ip == "203.0.113.1" and spine.interfaces[-1].peer == \
+        "external internet"
+    text = bird.render(spine, s.fabric, s)
+    assert 'protocol direct external_net {\n\tipv4;\n\tinterface "eth3";\n}' in text
+    assert "neigh replace 203.0.113.10 lladdr 02:ca:cb:00:71:0a dev eth3" in \
+        render_router_batch(s, "spine-1")
+    assert s.peer_scope()["203.0.113.1"] == "router spine-1 (eth3)"
+
+
+def test_external_host_on_a_flat_underlay_is_on_link():
+    from topologies.external import render_batch
+    from topologies.net import node_mac
+    s = spec_from_dict({"name": "flat", "nodes": [{"name": "n1"}],
+                        "external": {"cidr": "198.51.100.0/24", "name": "world"}}, "f.yaml")
+    assert s.external.ip == "198.51.100.10" and s.external.attach is None
+    batch = render_batch(s.external, s.underlay.cidr, node_mac)
+    assert "route add 172.18.0.0/16 dev eth0" in batch and "default" not in batch
+
+
+@pytest.mark.parametrize("ext, field, words", [
+    ({"cidr": "172.18.5.0/24"}, "external.cidr", "overlaps the underlay"),
+    ({"cidr": "nope"}, "external.cidr", "not an IPv4 network"),
+    ({"attach": "tor-z"}, "external.attach", "unknown router 'tor-z'"),
+    ({"name": "a1"}, "external.name", "already a node or router name"),
+    ({"bandwidth": 0}, "external.bandwidth", "0 < bw <= 1000"),
+    ({"gateway": "x"}, "external", "unknown key(s) gateway"),
+])
+def test_external_errors_name_the_field(ext, field, words):
+    e = err(fabric_doc(external=ext))
+    assert e.field == field and words in e.message, (e.field, e.message)
+
+
+def test_nat_outgoing_parts_as_felix_renders_them():
+    from policy.ir import Dataplane
+    from policy.natoutgoing import nat_parts, with_nat_outgoing
+    from policy.render import render_full
+    parts = nat_parts([{"cidr": "10.244.0.0/16", "natOutgoing": True},
+                       {"cidr": "10.250.0.0/16", "natOutgoing": False},
+                       {"cidr": "10.251.0.0/16", "natOutgoing": True, "disabled": True}])
+    base = Dataplane()
+    dp = with_nat_outgoing(base, parts)
+    assert base.ipsets == {} and "nat" not in base.chains       # the compile's own is kept
+    assert dp.ipsets["cali40masq-ipam-pools"].members == {"10.244.0.0/16"}
+    assert dp.ipsets["cali40all-ipam-pools"].members == {"10.244.0.0/16", "10.250.0.0/16",
+                                                          "10.251.0.0/16"}
+    text = render_full(dp)
+    assert "*nat\n:cali-POSTROUTING - [0:0]\n:cali-nat-outgoing - [0:0]\n" in text
+    assert ("-m set --match-set cali40masq-ipam-pools src -m set ! --match-set "
+            "cali40all-ipam-pools dst -j MASQUERADE --random-fully") in text
+    assert '-I POSTROUTING 1 -m comment --comment "cali:' in text
