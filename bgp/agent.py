@@ -133,6 +133,7 @@ class Agent:
         self.blocks: list[str] = []
         self.borrowed: list[str] = []
         self.unprogrammed: list[str] = []
+        self.services: list[str] = []   # service CIDRs advertised (Calico serviceClusterIPs)
         self.generation = None
         self.announced: list[str] = []
         self.reflected: dict = {}
@@ -205,6 +206,7 @@ class Agent:
         try:
             blocks, borrowed, generation = parse_announce(doc)
             self.unprogrammed = parse_unprogrammed(doc)
+            self.services = parse_unprogrammed({"unprogrammed": (doc or {}).get("services")})
         except ValidationError as exc:
             log.error("%s", exc)
             self.announce_error = str(exc)
@@ -212,7 +214,8 @@ class Agent:
             return
         self.blocks, self.borrowed, self.generation = blocks, borrowed, generation
         self.announce_error = None
-        want = ribmod.advertised(blocks, borrowed)
+        want = sorted(set(ribmod.advertised(blocks, borrowed)) | set(self.services),
+                      key=ribmod._sort_key)
         cmds = [codec.withdraw(p) for p in self.announced if p not in want]
         cmds += [codec.announce(p, self.node_ip) for p in want if p not in self.announced]
         self.announced = want
@@ -257,7 +260,7 @@ class Agent:
 
     def desired(self) -> list[ribmod.Route]:
         routes = ribmod.desired_routes(self.rib, self.blocks, self.borrowed, self.node_ip,
-                                       unprogrammed=self.unprogrammed)
+                                       unprogrammed=self.unprogrammed + self.services)
         taken = {r.prefix for r in routes} | {f"{ip}/32" for ip in self.borrowed}
         kept = [r for p, r in self.kept.items() if p not in taken]
         return sorted(routes + kept, key=lambda r: ribmod._sort_key(r.prefix))

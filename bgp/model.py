@@ -36,6 +36,14 @@ class BGPConfiguration:
     keepaliveTime: int = DEFAULT_HOLD // 3
     # Calico's nodeMeshMaxRestartTime; unset in Calico means BIRD's 120 s.
     nodeMeshMaxRestartTime: int = DEFAULT_RESTART
+    # Service address ranges every node advertises (Calico: "All nodes in the cluster
+    # statically advertise a route to the service CIDR"); CIDR strings.
+    serviceClusterIPs: tuple = ()
+    serviceExternalIPs: tuple = ()
+
+    @property
+    def service_cidrs(self) -> list[str]:
+        return sorted(set(self.serviceClusterIPs) | set(self.serviceExternalIPs))
 
 
 @dataclass(frozen=True)
@@ -146,7 +154,29 @@ def configuration_from_manifest(doc: Mapping | None) -> BGPConfiguration:
     return BGPConfiguration(asNumber=asn, nodeToNodeMeshEnabled=mesh,
                             listenPort=_int(spec, "listenPort", 179, 1, 65535, obj),
                             logSeverityScreen=severity, holdTime=hold, keepaliveTime=keepalive,
-                            nodeMeshMaxRestartTime=restart)
+                            nodeMeshMaxRestartTime=restart,
+                            serviceClusterIPs=_service_cidrs(spec, "serviceClusterIPs", obj),
+                            serviceExternalIPs=_service_cidrs(spec, "serviceExternalIPs", obj))
+
+
+def _service_cidrs(spec: Mapping, key: str, obj: str) -> tuple:
+    """Calico's [{cidr: 10.96.0.0/12}, ...] form, each an IPv4 CIDR."""
+    raw = spec.get(key)
+    if raw is None:
+        return ()
+    if not isinstance(raw, list):
+        raise ValidationError("must be a list of {cidr: ...}", obj=obj, field=f"spec.{key}")
+    out = []
+    for i, item in enumerate(raw):
+        fld = f"spec.{key}[{i}].cidr"
+        if not isinstance(item, Mapping) or set(item) != {"cidr"}:
+            raise ValidationError(f"must be a mapping with only cidr, got {item!r}", obj=obj,
+                                  field=f"spec.{key}[{i}]")
+        try:
+            out.append(str(ipaddress.IPv4Network(str(item["cidr"]), strict=False)))
+        except ValueError as exc:
+            raise ValidationError(f"not an IPv4 CIDR: {exc}", obj=obj, field=fld) from None
+    return tuple(out)
 
 
 def _duration(value, obj: str, field_name: str) -> int:

@@ -245,6 +245,8 @@ class Testbed:
         self.progress(f"starting {n} node(s) of cluster {self.spec.name!r} (testbed {self.id})")
         ledger.links([naming.switch_name(self.id, i) for i in range(len(self.spec.racks) + 2)])
         self.cluster = start_cluster(self.spec, self.id)
+        for note in self.cluster.unavailable:
+            self.progress(f"unavailable here: {note}")
         node_pids = [h.pid for h in self.cluster.nodes.values()]
         ledger.node_pids(node_pids)
         ledger.pids([p for p in self.cluster.pids() if p not in node_pids])

@@ -27,7 +27,10 @@ from topologies.fields import DNS_LABEL as _DNS_LABEL
 from topologies.fields import err as _err
 from topologies.fields import mapping as _mapping
 
-FABRIC_KEYS = {"spines", "linkCidr", "bandwidth", "holdTime", "bfd"}
+FABRIC_KEYS = {"spines", "sites", "wan", "linkCidr", "bandwidth", "holdTime", "bfd"}
+SITE_KEYS = {"name", "spines"}
+WAN_KEYS = {"bandwidth", "delay", "loss"}
+DEFAULT_WAN_BANDWIDTH = 100   # Mbit/s
 SPINE_KEYS = {"name", "asNumber"}
 SPINE_GEN_KEYS = {"count", "prefix", "asNumber"}
 TOR_KEYS = {"name", "asNumber"}
@@ -76,6 +79,9 @@ class FabricLink:
     b_ip: str
     prefixlen: int = 31
     bandwidth: float | None = None
+    delay: str | None = None      # WAN links: netem delay ("20ms"), where the kernel has netem
+    loss: float | None = None     # WAN links: netem loss in percent
+    wan: bool = False
 
 
 @dataclass(frozen=True)
@@ -93,6 +99,7 @@ class FabricSpec:
     link_cidr: str
     hold_time: int = DEFAULT_HOLD
     bfd: bool = False
+    sites: tuple = ()       # (site name, (spine names)) of a multi-site fabric
 
     @property
     def router_names(self) -> list[str]:
@@ -142,28 +149,73 @@ def _network(value, fld: str, underlay: ipaddress.IPv4Network) -> ipaddress.IPv4
     return net
 
 
-def _spines(raw) -> list[tuple[str, int, str]]:
+def _spines(raw, where: str = "fabric.spines",
+            default_as: int = DEFAULT_SPINE_AS) -> list[tuple[str, int, str]]:
     """(name, AS, field path) per spine."""
     if isinstance(raw, dict):
-        _mapping(raw, "fabric.spines", SPINE_GEN_KEYS)
+        _mapping(raw, where, SPINE_GEN_KEYS)
         count = raw.get("count")
         if isinstance(count, bool) or not isinstance(count, int) or not 1 <= count <= 16:
-            raise _err(f"count must be an integer in 1..16, got {count!r}",
-                       "fabric.spines.count")
+            raise _err(f"count must be an integer in 1..16, got {count!r}", f"{where}.count")
         prefix = raw.get("prefix", "spine-")
-        asn = _asn(raw.get("asNumber", DEFAULT_SPINE_AS), "fabric.spines.asNumber")
-        return [(_router_name(f"{prefix}{i}", "fabric.spines.prefix"), asn,
-                 f"fabric.spines[{prefix}{i}]") for i in range(1, count + 1)]
+        asn = _asn(raw.get("asNumber", default_as), f"{where}.asNumber")
+        return [(_router_name(f"{prefix}{i}", f"{where}.prefix"), asn,
+                 f"{where}[{prefix}{i}]") for i in range(1, count + 1)]
     if not isinstance(raw, list) or not raw:
         raise _err("must be a non-empty list of {name, asNumber} or {count, prefix, asNumber}",
-                   "fabric.spines")
+                   where)
     out = []
     for i, s in enumerate(raw):
-        p = f"fabric.spines[{i}]"
+        p = f"{where}[{i}]"
         _mapping(s, p, SPINE_KEYS)
         out.append((_router_name(s.get("name"), f"{p}.name"),
-                    _asn(s.get("asNumber", DEFAULT_SPINE_AS), f"{p}.asNumber"), p))
+                    _asn(s.get("asNumber", default_as), f"{p}.asNumber"), p))
     return out
+
+
+def _sites(raw) -> list[tuple[str, list]]:
+    """(site name, its spines) per site: each site a data centre with spines of its own
+    (one AS per site by default: 65000, 65100, ...)."""
+    if not isinstance(raw, list) or len(raw) < 2:
+        raise _err("must be a list of at least two {name, spines}", "fabric.sites")
+    out, seen = [], set()
+    for i, s in enumerate(raw):
+        p = f"fabric.sites[{i}]"
+        _mapping(s, p, SITE_KEYS)
+        name = s.get("name")
+        if not isinstance(name, str) or not _DNS_LABEL.match(name) or len(name) > 63:
+            raise _err(f"site name {name!r} must be an RFC 1123 label", f"{p}.name")
+        if name in seen:
+            raise _err(f"duplicate site name {name!r}", f"{p}.name")
+        seen.add(name)
+        out.append((name, _spines(s.get("spines"), f"{p}.spines",
+                                  DEFAULT_SPINE_AS + 100 * i)))
+    return out
+
+
+def _wan(raw) -> tuple[float, str | None, float | None]:
+    raw = _mapping(raw if raw is not None else {}, "fabric.wan", WAN_KEYS)
+    bw = raw.get("bandwidth", DEFAULT_WAN_BANDWIDTH)
+    if isinstance(bw, bool) or not isinstance(bw, (int, float)) or not 0 < bw <= 1000:
+        raise _err(f"bandwidth must be a number of Mbit/s in 0 < bw <= 1000, got {bw!r}",
+                   "fabric.wan.bandwidth")
+    delay = raw.get("delay")
+    if delay is not None:
+        text = str(delay).strip()
+        num = text[:-2] if text.endswith("ms") else text
+        try:
+            ms = float(num)
+        except ValueError:
+            ms = -1.0
+        if not 0 <= ms <= 10000:
+            raise _err(f"delay must be milliseconds like 20ms (0..10000), got {delay!r}",
+                       "fabric.wan.delay")
+        delay = f"{ms:g}ms"
+    loss = raw.get("loss")
+    if loss is not None and (isinstance(loss, bool) or not isinstance(loss, (int, float))
+                             or not 0 <= loss <= 100):
+        raise _err(f"loss must be a percentage in 0..100, got {loss!r}", "fabric.wan.loss")
+    return float(bw), delay, (float(loss) if loss is not None else None)
 
 
 def default_tor_name(rack: str) -> str:
@@ -179,7 +231,27 @@ def plan(raw: dict, underlay_cidr: str, racks: list[dict]) -> tuple[FabricSpec, 
     if not racks:
         raise _err("a fabric needs racks (each rack is a routed subnet behind its ToR)",
                    "racks")
-    spines = _spines(raw.get("spines"))
+    if "sites" in raw:
+        if "spines" in raw:
+            raise _err("give spines per site (fabric.sites[].spines), not both", "fabric.spines")
+        sites = _sites(raw["sites"])
+        site_of_spine = {n: site for site, sp in sites for n, *_ in sp}
+        spines = [s for _site, sp in sites for s in sp]
+        known = {site for site, _ in sites}
+        for r in racks:
+            if r.get("site") not in known:
+                raise _err(f"site {r.get('site')!r} is not one of {', '.join(sorted(known))} "
+                           "(every rack of a multi-site fabric names its site)",
+                           f"{r['path']}.site")
+        wan = _wan(raw.get("wan"))
+    else:
+        if "wan" in raw:
+            raise _err("a WAN joins sites: give fabric.sites", "fabric.wan")
+        for r in racks:
+            if r.get("site") is not None:
+                raise _err("site needs fabric.sites", f"{r['path']}.site")
+        sites, site_of_spine, wan = [], {}, None
+        spines = _spines(raw.get("spines"))
     bandwidth = raw.get("bandwidth")
     if bandwidth is not None and (isinstance(bandwidth, bool)
                                   or not isinstance(bandwidth, (int, float))
@@ -201,10 +273,13 @@ def plan(raw: dict, underlay_cidr: str, racks: list[dict]) -> tuple[FabricSpec, 
             raise _err(f"underlay {underlay} is too small for a fabric (needs /23 or larger, or "
                        "give fabric.linkCidr and every rack's subnet)", "underlay.cidr")
         link_net = list(underlay.subnets(new_prefix=24))[-1]
-    need = len(racks) * len(spines)
+    wan_pairs = [(a, b) for i, (_sa, sp_a) in enumerate(sites) for _sb, sp_b in sites[i + 1:]
+                 for a, b in zip(sp_a, sp_b)]
+    need = sum(1 for r in racks for s in spines
+               if site_of_spine.get(s[0]) == r.get("site")) + len(wan_pairs)
     if link_net.num_addresses < 2 * need:
         raise _err(f"{link_net} holds {link_net.num_addresses // 2} /31 links; the fabric needs "
-                   f"{need} ({len(racks)} ToRs x {len(spines)} spines)", "fabric.linkCidr")
+                   f"{need} (ToR uplinks and WAN links)", "fabric.linkCidr")
 
     taken: list[tuple[ipaddress.IPv4Network, str]] = [(link_net, "fabric.linkCidr")]
     subnets: dict[str, ipaddress.IPv4Network] = {}
@@ -262,14 +337,24 @@ def plan(raw: dict, underlay_cidr: str, racks: list[dict]) -> tuple[FabricSpec, 
     links: list[FabricLink] = []
     up: dict[str, list[Interface]] = {n: [] for n, *_ in tors}
     down: dict[str, list[Interface]] = {n: [] for n, *_ in spines}
-    for i, (tname, _tas, _rack, _r) in enumerate(tors, start=1):
-        for j, (sname, _sas, _p) in enumerate(spines, start=1):
+    for tname, _tas, _rack, r in tors:
+        mine = [s for s in spines if site_of_spine.get(s[0]) == r.get("site")]
+        for j, (sname, _sas, _p) in enumerate(mine, start=1):
             net = next(addrs)
             t_ip, s_ip = str(net.network_address), str(net.network_address + 1)
-            links.append(FabricLink(tname, f"eth{j}", t_ip, sname, f"eth{i}", s_ip, 31,
+            s_if = f"eth{len(down[sname]) + 1}"
+            links.append(FabricLink(tname, f"eth{j}", t_ip, sname, s_if, s_ip, 31,
                                     float(bandwidth) if bandwidth is not None else None))
             up[tname].append(Interface(f"eth{j}", t_ip, 31, sname))
-            down[sname].append(Interface(f"eth{i}", s_ip, 31, tname))
+            down[sname].append(Interface(s_if, s_ip, 31, tname))
+    for (a, _aas, _ap), (b, _bas, _bp) in wan_pairs:
+        net = next(addrs)
+        a_ip, b_ip = str(net.network_address), str(net.network_address + 1)
+        a_if, b_if = f"eth{len(down[a]) + 1}", f"eth{len(down[b]) + 1}"
+        links.append(FabricLink(a, a_if, a_ip, b, b_if, b_ip, 31, wan[0], wan[1], wan[2],
+                                wan=True))
+        down[a].append(Interface(a_if, a_ip, 31, b))
+        down[b].append(Interface(b_if, b_ip, 31, a))
     routers = []
     for tname, tas, rack, _r in tors:
         rn = rack_nets[rack]
@@ -279,4 +364,6 @@ def plan(raw: dict, underlay_cidr: str, racks: list[dict]) -> tuple[FabricSpec, 
     for sname, sas, _p in spines:
         ifs = tuple(down[sname])
         routers.append(RouterSpec(sname, "spine", sas, ifs[0].ip, ifs))
-    return (FabricSpec(tuple(routers), tuple(links), str(link_net), hold, bfd), rack_nets)
+    site_list = tuple((site, tuple(n for n, *_ in sp)) for site, sp in sites)
+    return (FabricSpec(tuple(routers), tuple(links), str(link_net), hold, bfd, site_list),
+            rack_nets)

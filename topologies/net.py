@@ -161,6 +161,7 @@ class Cluster:
         self.topo = topo
         self.runner = runner
         self.stopped = False
+        self.unavailable: list[str] = []   # features asked for that this kernel lacks
         self.switches: list[str] = list(topo.switches())
         self.nodes: dict[str, NodeHandle] = {}
         for n in spec.nodes:
@@ -430,6 +431,22 @@ def _wait_output(host: Host, deadline: float) -> str:
     return out
 
 
+def netem_available(runner: Runner = DEFAULT) -> tuple[bool, str]:
+    """Whether tc's netem qdisc works here (probed on a dummy device in a throwaway netns)."""
+    name = f"calinet-probe-{os.getpid()}-netem"
+    if runner.run(["ip", "netns", "add", name], check=False, timeout=10).returncode != 0:
+        return False, "cannot make a probe namespace"
+    try:
+        # A veth (the dummy module is not everywhere), like the links netem would shape.
+        runner.run(["ip", "-n", name, "link", "add", "p0", "type", "veth", "peer", "name", "p1"],
+                   check=False)
+        r = runner.run(["ip", "netns", "exec", name, "tc", "qdisc", "add", "dev", "p0", "root",
+                        "netem", "delay", "1ms"], check=False, timeout=10)
+        return r.returncode == 0, (r.stderr or r.stdout).strip()
+    finally:
+        runner.run(["ip", "netns", "del", name], check=False, timeout=10)
+
+
 def _preflight(testbed_id: str, runner: Runner) -> None:
     if os.geteuid() != 0:
         raise Unavailable("starting a cluster needs root (network namespaces, bridges)")
@@ -458,7 +475,15 @@ def start_cluster(spec: ClusterSpec, testbed_id: str, *, log: logging.Logger | N
     if soft < min(hard, 16384):
         resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, 16384), hard))
     t0 = time.monotonic()
-    topo = CalinetTopo(spec, testbed_id)
+    unavailable = []
+    netem = True
+    if any(ln.delay or ln.loss for ln in (spec.fabric.links if spec.fabric else ())):
+        netem, why = netem_available(runner)
+        if not netem:
+            unavailable.append(f"WAN delay/loss: this kernel has no netem qdisc ({why}); the "
+                               "WAN links are rate-limited only (the Vagrant VM has netem)")
+            log.warning("%s", unavailable[-1])
+    topo = CalinetTopo(spec, testbed_id, netem=netem)
     shaped = any(n.bandwidth is not None for n in spec.nodes) or any(
         ln.bandwidth is not None for ln in (spec.fabric.links if spec.fabric else ()))
     net = Mininet(topo=None, switch=CalinetBridge, controller=None, host=CalinetHost,
@@ -475,6 +500,7 @@ def start_cluster(spec: ClusterSpec, testbed_id: str, *, log: logging.Logger | N
         _teardown(net, topo, runner, testbed_id)
         raise
     cluster = Cluster(spec, testbed_id, net, topo, runner)
+    cluster.unavailable = unavailable
     log.info("cluster %s (testbed %s): %d nodes, %d routers, %d switches up in %.2fs",
              spec.name, testbed_id, len(spec.nodes), len(cluster.routers),
              len(cluster.switches), time.monotonic() - t0)

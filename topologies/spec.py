@@ -68,7 +68,7 @@ _TOP_KEYS = {"name", "underlay", "racks", "fabric", "external", "nodes", "genera
              "manifests"}
 _UNDERLAY_KEYS = {"cidr", "bandwidth"}
 _RACK_KEYS = {"name", "nodes"}
-_ROUTED_RACK_KEYS = _RACK_KEYS | {"subnet", "tor"}
+_ROUTED_RACK_KEYS = _RACK_KEYS | {"subnet", "tor", "site"}
 DEFAULT_AS = 64512   # Calico's default BGPConfiguration asNumber
 _NODE_KEYS = {"name", "role", "schedulable", "labels", "capacity", "taints", "ip", "bandwidth",
               "routeReflectorClusterID", "asNumber"}
@@ -249,7 +249,8 @@ def _build(d, source: str, base: Path | None = None) -> ClusterSpec:
     if routed:
         fabric, nets = fabricmod.plan(d.get("fabric"), underlay.cidr, [
             {"name": r.name, "path": f"racks[{i}]", "subnet": r.subnet,
-             "tor": (d["racks"][i] or {}).get("tor")} for i, r in enumerate(racks)])
+             "tor": (d["racks"][i] or {}).get("tor"), "site": (d["racks"][i] or {}).get("site")}
+            for i, r in enumerate(racks)])
         clash = set(fabric.router_names) & set(seen)
         if clash:
             raise _err(f"router name {sorted(clash)[0]!r} is also a node name", "fabric")

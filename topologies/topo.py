@@ -28,13 +28,15 @@ class CalinetTopo(Topo):
     ``bw`` (Mbit/s, for Mininet's TCLink) when the node's link is shaped.
     """
 
-    def __init__(self, spec: ClusterSpec, testbed_id: str, **opts):
+    def __init__(self, spec: ClusterSpec, testbed_id: str, *, netem: bool = True, **opts):
         if not naming.is_testbed_id(testbed_id):
             raise ValidationError(f"testbed id {testbed_id!r} must be 4 lowercase hex digits")
         self.spec = spec
         self.testbed_id = testbed_id
         self.node_switch: dict[str, str] = {}   # node (or ToR) name -> switch it hangs off
         self.spine: str | None = None
+        # WAN delay/loss are netem qdiscs: only where the kernel has netem (net.py probes).
+        self.netem = netem
         Topo.__init__(self, **opts)
 
     def build(self, **_opts):
@@ -85,6 +87,10 @@ class CalinetTopo(Topo):
             opts = {"intfName1": link.a_intf, "intfName2": link.b_intf}
             if link.bandwidth is not None:
                 opts["bw"] = link.bandwidth
+            if self.netem and link.delay:
+                opts["delay"] = link.delay
+            if self.netem and link.loss:
+                opts["loss"] = link.loss
             self.addLink(link.a, link.b, **opts)
 
     def _add_node(self, node, switch: str) -> None:

@@ -18,7 +18,7 @@ from orchestrator.api.fields import as_map, check_known, fail, guard
 
 BGPCONFIG_SPEC_FIELDS = frozenset({
     "asNumber", "nodeToNodeMeshEnabled", "listenPort", "logSeverityScreen", "holdTime",
-    "keepaliveTime", "nodeMeshMaxRestartTime",
+    "keepaliveTime", "nodeMeshMaxRestartTime", "serviceClusterIPs", "serviceExternalIPs",
 })
 BGPPEER_SPEC_FIELDS = frozenset({"peerIP", "asNumber", "node", "nodeSelector", "peerSelector"})
 # Calico also serves per-node configurations named "node.<name>"; calinet has only the
@@ -38,7 +38,13 @@ def normalize_bgpconfiguration_spec(spec: Any, name: str) -> dict:
                                   f"BGPConfiguration {CLUSTER_CONFIG_NAME!r} is supported")
     doc = {"kind": "BGPConfiguration", "metadata": {"name": CLUSTER_CONFIG_NAME},
            "spec": spec}
-    return asdict(configuration_from_manifest(doc))
+    out = asdict(configuration_from_manifest(doc))
+    for key in ("serviceClusterIPs", "serviceExternalIPs"):   # Calico's [{cidr}] form
+        if out[key]:
+            out[key] = [{"cidr": c} for c in out[key]]
+        else:
+            del out[key]
+    return out
 
 
 def normalize_bgppeer_spec(spec: Any, name: str) -> dict:

@@ -170,7 +170,11 @@ class Routing:
             self.errors.append(str(exc))
             log.error("BGP configuration rejected, speakers keep running: %s", exc)
             return []
+        services_changed = config.service_cidrs != self.config.service_cidrs
         self.nodes, self.config, self.table = nodes, config, table
+        if services_changed:   # BGPConfiguration serviceClusterIPs / serviceExternalIPs
+            for node, want in list(self._announced.items()):
+                self._write_announce(node, want)
         # Not Speaker.reload(): that would run `exabgp validate` again, one Python start-up
         # per node; everything here was validated in the one batch above.
         self.supervisor.restart({n: (texts[n], bgp_config.environment(nodes[n], config))
@@ -218,6 +222,9 @@ class Routing:
                "generation": self._generation}
         if self._unprogrammed:
             doc["unprogrammed"] = list(self._unprogrammed)
+        services = self.config.service_cidrs if getattr(self, "config", None) else []
+        if services:
+            doc["services"] = services
         with open(tmp, "w") as f:
             json.dump(doc, f)
         os.replace(tmp, path)

@@ -252,3 +252,61 @@ def test_ipblock_egress_to_the_outside_is_enforced(leaf_spine):
         assert syn_source(tb, "fab/p-node-a3", 81) == tb.node_ip("node-a3")
     finally:
         tb.delete("NetworkPolicy", "fab/only-docs-net-81")
+
+
+def test_service_cluster_ips_advertised_make_services_reachable_from_the_fabric(leaf_spine):
+    tb = leaf_spine
+    tb.apply([{"apiVersion": "v1", "kind": "Service", "metadata": {"name": "web", "namespace": "fab"},
+               "spec": {"selector": {"app": "p"}, "ports": [{"port": 80}]}}])
+    tb.wait_ready(timeout=30)
+    ip = tb.client.store.get("Service", "web", "fab")["spec"]["clusterIP"]
+    code = ("import socket,sys; s = socket.socket(); s.settimeout(1); "
+            f"sys.exit(s.connect_ex(('{ip}', 80)))")
+    assert tb.external_exec(["python3", "-c", code]).returncode != 0   # not advertised yet
+    cfg = {"apiVersion": "projectcalico.org/v3", "kind": "BGPConfiguration",
+           "metadata": {"name": "default"},
+           "spec": {"nodeToNodeMeshEnabled": False,
+                    "serviceClusterIPs": [{"cidr": "10.96.0.0/12"}]}}
+    tb.apply([cfg])
+    try:
+        deadline = time.monotonic() + 15
+        while len(nexthops(tb, "tor-b", "10.96.0.0/12")) != 3:     # every node of rack b
+            assert time.monotonic() < deadline, nexthops(tb, "tor-b", "10.96.0.0/12")
+            time.sleep(0.1)
+        assert len(nexthops(tb, "spine-2", "10.96.0.0/12")) == 3     # every ToR
+        assert "10.96.0.0/12" not in tb.node_exec("node-a1", ["ip", "route"]).stdout
+        assert tb.external_exec(["python3", "-c", code]).returncode == 0
+    finally:
+        cfg["spec"].pop("serviceClusterIPs")
+        tb.apply([cfg])
+        tb.delete("Service", "fab/web")
+
+
+def test_two_sites_joined_by_a_rate_limited_wan(tmp_path):
+    from topologies.net import netem_available
+    notes = []
+    with Testbed(str(EXAMPLES / "two-site.yaml"), state_dir=str(tmp_path), keep_state=False,
+                 progress=notes.append) as tb:
+        tb.apply(pods_on(["node-a1", "node-b2", "node-c1", "node-d2"]))
+        tb.wait_ready(timeout=90)
+        m = tb.matrix(port=80)
+        assert len(m) == 12 and all(m.values()), [k for k, v in m.items() if not v]
+        qdisc = tb.router_exec("spine-dc1", ["tc", "qdisc", "show", "dev", "eth3"]).stdout
+        assert "htb" in qdisc
+        has_netem, _ = netem_available()
+        if has_netem:
+            assert "netem" in qdisc and "delay 20" in qdisc
+        else:
+            assert any("no netem qdisc" in n for n in notes), notes
+        remote = block_of_pod(tb, "fab/p-node-d2")
+        assert f"{remote} via 172.18.255.9 dev eth3 proto bird" in tb.router_exec(
+            "spine-dc1", ["ip", "route"]).stdout
+
+
+def block_of_pod(tb, pod: str) -> str:
+    import ipaddress
+    ip = ipaddress.ip_address(tb.pod_ip(pod))
+    node = tb.pod_node(pod)
+    out = tb.node_exec(node, ["ip", "-o", "route", "show", "type", "blackhole"]).stdout
+    return next(ln.split()[1] for ln in out.splitlines()
+                if ip in ipaddress.ip_network(ln.split()[1]))

@@ -287,3 +287,23 @@ def test_nat_outgoing_parts_as_felix_renders_them():
     assert ("-m set --match-set cali40masq-ipam-pools src -m set ! --match-set "
             "cali40all-ipam-pools dst -j MASQUERADE --random-fully") in text
     assert '-I POSTROUTING 1 -m comment --comment "cali:' in text
+
+
+def test_bgpconfiguration_service_ip_ranges_validated_and_kept_in_calicos_form():
+    from bgp.model import configuration_from_manifest
+    from orchestrator.api.bgp import normalize_bgpconfiguration_spec
+    spec = normalize_bgpconfiguration_spec(
+        {"serviceClusterIPs": [{"cidr": "10.96.0.0/12"}],
+         "serviceExternalIPs": [{"cidr": "198.51.100.0/24"}]}, "default")
+    assert spec["serviceClusterIPs"] == [{"cidr": "10.96.0.0/12"}]
+    cfg = configuration_from_manifest({"kind": "BGPConfiguration",
+                                       "metadata": {"name": "default"}, "spec": spec})
+    assert cfg.service_cidrs == ["10.96.0.0/12", "198.51.100.0/24"]
+    assert "serviceClusterIPs" not in normalize_bgpconfiguration_spec({}, "default")
+    for bad, fld in (({"serviceClusterIPs": "10.96.0.0/12"}, "spec.serviceClusterIPs"),
+                     ({"serviceClusterIPs": [{"cidr": "x"}]}, "spec.serviceClusterIPs[0].cidr"),
+                     ({"serviceExternalIPs": [{"cidr": "1.2.3.0/24", "x": 1}]},
+                      "spec.serviceExternalIPs[0]")):
+        with pytest.raises(ValidationError) as ei:
+            normalize_bgpconfiguration_spec(bad, "default")
+        assert fld in str(ei.value), str(ei.value)
