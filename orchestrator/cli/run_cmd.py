@@ -92,6 +92,9 @@ def _summary(rec) -> str:
         return f"{m['gbps']:.2f} Gbit/s"
     if rec["type"] == "http" and m:
         return f"{m['ok']}/{m['requests']} ok"
+    if rec["type"] == "fabric-link-failure" and m:
+        rr = "never" if m.get("reroute_s") is None else f"{m['reroute_s'] * 1000:.0f} ms"
+        return f"rerouted in {rr}, {m['lost']} lost ({m['loss_window_s'] * 1000:.0f} ms window)"
     if rec["type"] == "wait" and m:
         return f"{m['what']} after {m['seconds']:.2f}s"
     if m.get("skipped"):

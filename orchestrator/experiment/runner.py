@@ -172,10 +172,28 @@ def versions() -> dict:
 
 def topology_summary(tb) -> dict:
     spec = tb.spec
-    return {"name": spec.name, "underlay": spec.underlay.cidr,
-            "nodes": [{"name": n.name, "ip": tb.node_ip(n.name), "rack": n.rack,
-                       "role": n.role, "labels": dict(n.labels)} for n in spec.nodes],
-            "racks": [{"name": r.name, "nodes": list(r.nodes)} for r in spec.racks]}
+    out = {"name": spec.name, "underlay": spec.underlay.cidr,
+           "nodes": [{"name": n.name, "ip": tb.node_ip(n.name), "rack": n.rack,
+                      "role": n.role, "labels": dict(n.labels)} for n in spec.nodes],
+           "racks": [{"name": r.name, "nodes": list(r.nodes), "subnet": r.subnet, "tor": r.tor}
+                     for r in spec.racks]}
+    if spec.fabric is not None:
+        out["fabric"] = {
+            "routers": [{"name": r.name, "role": r.role, "asNumber": r.asNumber,
+                         "rack": r.rack} for r in spec.fabric.routers],
+            "links": [{"a": ln.a, "b": ln.b, "wan": ln.wan, "bandwidth": ln.bandwidth,
+                       "delay": ln.delay} for ln in spec.fabric.links],
+            "sites": [{"name": s, "spines": list(sp)} for s, sp in spec.fabric.sites]}
+    if spec.external is not None:
+        out["external"] = {"name": spec.external.name, "ip": spec.external.ip,
+                           "attach": spec.external.attach}
+    if tb.store is not None:
+        out["pools"] = [{"name": p["metadata"]["name"], "cidr": p["spec"]["cidr"],
+                         "vxlanMode": p["spec"].get("vxlanMode") or "Never",
+                         "ipipMode": p["spec"].get("ipipMode") or "Never",
+                         "natOutgoing": bool(p["spec"].get("natOutgoing"))}
+                        for p in tb.store.list("IPPool")]
+    return out
 
 
 def pods_summary(tb) -> list[dict]:

@@ -20,7 +20,8 @@ from orchestrator.errors import ValidationError
 
 STEP_TYPES = ("apply", "delete", "label", "wait", "probe-matrix", "ping", "iperf", "http",
               "fail-node", "restore-node", "link-down", "link-up", "kill-speaker", "bandwidth",
-              "capture", "routes", "iperf-baseline")
+              "capture", "routes", "iperf-baseline", "fabric-link-down", "fabric-link-up",
+              "fail-router", "restore-router", "fabric-link-failure")
 TOP_FIELDS = {"name", "description", "seed", "topology", "bgp", "dns", "manifests", "steps"}
 PROTOCOLS = ("TCP", "UDP", "SCTP")
 OPS = ("==", "!=", "<", "<=", ">", ">=")
@@ -120,6 +121,9 @@ def parse(doc: Any, path: Path) -> Experiment:
     except ValidationError as exc:
         at.fail("topology", f"invalid topology {topo_path}: {exc}")
     nodes = {n.name for n in spec.nodes}
+    fabric = spec.fabric
+    routers = set(fabric.router_names) if fabric else set()
+    links = {frozenset((ln.a, ln.b)) for ln in fabric.links} if fabric else set()
     manifests = doc.get("manifests") or []
     if not isinstance(manifests, list) or not all(isinstance(m, str) for m in manifests):
         at.fail("manifests", "must be a list of manifest file paths")
@@ -136,7 +140,7 @@ def parse(doc: Any, path: Path) -> Experiment:
         at.fail("steps", "required: a non-empty list of steps")
     steps = []
     for i, raw in enumerate(steps_doc, start=1):
-        step = _step(raw, i, path, nodes)
+        step = _step(raw, i, path, nodes, routers, links)
         if step.type == "apply":
             for j, src in enumerate(step.params["sources"]):
                 defined |= _pods_in(src, _At(str(path), i), f"apply[{j}]")
@@ -163,7 +167,8 @@ def _pods_in(source, at: _At, where: str) -> set[str]:
             for o in objs if o["kind"] == "Pod" and o["metadata"].get("name")}
 
 
-def _step(raw: Any, index: int, path: Path, nodes: set[str]) -> Step:
+def _step(raw: Any, index: int, path: Path, nodes: set[str], routers: set = frozenset(),
+          links: set = frozenset()) -> Step:
     at = _At(str(path), index)
     if not isinstance(raw, dict):
         at.fail("", "a step must be a mapping with one step key (e.g. `ping: {...}`)")
@@ -177,7 +182,10 @@ def _step(raw: Any, index: int, path: Path, nodes: set[str]) -> Step:
     name = raw.get("name", f"{kind}")
     if not isinstance(name, str):
         at.fail("name", "must be a string")
-    params = _params(kind, raw[kind], at, path, nodes)
+    if kind in FABRIC_STEPS:
+        params = _fabric_params(kind, raw[kind], at, routers, links)
+    else:
+        params = _params(kind, raw[kind], at, path, nodes)
     expect = raw.get("expect")
     if expect is not None:
         _check_expect(kind, expect, at)
@@ -216,6 +224,44 @@ def _positive(value, at, fieldp, what="a positive number", integer=False):
     if not ok or value <= 0:
         at.fail(fieldp, f"must be {what}")
     return value
+
+
+FABRIC_STEPS = ("fabric-link-down", "fabric-link-up", "fail-router", "restore-router",
+                "fabric-link-failure")
+
+
+def _router(value, at, fieldp, routers):
+    if not routers:
+        at.fail(fieldp, "the topology has no fabric routers (no `fabric:` section)")
+    if not isinstance(value, str) or value not in routers:
+        at.fail(fieldp, f"{value!r} is not a router of the topology ({', '.join(sorted(routers))})")
+    return value
+
+
+def _fabric_params(kind: str, v: Any, at, routers: set, links: set) -> dict:
+    if kind in ("fail-router", "restore-router"):
+        router = v.get("router") if isinstance(v, dict) else v
+        return {"router": _router(router, at, kind, routers)}
+    _need(v, at, kind, dict, "a mapping {a: ROUTER, b: ROUTER, ...}")
+    allowed = {"a", "b"}
+    if kind == "fabric-link-failure":
+        allowed |= {"from", "to", "interval", "before", "after"}
+    _known(v, allowed, at, kind)
+    a = _router(v.get("a"), at, f"{kind}.a", routers)
+    b = _router(v.get("b"), at, f"{kind}.b", routers)
+    if frozenset((a, b)) not in links:
+        at.fail(kind, f"no fabric link joins {a} and {b}")
+    out = {"a": a, "b": b}
+    if kind == "fabric-link-failure":
+        for key in ("from", "to"):
+            if key not in v:
+                at.fail(f"{kind}.{key}", "required")
+        out.update({"from": _pod_ref(v["from"], at, f"{kind}.from"),
+                    "to": _pod_ref(v["to"], at, f"{kind}.to"),
+                    "interval": _positive(v.get("interval", 0.01), at, f"{kind}.interval"),
+                    "before": _positive(v.get("before", 1.0), at, f"{kind}.before"),
+                    "after": _positive(v.get("after", 3.0), at, f"{kind}.after")})
+    return out
 
 
 def _node(value, at, fieldp, nodes):
@@ -425,7 +471,7 @@ def _check_pod_refs(exp: Experiment) -> None:
     for step in exp.steps:
         at = _At(exp.path, step.index)
         refs = []
-        if step.type in ("ping", "iperf", "http"):
+        if step.type in ("ping", "iperf", "http", "fabric-link-failure"):
             refs = [("from", step.params["from"]), ("to", step.params["to"])]
         elif step.type == "probe-matrix" and step.params["pods"]:
             refs = [(f"pods[{i}]", r) for i, r in enumerate(step.params["pods"])]

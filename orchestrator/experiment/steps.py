@@ -36,6 +36,8 @@ class Context:
         self.captures: list[tuple[subprocess.Popen, dict]] = []
         self.failed_nodes: dict[str, list[int]] = {}
         self.shaped: set[str] = set()
+        self.cut_links: set[tuple[str, str]] = set()      # fabric cables we cut
+        self.frozen_routers: dict[str, int] = {}          # router -> its stopped BIRD pid
 
     def pods(self, ref: PodRef) -> list[str]:
         tb = self.tb
@@ -418,6 +420,131 @@ def undo_faults(ctx: Context) -> None:
         for side in ("node", "switch"):
             _tc(ctx, node, side, ["qdisc", "del", "dev", "root"])
     ctx.shaped.clear()
+    for router in list(ctx.frozen_routers):
+        restore_router(ctx, {"router": router})
+    for a, b in list(ctx.cut_links):
+        try:
+            fabric_link_up(ctx, {"a": a, "b": b})
+        except CalinetError:
+            pass
+
+
+# -- fabric faults -----------------------------------------------------------------------
+
+_PING_SEQ = re.compile(r"icmp_seq=(\d+)")
+
+
+def fabric_link_down(ctx: Context, p: dict) -> dict:
+    ctx.tb.fabric_link_down(p["a"], p["b"])
+    ctx.cut_links.add((p["a"], p["b"]))
+    return {"a": p["a"], "b": p["b"]}
+
+
+def fabric_link_up(ctx: Context, p: dict) -> dict:
+    ctx.tb.fabric_link_up(p["a"], p["b"])
+    ctx.cut_links.discard((p["a"], p["b"]))
+    return {"a": p["a"], "b": p["b"]}
+
+
+def _router_links(ctx: Context, router: str) -> list[tuple[str, str]]:
+    fabric = ctx.tb.spec.fabric
+    return [(router, ln.b if ln.a == router else ln.a) for ln in fabric.links
+            if router in (ln.a, ln.b)]
+
+
+def fail_router(ctx: Context, p: dict) -> dict:
+    """The router dies: every one of its fabric cables goes down (its neighbours see carrier
+    loss) and its BIRD is frozen, so nothing it held is announced any more."""
+    router = p["router"]
+    for a, b in _router_links(ctx, router):
+        ctx.tb.fabric_link_down(a, b)
+        ctx.cut_links.add((a, b))
+    pid = ctx.tb.fabric.procs[router].pid
+    os.kill(pid, signal.SIGSTOP)
+    ctx.frozen_routers[router] = pid
+    return {"router": router, "links_down": len(_router_links(ctx, router))}
+
+
+def restore_router(ctx: Context, p: dict) -> dict:
+    router = p["router"]
+    pid = ctx.frozen_routers.pop(router, None)
+    if pid is not None:
+        try:
+            os.kill(pid, signal.SIGCONT)
+        except ProcessLookupError:
+            pass
+    for a, b in _router_links(ctx, router):
+        ctx.tb.fabric_link_up(a, b)
+        ctx.cut_links.discard((a, b))
+    return {"router": router}
+
+
+def _nexthops(ctx: Context, router: str, prefix: str) -> list[str]:
+    out = ctx.tb.router_exec(router, ["ip", "route", "show", prefix]).stdout
+    return sorted(w for ln in out.splitlines() for i, w in enumerate(ln.split())
+                  if i > 0 and ln.split()[i - 1] == "via")
+
+
+def _block_of(ctx: Context, ip: str, node: str) -> str | None:
+    import ipaddress
+    out = ctx.tb.node_exec(node, ["ip", "-o", "route", "show", "type", "blackhole"]).stdout
+    for ln in out.splitlines():
+        net = ipaddress.ip_network(ln.split()[1])
+        if ipaddress.ip_address(ip) in net:
+            return str(net)
+    return None
+
+
+def fabric_link_failure(ctx: Context, p: dict) -> dict:
+    """A fabric cable cut under traffic: ping every ``interval`` from one pod to another,
+    cut the a-b cable after ``before`` s, restore it ``after`` s later. Measures the loss
+    window (the longest run of lost echoes, in seconds), and the reroute time: from the cut
+    until router ``a`` no longer routes the destination's block over the cut cable."""
+    import threading
+    tb = ctx.tb
+    src, dst = ctx.pod(p["from"]), ctx.pod(p["to"])
+    ip = tb.pod_ip(dst)
+    block = _block_of(ctx, ip, tb.pod_node(dst)) or f"{ip}/32"
+    link = next(ln for ln in tb.spec.fabric.links if {ln.a, ln.b} == {p["a"], p["b"]})
+    cut_hop = link.b_ip if link.a == p["a"] else link.a_ip
+    total = p["before"] + p["after"] + 1.0
+    count = int(total / p["interval"])
+    got: dict = {}
+
+    def pinger():
+        got["r"] = tb.exec(src, ["ping", "-n", "-c", str(count), "-i", str(p["interval"]),
+                                 "-W", "1", ip], timeout=total * 3 + 10)
+    t = threading.Thread(target=pinger)
+    t.start()
+    time.sleep(p["before"])
+    hops_before = _nexthops(ctx, p["a"], block)
+    t_cut = time.monotonic()
+    tb.fabric_link_down(p["a"], p["b"])
+    ctx.cut_links.add((p["a"], p["b"]))
+    reroute = None
+    while time.monotonic() - t_cut < p["after"]:
+        if cut_hop not in _nexthops(ctx, p["a"], block):
+            reroute = time.monotonic() - t_cut
+            break
+        time.sleep(0.005)
+    time.sleep(max(0.0, p["after"] - (time.monotonic() - t_cut)))
+    hops_during = _nexthops(ctx, p["a"], block)
+    tb.fabric_link_up(p["a"], p["b"])
+    ctx.cut_links.discard((p["a"], p["b"]))
+    t.join()
+    out = got["r"].stdout
+    seqs = sorted({int(s) for s in _PING_SEQ.findall(out)})
+    sent = received = 0
+    if (m := _PING_TX.search(out)):
+        sent, received = int(m.group(1)), int(m.group(2))
+    gaps = [b - a - 1 for a, b in zip(seqs, seqs[1:])]
+    longest = max(gaps, default=0)
+    return {"src": src, "dst": dst, "dst_ip": ip, "block": block, "cut": [p["a"], p["b"]],
+            "nexthops_before": hops_before, "nexthops_during": hops_during,
+            "reroute_s": round(reroute, 4) if reroute is not None else None,
+            "sent": sent, "received": received, "lost": sent - received,
+            "loss_window_s": round(longest * p["interval"], 4),
+            "hold_time_s": tb.spec.fabric.hold_time}
 
 
 def routes(ctx: Context, p: dict) -> dict:
@@ -491,4 +618,7 @@ EXECUTORS = {
     "fail-node": fail_node, "restore-node": restore_node, "link-down": link_down,
     "link-up": link_up, "kill-speaker": kill_speaker, "bandwidth": bandwidth,
     "capture": capture, "routes": routes, "iperf-baseline": iperf_baseline,
+    "fabric-link-down": fabric_link_down, "fabric-link-up": fabric_link_up,
+    "fail-router": fail_router, "restore-router": restore_router,
+    "fabric-link-failure": fabric_link_failure,
 }

@@ -15,7 +15,8 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 pytestmark = [pytest.mark.root, pytest.mark.mininet]
-SHIPPED = ["quickstart", "policy-isolation", "node-failure", "bgp-convergence", "throughput"]
+SHIPPED = ["quickstart", "policy-isolation", "node-failure", "bgp-convergence", "throughput",
+           "fabric-failover", "encapsulation"]
 
 
 def calinet_run(path, out, timeout=300):

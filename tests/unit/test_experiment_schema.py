@@ -14,7 +14,8 @@ from orchestrator.experiment.schema import STEP_TYPES, load
 
 REPO = Path(__file__).resolve().parents[2]
 EXPERIMENTS = REPO / "experiments"
-SHIPPED = ["quickstart", "policy-isolation", "node-failure", "bgp-convergence", "throughput"]
+SHIPPED = ["quickstart", "policy-isolation", "node-failure", "bgp-convergence", "throughput",
+           "fabric-failover", "encapsulation"]
 
 
 @pytest.mark.parametrize("name", SHIPPED)
@@ -64,6 +65,7 @@ POD = """
      "exactly one step key"),
     ("steps: []\n", None, "steps", "non-empty list"),
     ("colour: blue\nsteps:\n  - wait: ready\n", None, "colour", "unknown field"),
+    ("steps:\n  - fail-router: spine-1\n", 1, "fail-router", "no fabric routers"),
 ])
 def test_bad_experiments_name_file_step_and_field(tmp_path, body, step, field, words):
     path = write(tmp_path, body)
@@ -113,3 +115,41 @@ def test_expectations_on_values_and_matrices():
     unknown = check_expect(_Step("probe-matrix", {"TCP/80": {"allowed": ["x/q -> x/a"]}}),
                            matrix)[0]
     assert not unknown["ok"] and "not probed" in unknown["message"]
+
+
+def write_fabric(tmp_path, body: str) -> Path:
+    topo = REPO / "topologies" / "examples" / "leaf-spine.yaml"
+    p = tmp_path / "exp.yaml"
+    p.write_text(f"name: t\ntopology: {topo}\n" + textwrap.dedent(body))
+    return p
+
+
+@pytest.mark.parametrize("body, field, words", [
+    ("steps:\n  - fail-router: spine-9\n", "fail-router", "not a router of the topology"),
+    ("steps:\n  - fabric-link-down: {a: tor-a, b: tor-b}\n", "fabric-link-down",
+     "no fabric link joins tor-a and tor-b"),
+    ("steps:\n  - fabric-link-up: {a: tor-a}\n", "fabric-link-up.b", "not a router"),
+    ("steps:\n  - fabric-link-failure: {a: tor-a, b: spine-1, from: fab/x}\n",
+     "fabric-link-failure.to", "required"),
+    ("steps:\n  - fabric-link-failure: {a: tor-a, b: spine-1, from: fab/x, to: fab/y}\n",
+     "fabric-link-failure.from", "is not created"),
+    ("steps:\n  - fabric-link-down: {a: tor-a, b: spine-1, mtu: 9000}\n",
+     "fabric-link-down.mtu", "unknown field"),
+])
+def test_bad_fabric_steps_name_the_field(tmp_path, body, field, words):
+    with pytest.raises(ValidationError) as err:
+        load(write_fabric(tmp_path, body))
+    assert err.value.field == field and words in err.value.message, str(err.value)
+
+
+def test_fabric_steps_parse(tmp_path):
+    exp = load(write_fabric(tmp_path, """
+        manifests: [%s]
+        steps:
+          - fabric-link-down: {a: spine-1, b: tor-c}
+          - fail-router: {router: tor-b}
+          - fabric-link-failure: {a: tor-a, b: spine-2, from: fab/a1, to: fab/c1}
+        """ % (REPO / "experiments" / "manifests" / "fabric-pods.yaml")))
+    assert [s.params for s in exp.steps][:2] == [{"a": "spine-1", "b": "tor-c"},
+                                                  {"router": "tor-b"}]
+    assert exp.steps[2].params["interval"] == 0.01 and exp.steps[2].params["after"] == 3.0
