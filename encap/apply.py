@@ -86,8 +86,11 @@ def render(cur: Current, plan: NodePlan) -> tuple[str, str]:
             ip_lines.append(f"link del dev {DEVICE}")
         if cur.device is None or not same:
             fresh = True
+            # noudpcsum: Felix's netlink request always carries UDPCSum, false, so the outer
+            # UDP header has a zero checksum (RFC 7348 allows it); iproute2 alone would turn
+            # it on and checksum every encapsulated packet in software.
             ip_lines += [f"link add {DEVICE} type vxlan id {dev.vni} local {dev.local} dev "
-                         f"{dev.parent} dstport {dev.port} nolearning",
+                         f"{dev.parent} dstport {dev.port} nolearning noudpcsum",
                          f"link set dev {DEVICE} address {dev.mac} mtu {dev.mtu}",
                          f"addr add {dev.address}/32 dev {DEVICE}",
                          f"link set dev {DEVICE} up"]

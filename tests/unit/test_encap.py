@@ -69,7 +69,7 @@ def test_render_from_nothing_creates_device_then_entries_then_routes():
     ip_text, br_text = render(Current(None, {}, {}, {}), p)
     assert ip_text.splitlines() == [
         "link add vxlan.calico type vxlan id 4096 local 172.18.1.2 dev eth0 dstport 4789 "
-        "nolearning",
+        "nolearning noudpcsum",
         "link set dev vxlan.calico address 66:ca:ac:12:01:02 mtu 1450",
         "addr add 10.244.0.0/32 dev vxlan.calico",
         "link set dev vxlan.calico up",
