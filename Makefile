@@ -63,6 +63,7 @@ bench: setup
 	$(PY) bench/netpolicy.py --json docs/bench-policy.json
 	$(PY) bench/experiments.py --json docs/bench-experiments.json
 	$(PY) bench/services.py --json docs/bench-services.json
+	$(PY) bench/fabric.py --json docs/bench-fabric.json
 
 lint: setup
 	$(VENV)/bin/ruff check .

@@ -30,7 +30,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import cpu_seconds, pss_kib, write_json  # noqa: E402
+from common import cpu_seconds, installed_everywhere, pss_kib, withdrawn_somewhere_not, write_json  # noqa: E402
 
 from bgp.peering import session_count  # noqa: E402
 from orchestrator.testbed import Testbed  # noqa: E402
@@ -50,22 +50,6 @@ def topology(nodes: int, rr: bool) -> str:
     with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as f:
         json.dump(topo, f)
     return f.name
-
-
-def installed_everywhere(tb, origin: str, block: str) -> bool:
-    for node in tb.nodes():
-        if node == origin:
-            continue
-        st = tb.routing.status(node) or {}
-        if not any(r.get("prefix") == block for r in st.get("routes", [])):
-            return False
-    return True
-
-
-def withdrawn_somewhere_not(tb, origin: str, block: str) -> bool:
-    """True while some other node still has a route for ``block``."""
-    return any(any(r.get("prefix") == block for r in (tb.routing.status(n) or {}).get(
-        "routes", [])) for n in tb.nodes() if n != origin)
 
 
 def run(nodes: int, trials: int, rr: bool) -> dict:

@@ -35,3 +35,20 @@ def write_json(path: str | None, rows: list) -> None:
     if path:
         with open(path, "w") as f:
             json.dump(rows, f, indent=2)
+
+
+def installed_everywhere(tb, origin: str, block: str) -> bool:
+    """Every node but ``origin`` has a BGP route for ``block`` (agents' status files)."""
+    for node in tb.nodes():
+        if node == origin:
+            continue
+        st = tb.routing.status(node) or {}
+        if not any(r.get("prefix") == block for r in st.get("routes", [])):
+            return False
+    return True
+
+
+def withdrawn_somewhere_not(tb, origin: str, block: str) -> bool:
+    """True while some other node still has a route for ``block``."""
+    return any(any(r.get("prefix") == block for r in (tb.routing.status(n) or {}).get(
+        "routes", [])) for n in tb.nodes() if n != origin)

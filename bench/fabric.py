@@ -37,7 +37,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import write_json  # noqa: E402
+from common import installed_everywhere, withdrawn_somewhere_not, write_json  # noqa: E402
 
 from orchestrator.experiment import steps  # noqa: E402
 from orchestrator.experiment.schema import PodRef  # noqa: E402
@@ -133,16 +133,6 @@ def flat_topology(nodes: int) -> str:
     return f.name
 
 
-def _routed_everywhere(tb, origin: str, block: str) -> bool:
-    for node in tb.nodes():
-        if node == origin:
-            continue
-        st = tb.routing.status(node) or {}
-        if not any(r.get("prefix") == block for r in st.get("routes", [])):
-            return False
-    return True
-
-
 def _block_trials(path: str, trials: int) -> dict:
     times, failures = [], 0
     with Testbed(path, dns=False) as tb:
@@ -154,7 +144,7 @@ def _block_trials(path: str, trials: int) -> dict:
             t = time.monotonic()
             tb.routing.announce(origin, [block], [])
             deadline = t + 10
-            while not _routed_everywhere(tb, origin, block):
+            while not installed_everywhere(tb, origin, block):
                 if time.monotonic() > deadline:
                     failures += 1
                     break
@@ -163,9 +153,7 @@ def _block_trials(path: str, trials: int) -> dict:
                 times.append(time.monotonic() - t)
             tb.routing.announce(origin, [], [])
             settle = time.monotonic() + 10
-            while time.monotonic() < settle and any(
-                    any(r.get("prefix") == block for r in (tb.routing.status(n) or {}).get(
-                        "routes", [])) for n in names if n != origin):
+            while withdrawn_somewhere_not(tb, origin, block) and time.monotonic() < settle:
                 time.sleep(0.01)
     times.sort()
     return {"trials": trials, "failed": failures,

@@ -90,12 +90,13 @@ def parse_announce(doc) -> tuple[list[str], list[str], int | None]:
     return blocks, borrowed, doc.get("generation")
 
 
-def parse_unprogrammed(doc) -> list[str]:
-    """Pure: the pool CIDRs whose routes another agent programs (VXLAN pools)."""
+def parse_unprogrammed(doc, key: str = "unprogrammed") -> list[str]:
+    """Pure: a CIDR list of announce.json: "unprogrammed" (pools whose routes another agent
+    programs: VXLAN) or "services" (Service ranges advertised, never programmed)."""
     try:
-        return [str(ipaddress.IPv4Network(c)) for c in (doc or {}).get("unprogrammed") or []]
+        return [str(ipaddress.IPv4Network(c)) for c in (doc or {}).get(key) or []]
     except (ValueError, TypeError, AttributeError) as exc:
-        raise ValidationError(f"bad CIDR: {exc}", field="announce.json unprogrammed") from None
+        raise ValidationError(f"bad CIDR: {exc}", field=f"announce.json {key}") from None
 
 
 def _info(state: str, reason: str, passive: bool) -> tuple[str, str]:
@@ -206,7 +207,7 @@ class Agent:
         try:
             blocks, borrowed, generation = parse_announce(doc)
             self.unprogrammed = parse_unprogrammed(doc)
-            self.services = parse_unprogrammed({"unprogrammed": (doc or {}).get("services")})
+            self.services = parse_unprogrammed(doc, key="services")
         except ValidationError as exc:
             log.error("%s", exc)
             self.announce_error = str(exc)

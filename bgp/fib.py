@@ -8,7 +8,9 @@ one batch per call, so a burst of BGP updates costs two forks.
 Next hops are resolved as BIRD's `gateway recursive` (Calico's bgp_template sets it): a BGP
 next hop on one of the node's own subnets is used as it is; one beyond them (a node in another
 routed rack, reached through the node-to-node mesh) is installed via the node's default
-gateway, its ToR. The node's connected subnets and gateway are read once, on first need.
+gateway, its ToR. The node's connected subnets and gateway are read once, and only once a
+batch has met such a next hop (the kernel refuses it: "Nexthop has invalid gateway"): on an
+L2 underlay every next hop is on-link, and nothing extra is ever read.
 """
 
 from __future__ import annotations
@@ -27,9 +29,10 @@ from orchestrator.host.runner import DEFAULT, Runner
 class Fib:
     """The node's proto-12 routes. ``runner`` runs `ip` here (tests pass a RecordingRunner)."""
 
-    def __init__(self, runner: Runner = DEFAULT):
+    def __init__(self, runner: Runner = DEFAULT, *, recursive: bool = False):
         self.runner = runner
         self.applied = 0      # batches written (for logs and benchmarks)
+        self.recursive = recursive   # resolve next hops (set once the kernel refused one)
         self._links: tuple[list, str | None] | None = None   # (connected nets, gateway)
 
     def _link_facts(self) -> tuple[list, str | None]:
@@ -54,7 +57,7 @@ class Fib:
 
     def resolve(self, routes: list[Route]) -> list[Route]:
         """Recursive next hops: an off-subnet next hop becomes the default gateway."""
-        if not any(r.type == UNICAST and r.via for r in routes):
+        if not self.recursive or not any(r.type == UNICAST and r.via for r in routes):
             return routes
         nets, gateway = self._link_facts()
         if not gateway:
@@ -84,12 +87,19 @@ class Fib:
         """Make the proto-12 routes exactly ``desired``; returns the batch written ("" when
         nothing changed). A failing batch raises ApplyError carrying it; `-force` lets the
         other lines apply, and the next call retries what is still missing."""
-        text = render_batch(self.current(), self.resolve(list(desired)))
+        desired = list(desired)
+        text = render_batch(self.current(), self.resolve(desired))
         if not text:
             return ""
         try:
             self.runner.run(["ip", "-force", "-batch", "-"], input=text)
         except CommandError as exc:
-            raise ApplyError(f"programming proto {RTPROT_BIRD} routes: {exc}", text) from exc
+            if self.recursive or "invalid gateway" not in f"{exc.stderr}{exc.stdout}":
+                raise ApplyError(f"programming proto {RTPROT_BIRD} routes: {exc}",
+                                 text) from exc
+            # A next hop beyond our subnets (a meshed node in another routed rack): from now
+            # on resolve as BIRD's `gateway recursive` does, and write the rest again.
+            self.recursive = True
+            return self.apply(desired)
         self.applied += 1
         return text

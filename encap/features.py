@@ -29,7 +29,8 @@ def available(kind: str, runner: Runner = DEFAULT) -> tuple[bool, str]:
         name = f"calinet-probe-{os.getpid()}-{secrets.token_hex(3)}"
         res = runner.run(["ip", "netns", "add", name], check=False, timeout=10)
         if res.returncode != 0:
-            out = (False, f"cannot make a probe namespace: {res.stderr.strip()}")
+            # Not a kernel fact (no root, say): not cached, the next call tries again.
+            return False, f"cannot make a probe namespace: {res.stderr.strip()}"
         else:
             try:
                 r = runner.run(["ip", "-n", name, *_PROBES[kind].split()], check=False,

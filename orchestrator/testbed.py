@@ -42,7 +42,7 @@ from orchestrator.node.kubelet import Kubelet, NodeRef
 from orchestrator.node.kubeproxy_agent import KubeProxyAgent
 from orchestrator.node.nflog import NodeLog
 from orchestrator.node.policy_agent import PolicyAgent
-from orchestrator.node.routing import NO_PEER, BGPAdmission, Routing
+from orchestrator.node.routing import NO_PEER, BGPAdmission, FabricASAdmission, Routing
 from orchestrator.traffic import probe
 from topologies.net import start_cluster
 from topologies.spec import load_spec
@@ -233,7 +233,8 @@ class Testbed:
             reserved["external network"] = self.spec.external.cidr
         self.client = Client(self.store, reserved=reserved,
                              admission=([BGPAdmission(self.state_dir, scope)]
-                                        if self.bgp else []) + [IPIPAdmission()],
+                                        if self.bgp else [])
+                             + [IPIPAdmission(), FabricASAdmission(self.spec)],
                              allocators=[ServiceIPAllocator()], peer_scope=scope)
         with open(os.path.join(self.state_dir, "testbed.json"), "w") as f:
             import json
@@ -509,6 +510,8 @@ class Testbed:
         out = list(self.routing.converged()) if self.routing else []
         if self.encap:
             out += self.encap.converged()
+        if self.fabric:
+            out += self.fabric.problems()
         if self.policy is not None:
             out += [f"policy: {p}" for p in self.policy.in_sync()]
         if self.kubeproxy is not None:

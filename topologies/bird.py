@@ -25,8 +25,9 @@ from topologies.fabric import FabricSpec, RouterSpec
 # error wait): a fabric link coming back should carry traffic within seconds.
 CONNECT_RETRY = 2
 ERROR_WAIT = "1, 10"
-# BIRD waits 5 s after start before its first connect; routers start together, so no wait.
-CONNECT_DELAY = 0
+# BIRD waits 5 s after start before its first connect; routers start together, so as little
+# as BIRD allows (it rounds up to 1 s).
+CONNECT_DELAY = 1
 BFD_INTERVAL_MS = 100
 BFD_MULTIPLIER = 3
 

@@ -50,9 +50,11 @@ def parse(raw, underlay_cidr: str, fabric: FabricSpec | None, node_names) -> tup
         raise err(f"{raw.get('cidr')!r} is not an IPv4 network: {exc}", "external.cidr") from None
     if net.prefixlen > 29:
         raise err(f"{net} is too small (at most /29)", "external.cidr")
-    if net.overlaps(ipaddress.IPv4Network(underlay_cidr)):
-        raise err(f"{net} overlaps the underlay {underlay_cidr}: the outside world must be "
-                  "outside the cluster", "external.cidr")
+    for what, cidr in (("underlay", underlay_cidr), ("default IP pool", "10.244.0.0/16"),
+                       ("Service range", "10.96.0.0/12")):
+        if net.overlaps(ipaddress.IPv4Network(cidr)):
+            raise err(f"{net} overlaps the {what} {cidr}: the outside world must be outside "
+                      "the cluster", "external.cidr")
     bw = raw.get("bandwidth")
     if bw is not None and (isinstance(bw, bool) or not isinstance(bw, (int, float))
                            or not 0 < bw <= 1000):

@@ -331,6 +331,27 @@ def plan(raw: dict, underlay_cidr: str, racks: list[dict]) -> tuple[FabricSpec, 
         tors.append((name, asn, r["name"], r))
     for name, _as, p in spines:
         claim(name, f"{p}.name")
+    # eBGP between every ToR and the spines (RFC 7938): a ToR in a spine's AS would be an
+    # iBGP peer no one reflects for, and two ToRs in one AS drop each other's routes as loops.
+    spine_as: dict[int, str] = {}
+    for name, asn, _p in spines:
+        spine_as.setdefault(asn, name)
+    tor_as: dict[int, str] = {}
+    for (name, asn, _rack, r) in tors:
+        fld = f"{r['path']}.tor.asNumber"
+        if asn in spine_as:
+            raise _err(f"AS {asn} is also spine {spine_as[asn]}'s: every ToR needs an AS of "
+                       "its own (eBGP to the spines)", fld)
+        if asn in tor_as:
+            raise _err(f"AS {asn} is also {tor_as[asn]}'s: two ToRs in one AS would drop each "
+                       "other's routes (AS-path loop)", fld)
+        tor_as[asn] = name
+    for i, (site, sp) in enumerate(sites):
+        if not any(r.get("site") == site for r in racks):
+            raise _err(f"site {site!r} has no rack", f"fabric.sites[{i}]")
+        if len(sp) != len(sites[0][1]):
+            raise _err(f"every site needs the same number of spines ({len(sites[0][1])} in "
+                       f"{sites[0][0]}): the WAN joins them pairwise", f"fabric.sites[{i}].spines")
 
     addrs = iter(ipaddress.IPv4Network((int(link_net.network_address) + 2 * k, 31))
                  for k in range(link_net.num_addresses // 2))

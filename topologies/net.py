@@ -203,16 +203,20 @@ class Cluster:
         return self.runner.run(argv, pid=self.router(name).pid, timeout=timeout, check=check)
 
     def fabric_link(self, a: str, b: str, state: str) -> None:
-        """Set the cable between routers ``a`` and ``b`` down or up, as a pulled cable: only
-        ``a``'s end changes administratively, ``b``'s end loses carrier (BIRD's `check link`
-        sees it at once on both sides)."""
+        """Set the cable between routers ``a`` and ``b`` down or up. Down is a pulled cable:
+        only ``a``'s end changes administratively, ``b``'s end loses carrier (BIRD's `check
+        link` sees it at once on both sides). Up brings both ends up, whichever was cut."""
         fabric = self.spec.fabric
         link = next((ln for ln in (fabric.links if fabric else ())
                      if {ln.a, ln.b} == {a, b}), None)
         if link is None:
             raise NotFound(f"no fabric link between {a!r} and {b!r}")
-        intf = link.a_intf if link.a == a else link.b_intf
-        self.router_exec(a, ["ip", "link", "set", "dev", intf, state], timeout=5, check=True)
+        ends = [(a, link.a_intf if link.a == a else link.b_intf)]
+        if state == "up":
+            ends.append((b, link.b_intf if link.a == a else link.a_intf))
+        for router, intf in ends:
+            self.router_exec(router, ["ip", "link", "set", "dev", intf, state], timeout=5,
+                             check=True)
 
     def node_exec(self, name: str, argv, timeout: float = 30.0, *, check: bool = False,
                   input: str | None = None) -> Result:
@@ -484,8 +488,9 @@ def start_cluster(spec: ClusterSpec, testbed_id: str, *, log: logging.Logger | N
                                "WAN links are rate-limited only (the Vagrant VM has netem)")
             log.warning("%s", unavailable[-1])
     topo = CalinetTopo(spec, testbed_id, netem=netem)
-    shaped = any(n.bandwidth is not None for n in spec.nodes) or any(
-        ln.bandwidth is not None for ln in (spec.fabric.links if spec.fabric else ()))
+    shaped = (any(n.bandwidth is not None for n in spec.nodes)
+              or any(ln.bandwidth is not None for ln in (spec.fabric.links if spec.fabric else ()))
+              or (spec.external is not None and spec.external.bandwidth is not None))
     net = Mininet(topo=None, switch=CalinetBridge, controller=None, host=CalinetHost,
                   link=_FastTCLink if shaped else _FastLink, autoSetMacs=False, build=False,
                   waitConnected=False)

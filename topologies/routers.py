@@ -206,6 +206,12 @@ class FabricRouters:
                                         f"{timeout:.0f}s: {', '.join(down)}")
             time.sleep(0.05)
 
+    def problems(self) -> list[str]:
+        """Routers whose BIRD is no longer running (for wait_ready)."""
+        return [f"router {n}: BIRD exited with {p.returncode} (see "
+                f"{os.path.join(self.router_dir(n), 'bird.log')})"
+                for n, p in self.procs.items() if p.poll() is not None]
+
     def pids(self) -> list[int]:
         return [p.pid for p in self.procs.values() if p.poll() is None]
 
@@ -215,6 +221,7 @@ class FabricRouters:
             if proc.poll() is None:
                 try:
                     proc.send_signal(signal.SIGTERM)
+                    proc.send_signal(signal.SIGCONT)   # a frozen one (fail-router) must run to exit
                 except ProcessLookupError:
                     pass
         deadline = time.monotonic() + grace

@@ -253,7 +253,12 @@ def _build(d, source: str, base: Path | None = None) -> ClusterSpec:
             for i, r in enumerate(racks)])
         clash = set(fabric.router_names) & set(seen)
         if clash:
-            raise _err(f"router name {sorted(clash)[0]!r} is also a node name", "fabric")
+            name = sorted(clash)[0]
+            where = next((f"racks[{i}].tor.name" for i, r in enumerate(racks)
+                          if fabricmod.default_tor_name(r.name) == name
+                          or ((d["racks"][i] or {}).get("tor") or {}).get("name") == name),
+                         "fabric.spines")
+            raise _err(f"router name {name!r} is also a node name", where)
         racks = tuple(RackSpec(r.name, r.nodes, nets[r.name].subnet, nets[r.name].tor)
                       for r in racks)
         ips = {}

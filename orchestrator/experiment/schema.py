@@ -240,6 +240,8 @@ def _router(value, at, fieldp, routers):
 
 def _fabric_params(kind: str, v: Any, at, routers: set, links: set) -> dict:
     if kind in ("fail-router", "restore-router"):
+        if isinstance(v, dict):
+            _known(v, {"router"}, at, kind)
         router = v.get("router") if isinstance(v, dict) else v
         return {"router": _router(router, at, kind, routers)}
     _need(v, at, kind, dict, "a mapping {a: ROUTER, b: ROUTER, ...}")

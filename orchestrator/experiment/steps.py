@@ -36,7 +36,8 @@ class Context:
         self.captures: list[tuple[subprocess.Popen, dict]] = []
         self.failed_nodes: dict[str, list[int]] = {}
         self.shaped: set[str] = set()
-        self.cut_links: set[tuple[str, str]] = set()      # fabric cables we cut
+        self.cut_links: set[frozenset] = set()            # fabric cables we cut
+        self.router_intfs_down: dict[str, list[str]] = {}  # failed router -> other ports
         self.frozen_routers: dict[str, int] = {}          # router -> its stopped BIRD pid
 
     def pods(self, ref: PodRef) -> list[str]:
@@ -421,8 +422,12 @@ def undo_faults(ctx: Context) -> None:
             _tc(ctx, node, side, ["qdisc", "del", "dev", "root"])
     ctx.shaped.clear()
     for router in list(ctx.frozen_routers):
-        restore_router(ctx, {"router": router})
-    for a, b in list(ctx.cut_links):
+        try:
+            restore_router(ctx, {"router": router})
+        except CalinetError:
+            pass
+    for pair in list(ctx.cut_links):
+        a, b = sorted(pair)
         try:
             fabric_link_up(ctx, {"a": a, "b": b})
         except CalinetError:
@@ -436,13 +441,13 @@ _PING_SEQ = re.compile(r"icmp_seq=(\d+)")
 
 def fabric_link_down(ctx: Context, p: dict) -> dict:
     ctx.tb.fabric_link_down(p["a"], p["b"])
-    ctx.cut_links.add((p["a"], p["b"]))
+    ctx.cut_links.add(frozenset((p["a"], p["b"])))
     return {"a": p["a"], "b": p["b"]}
 
 
 def fabric_link_up(ctx: Context, p: dict) -> dict:
     ctx.tb.fabric_link_up(p["a"], p["b"])
-    ctx.cut_links.discard((p["a"], p["b"]))
+    ctx.cut_links.discard(frozenset((p["a"], p["b"])))
     return {"a": p["a"], "b": p["b"]}
 
 
@@ -458,11 +463,18 @@ def fail_router(ctx: Context, p: dict) -> dict:
     router = p["router"]
     for a, b in _router_links(ctx, router):
         ctx.tb.fabric_link_down(a, b)
-        ctx.cut_links.add((a, b))
+        ctx.cut_links.add(frozenset((a, b)))
+    # Its other cables too: a ToR's rack port, the external host's link.
+    spec = ctx.tb.spec
+    others = [i.name for i in spec.fabric.router(router).interfaces
+              if not any(i.peer == r for r in spec.fabric.router_names)]
+    for intf in others:
+        ctx.tb.router_exec(router, ["ip", "link", "set", "dev", intf, "down"])
+    ctx.router_intfs_down[router] = others
     pid = ctx.tb.fabric.procs[router].pid
     os.kill(pid, signal.SIGSTOP)
     ctx.frozen_routers[router] = pid
-    return {"router": router, "links_down": len(_router_links(ctx, router))}
+    return {"router": router, "links_down": len(_router_links(ctx, router)) + len(others)}
 
 
 def restore_router(ctx: Context, p: dict) -> dict:
@@ -475,7 +487,9 @@ def restore_router(ctx: Context, p: dict) -> dict:
             pass
     for a, b in _router_links(ctx, router):
         ctx.tb.fabric_link_up(a, b)
-        ctx.cut_links.discard((a, b))
+        ctx.cut_links.discard(frozenset((a, b)))
+    for intf in ctx.router_intfs_down.pop(router, []):
+        ctx.tb.router_exec(router, ["ip", "link", "set", "dev", intf, "up"])
     return {"router": router}
 
 
@@ -520,7 +534,7 @@ def fabric_link_failure(ctx: Context, p: dict) -> dict:
     hops_before = _nexthops(ctx, p["a"], block)
     t_cut = time.monotonic()
     tb.fabric_link_down(p["a"], p["b"])
-    ctx.cut_links.add((p["a"], p["b"]))
+    ctx.cut_links.add(frozenset((p["a"], p["b"])))
     reroute = None
     while time.monotonic() - t_cut < p["after"]:
         if cut_hop not in _nexthops(ctx, p["a"], block):
@@ -530,7 +544,7 @@ def fabric_link_failure(ctx: Context, p: dict) -> dict:
     time.sleep(max(0.0, p["after"] - (time.monotonic() - t_cut)))
     hops_during = _nexthops(ctx, p["a"], block)
     tb.fabric_link_up(p["a"], p["b"])
-    ctx.cut_links.discard((p["a"], p["b"]))
+    ctx.cut_links.discard(frozenset((p["a"], p["b"])))
     t.join()
     out = got["r"].stdout
     seqs = sorted({int(s) for s in _PING_SEQ.findall(out)})

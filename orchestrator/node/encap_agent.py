@@ -53,6 +53,11 @@ class IPIPAdmission:
                     f"(`ip link add type ipip`: {why or 'failed'}); use vxlanMode instead, or "
                     "run calinet in the Vagrant VM, whose kernel has the ipip module",
                     obj=f"IPPool {o['metadata']['name']}", field="spec.ipipMode")
+            # Accepting it would leave the pool silently unencapsulated.
+            raise ValidationError(
+                f"ipipMode {mode}: calinet does not program IPIP tunnels yet (this kernel has "
+                "the ipip module, but tunl0 and its routes are not written); use vxlanMode",
+                obj=f"IPPool {o['metadata']['name']}", field="spec.ipipMode")
 
 
 def tunnel_ips(store) -> dict[str, str]:
@@ -93,9 +98,10 @@ class EncapAgent:
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="calinet-vxlan")
 
     def _versions(self) -> tuple:
-        return tuple(max((int(o["metadata"].get("resourceVersion") or 0)
-                          for o in self.store.list(k, shared=True)), default=0)
-                     for k in KINDS) + (len(self.store.list("IPAMBlock", shared=True)),)
+        # (name, resourceVersion) of every object: a deletion changes it too (the store's
+        # version counter is global, so a maximum would not move when one goes).
+        return tuple(tuple((o["metadata"]["name"], o["metadata"].get("resourceVersion"))
+                           for o in self.store.list(k, shared=True)) for k in KINDS)
 
     def poll(self) -> list[str]:
         """Reconcile when inputs changed (or a node failed last time); returns nodes written."""

@@ -120,6 +120,33 @@ class BGPAdmission:
         validate_all(items)
 
 
+class FabricASAdmission:
+    """Apply-time check on a routed fabric: the ToRs' BIRD configs are rendered from the
+    topology, with the AS each rack node has then (its asNumber, else the topology's
+    BGPConfiguration asNumber, else 64512). A BGPConfiguration applied later with another
+    asNumber would make every node-ToR session fail with a bad peer AS, so it is refused."""
+
+    KINDS = frozenset({"BGPConfiguration"})
+
+    def __init__(self, spec):
+        self.spec = spec
+
+    def __call__(self, store, objs: list[dict]) -> None:
+        if self.spec.fabric is None or all(n.as_number is not None for n in self.spec.nodes):
+            return
+        for o in objs:
+            if o["kind"] != "BGPConfiguration":
+                continue
+            config = configuration_from_manifest(o)
+            if config.asNumber != self.spec.cluster_as:
+                raise ValidationError(
+                    f"asNumber {config.asNumber}: the fabric's ToRs peer with the nodes that "
+                    f"have no asNumber of their own as AS {self.spec.cluster_as}, set when the "
+                    "topology came up; give the BGPConfiguration in the topology's manifests "
+                    "(or the nodes their asNumber) to change it",
+                    obj=f"BGPConfiguration {o['metadata']['name']}", field="spec.asNumber")
+
+
 class Routing:
     _unprogrammed: tuple = ()   # VXLAN pools (set_unprogrammed)
     def __init__(self, spec, cluster, state_dir: str, store, runner, *, on_spawn=None):

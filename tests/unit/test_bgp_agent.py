@@ -22,7 +22,7 @@ from bgp.fib import Fib
 from bgp.peering import MESH, NODE_SPECIFIC, Neighbor
 from bgp.rib import BLACKHOLE, UNICAST, Route
 from bgp.supervisor import Speaker, agent_argv
-from orchestrator.errors import ApplyError, ValidationError
+from orchestrator.errors import ApplyError, CommandError, ValidationError
 from orchestrator.host.runner import RecordingRunner, Result
 
 FIX = Path(__file__).resolve().parents[1] / "fixtures" / "bgp"
@@ -416,7 +416,7 @@ def test_fib_resolves_off_subnet_next_hops_via_the_gateway():
             {"dst": "10.0.0.0/24", "dev": "eth0", "protocol": "kernel", "scope": "link"}]), ""),
         ("ip", "-j", "route", "show", "table", "main", "default"): Result(0, json.dumps([
             {"dst": "default", "gateway": "10.0.0.1", "dev": "eth0"}]), "")})
-    fib = Fib(runner)
+    fib = Fib(runner, recursive=True)
     batch = fib.apply([Route("10.244.1.0/26", UNICAST, "10.0.1.2"),
                        Route("10.244.2.0/26", UNICAST, "10.0.0.3")])
     assert batch == ("route replace 10.244.1.0/26 via 10.0.0.1 proto 12\n"
@@ -499,3 +499,26 @@ def test_speaker_restarts_with_exponential_backoff_then_gives_up(tmp_path):
     sp.proc.returncode = 1
     assert sp.poll(now + 1) is False
     assert sp.state == "failed" and "gave up" in sp.error and sp.pids() == []
+
+
+def test_fib_turns_recursive_only_once_the_kernel_refuses_a_next_hop():
+    """On an L2 underlay nothing extra is read; the first "invalid gateway" switches the Fib
+    to recursive next hops and writes the batch again."""
+    class Runner(RecordingRunner):
+        fails = 1
+
+        def run(self, argv, **kw):
+            if argv[:2] == ["ip", "-force"] and self.fails:
+                self.calls.append({"argv": list(argv), "input": kw.get("input")})
+                self.fails -= 1
+                raise CommandError(argv, 2, "", "Error: Nexthop has invalid gateway.")
+            return super().run(argv, **kw)
+    runner = Runner(responses={**LINK_FACTS, **{
+        ("ip", "-j", "route", "show", "table", "main", "default"): Result(0, json.dumps([
+            {"dst": "default", "gateway": "10.0.0.1", "dev": "eth0"}]), "")}})
+    plain = Fib(RecordingRunner())
+    plain.apply([Route("10.244.1.0/26", UNICAST, A)])
+    assert not plain.recursive
+    fib = Fib(runner)
+    batch = fib.apply([Route("10.244.1.0/26", UNICAST, "10.0.1.2")])
+    assert fib.recursive and batch == "route replace 10.244.1.0/26 via 10.0.0.1 proto 12\n"

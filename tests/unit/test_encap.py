@@ -140,3 +140,32 @@ def test_bgp_agent_leaves_vxlan_pool_routes_to_felix():
                             unprogrammed=["10.244.0.0/16"])
     assert [(r.prefix, r.type) for r in routes] == [("10.244.0.0/26", "blackhole"),
                                                     ("10.245.0.0/26", "unicast")]
+
+
+def test_encap_agent_sees_a_deleted_pool_and_releases_tunnel_addresses(tmp_path):
+    """The change check covers deletions (the store's version counter is global, so the
+    newest version alone would not move when an older pool goes)."""
+    from orchestrator.control.store import Store
+    from orchestrator.ipam.store import IPAM
+    from orchestrator.node.encap_agent import EncapAgent
+    store = Store(str(tmp_path / "s.db"))
+    store.create({"apiVersion": "v1", "kind": "Node", "metadata": {"name": "a1"}})
+    for name, cidr, mode in (("vx", "10.244.0.0/16", "Always"), ("b", "10.250.0.0/16", "Never")):
+        store.create({"apiVersion": "projectcalico.org/v3", "kind": "IPPool",
+                      "metadata": {"name": name},
+                      "spec": {"cidr": cidr, "blockSize": 26, "vxlanMode": mode}})
+    runner = RecordingRunner()
+    agent = EncapAgent(store, IPAM(store), {"a1": (1, "172.18.1.2", "172.18.1.0/24")}, runner,
+                       fresh=True)
+    agent.poll()
+    ann = store.get("Node", "a1")["metadata"]["annotations"]
+    assert ann["projectcalico.org/IPv4VXLANTunnelAddr"].startswith("10.244.")
+    assert agent.plans["a1"].device is not None
+    store.delete("IPPool", "vx")
+    runner.responses[("sh",)] = Result(0, _read(), "")
+    agent.poll()
+    assert "projectcalico.org/IPv4VXLANTunnelAddr" not in (
+        store.get("Node", "a1")["metadata"].get("annotations") or {})
+    assert agent.plans["a1"] == vx.NodePlan() and agent.converged() == []
+    assert IPAM(store).ips_for_handle("vxlan-tunnel-addr-a1") == []
+    agent.stop()

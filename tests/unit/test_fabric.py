@@ -112,7 +112,8 @@ def test_cluster_as_comes_from_the_topology_bgpconfiguration():
      "invalid AS number"),
     (lambda d: d["racks"][0].update(tor={"name": "spine-1"}), "fabric.spines[spine-1].name",
      "used twice"),
-    (lambda d: d["racks"][0].update(tor={"name": "a2"}), "fabric", "also a node name"),
+    (lambda d: d["racks"][0].update(tor={"name": "a2"}), "racks[0].tor.name",
+     "also a node name"),
     (lambda d: d["racks"][0].update(tor={"mtu": 1}), "racks[0].tor", "unknown key(s) mtu"),
     (lambda d: d["nodes"][0].update(asNumber=4294967296), "nodes[0].asNumber", "out of range"),
     (lambda d: d["nodes"][0].update(ip="172.18.1.1"), "nodes[0].ip", "ToR tor-a"),
@@ -307,3 +308,77 @@ def test_bgpconfiguration_service_ip_ranges_validated_and_kept_in_calicos_form()
         with pytest.raises(ValidationError) as ei:
             normalize_bgpconfiguration_spec(bad, "default")
         assert fld in str(ei.value), str(ei.value)
+
+
+@pytest.mark.parametrize("change, field, words", [
+    (lambda d: d["racks"][0].update(tor={"asNumber": 65000}), "racks[0].tor.asNumber",
+     "also spine spine-1's"),
+    (lambda d: d["racks"][1].update(tor={"asNumber": 65001}), "racks[1].tor.asNumber",
+     "also tor-a's"),
+    (lambda d: d.update(external={"cidr": "10.244.8.0/24"}), "external.cidr",
+     "default IP pool"),
+])
+def test_fabric_as_and_external_sanity(change, field, words):
+    d = fabric_doc()
+    change(d)
+    e = err(d)
+    assert e.field == field and words in e.message, (e.field, e.message)
+
+
+def two_sites(**over) -> dict:
+    d = fabric_doc(fabric={"sites": [{"name": "dc1", "spines": [{"name": "s1"}]},
+                                     {"name": "dc2", "spines": [{"name": "s2"}]}],
+                           "wan": {"bandwidth": 50, "delay": "15ms", "loss": 0.5}})
+    d["racks"][0]["site"], d["racks"][1]["site"] = "dc1", "dc2"
+    d.update(over)
+    return d
+
+
+def test_sites_link_tors_to_their_own_spines_and_join_spines_by_wan():
+    s = spec_from_dict(two_sites(), "f.yaml")
+    links = [(ln.a, ln.b, ln.wan, ln.bandwidth, ln.delay, ln.loss) for ln in s.fabric.links]
+    assert links == [("tor-a", "s1", False, None, None, None),
+                     ("tor-b", "s2", False, None, None, None),
+                     ("s1", "s2", True, 50.0, "15ms", 0.5)]
+    assert s.fabric.router("s2").asNumber == 65100          # the second site's default
+    assert s.fabric.sites == (("dc1", ("s1",)), ("dc2", ("s2",)))
+
+
+@pytest.mark.parametrize("change, field, words", [
+    (lambda d: d["racks"][1].update(site="dc3"), "racks[1].site", "not one of dc1, dc2"),
+    (lambda d: d["racks"][1].update(site="dc1"), "fabric.sites[1]", "has no rack"),
+    (lambda d: d["fabric"]["sites"][1].update(spines={"count": 2}), "fabric.sites[1].spines",
+     "same number of spines"),
+    (lambda d: d["fabric"].update(spines={"count": 1}), "fabric.spines", "not both"),
+    (lambda d: d["fabric"].update(wan={"delay": "soon"}), "fabric.wan.delay", "milliseconds"),
+    (lambda d: d["fabric"].update(wan={"loss": 101}), "fabric.wan.loss", "0..100"),
+    (lambda d: d["fabric"].update(sites=[{"name": "dc1", "spines": [{"name": "s1"}]}]),
+     "fabric.sites", "at least two"),
+])
+def test_site_errors_name_the_field(change, field, words):
+    d = two_sites()
+    change(d)
+    e = err(d)
+    assert e.field == field and words in e.message, (e.field, e.message)
+
+
+def test_wan_and_site_need_sites():
+    e = err(fabric_doc(fabric={"spines": {"count": 1}, "wan": {}}))
+    assert e.field == "fabric.wan"
+    d = fabric_doc()
+    d["racks"][0]["site"] = "dc1"
+    assert err(d).field == "racks[0].site"
+
+
+def test_a_later_bgpconfiguration_cannot_change_the_as_the_tors_expect():
+    from orchestrator.node.routing import FabricASAdmission
+    s = spec_from_dict(fabric_doc(), "f.yaml")
+    check = FabricASAdmission(s)
+    same = {"kind": "BGPConfiguration", "metadata": {"name": "default"},
+            "spec": {"asNumber": 64512, "nodeToNodeMeshEnabled": False}}
+    check(None, [same])
+    with pytest.raises(ValidationError) as ei:
+        check(None, [dict(same, spec={"asNumber": 64999})])
+    assert ei.value.field == "spec.asNumber" and "AS 64512" in ei.value.message
+    flat = spec_from_dict({"name": "flat", "nodes": [{"name": "n1"}]}, "f.yaml")
+    FabricASAdmission(flat)(None, [dict(same, spec={"asNumber": 64999})])   # no fabric: fine
