@@ -99,6 +99,25 @@ def parse_unprogrammed(doc, key: str = "unprogrammed") -> list[str]:
         raise ValidationError(f"bad CIDR: {exc}", field=f"announce.json {key}") from None
 
 
+def parse_ipip(doc) -> tuple[list[ribmod.IpipPool], str | None]:
+    """Pure: (IPIP pools, the node's own subnet) of announce.json: "ipip" is a list of
+    {"cidr", "mode": "Always" | "CrossSubnet"}, "subnet" the node's underlay subnet."""
+    doc = doc or {}
+    try:
+        pools = [ribmod.IpipPool(str(ipaddress.IPv4Network(p["cidr"])), p.get("mode") or
+                                 ribmod.ALWAYS) for p in doc.get("ipip") or []]
+        subnet = doc.get("subnet")
+        subnet = str(ipaddress.IPv4Network(subnet, strict=False)) if subnet else None
+    except (ValueError, TypeError, KeyError, AttributeError) as exc:
+        raise ValidationError(f"bad IPIP pool or subnet: {exc}",
+                              field="announce.json ipip") from None
+    for p in pools:
+        if p.mode not in (ribmod.ALWAYS, ribmod.CROSS_SUBNET):
+            raise ValidationError(f"bad IPIP mode {p.mode!r} for {p.cidr}",
+                                  field="announce.json ipip")
+    return pools, subnet
+
+
 def _info(state: str, reason: str, passive: bool) -> tuple[str, str]:
     """(BIRD state, BIRD info) as `birdc show protocols` / calicoctl print them."""
     if state == "up":
@@ -134,6 +153,8 @@ class Agent:
         self.blocks: list[str] = []
         self.borrowed: list[str] = []
         self.unprogrammed: list[str] = []
+        self.ipip: list[ribmod.IpipPool] = []    # pools routed through tunl0
+        self.subnet: str | None = None           # our underlay subnet (IPIP CrossSubnet)
         self.services: list[str] = []   # service CIDRs advertised (Calico serviceClusterIPs)
         self.generation = None
         self.announced: list[str] = []
@@ -206,13 +227,16 @@ class Agent:
         """A new announce.json: announce/withdraw the difference at once."""
         try:
             blocks, borrowed, generation = parse_announce(doc)
-            self.unprogrammed = parse_unprogrammed(doc)
-            self.services = parse_unprogrammed(doc, key="services")
-        except ValidationError as exc:
+            unprogrammed = parse_unprogrammed(doc)
+            services = parse_unprogrammed(doc, key="services")
+            ipip, subnet = parse_ipip(doc)
+        except ValidationError as exc:   # all or nothing: the previous document stays
             log.error("%s", exc)
             self.announce_error = str(exc)
             self._dirty(now)
             return
+        self.unprogrammed, self.services, self.ipip, self.subnet = (unprogrammed, services,
+                                                                    ipip, subnet)
         self.blocks, self.borrowed, self.generation = blocks, borrowed, generation
         self.announce_error = None
         want = sorted(set(ribmod.advertised(blocks, borrowed)) | set(self.services),
@@ -261,7 +285,8 @@ class Agent:
 
     def desired(self) -> list[ribmod.Route]:
         routes = ribmod.desired_routes(self.rib, self.blocks, self.borrowed, self.node_ip,
-                                       unprogrammed=self.unprogrammed + self.services)
+                                       unprogrammed=self.unprogrammed + self.services,
+                                       ipip=self.ipip, subnet=self.subnet)
         taken = {r.prefix for r in routes} | {f"{ip}/32" for ip in self.borrowed}
         kept = [r for p, r in self.kept.items() if p not in taken]
         return sorted(routes + kept, key=lambda r: ribmod._sort_key(r.prefix))
@@ -299,7 +324,8 @@ class Agent:
                 source = best[r.prefix][0]
             else:
                 source = "kernel (restart)"
-            routes.append({"prefix": r.prefix, "type": r.type, "via": r.via, "source": source})
+            routes.append({"prefix": r.prefix, "type": r.type, "via": r.via, "source": source,
+                           **({"dev": r.dev} if r.dev else {})})
         peers = [{"ip": ip, "type": self.neighbors[ip].type if ip in self.neighbors
                   else NODE_SPECIFIC, **self.peers[ip]}
                  for ip in sorted(self.peers, key=ipaddress.IPv4Address)]

@@ -10,7 +10,8 @@ next hop on one of the node's own subnets is used as it is; one beyond them (a n
 routed rack, reached through the node-to-node mesh) is installed via the node's default
 gateway, its ToR. The node's connected subnets and gateway are read once, and only once a
 batch has met such a next hop (the kernel refuses it: "Nexthop has invalid gateway"): on an
-L2 underlay every next hop is on-link, and nothing extra is ever read.
+L2 underlay every next hop is on-link, and nothing extra is ever read. A `dev tunl0 onlink`
+route (IPIP) keeps its next hop: that is the outer destination, which the kernel routes itself.
 """
 
 from __future__ import annotations
@@ -57,14 +58,15 @@ class Fib:
 
     def resolve(self, routes: list[Route]) -> list[Route]:
         """Recursive next hops: an off-subnet next hop becomes the default gateway."""
-        if not self.recursive or not any(r.type == UNICAST and r.via for r in routes):
+        if not self.recursive or not any(r.type == UNICAST and r.via and not r.dev
+                                         for r in routes):
             return routes
         nets, gateway = self._link_facts()
         if not gateway:
             return routes
         out = []
         for r in routes:
-            if r.type == UNICAST and r.via:
+            if r.type == UNICAST and r.via and not r.dev:
                 addr = ipaddress.IPv4Address(r.via)
                 if not any(addr in n for n in nets):
                     r = replace(r, via=gateway)

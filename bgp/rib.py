@@ -3,7 +3,9 @@
 Pure. `RIB.apply` folds codec events (updates, peer state, end-of-RIB) into per-peer tables;
 `desired_routes` turns the best paths plus the node's own blocks into exactly the routes
 Calico's BIRD installs (`blackhole <own block> proto bird`, `<remote prefix> via <node IP>
-proto bird`); `render_batch` is the `ip -batch` text from the current routes to those.
+proto bird`, and for IPIP pools `<remote prefix> via <node IP> dev tunl0 onlink proto bird`,
+which is what Calico's BIRD fork makes of its kernel filter's `krt_tunnel = "tunl0"`);
+`render_batch` is the `ip -batch` text from the current routes to those.
 A /32 another node borrowed from one of our blocks is installed via that node even though it
 lies inside our own blackholed block: longest prefix wins, which is what Calico issue #3246
 got wrong. `advertised` and `reflected` say what the agent should announce itself and, on a
@@ -18,10 +20,11 @@ from dataclasses import dataclass, replace
 
 from bgp import codec
 from bgp.peering import Neighbor
-from orchestrator.host.naming import RTPROT_BIRD
+from orchestrator.host.naming import IPIP_DEVICE, RTPROT_BIRD
 
 UNICAST = "unicast"
 BLACKHOLE = "blackhole"
+ALWAYS, CROSS_SUBNET = "Always", "CrossSubnet"
 
 
 @dataclass(frozen=True)
@@ -29,6 +32,21 @@ class Route:
     prefix: str
     type: str = UNICAST     # "unicast" | "blackhole"
     via: str | None = None  # next hop of a unicast route
+    dev: str | None = None  # IPIP_DEVICE for a tunnelled route; None: whatever the kernel picks
+    onlink: bool = False    # the next hop is the tunnel's outer destination, not a neighbour
+
+    def line(self) -> str:
+        """The route as `ip route replace` takes it (without proto)."""
+        if self.type == BLACKHOLE:
+            return f"blackhole {self.prefix}"
+        dev = f" dev {self.dev}" if self.dev else ""
+        return f"{self.prefix} via {self.via}{dev}{' onlink' if self.onlink else ''}"
+
+
+@dataclass(frozen=True)
+class IpipPool:
+    cidr: str
+    mode: str = ALWAYS      # "Always" | "CrossSubnet"
 
 
 def _net(prefix: str) -> ipaddress.IPv4Network:
@@ -122,8 +140,23 @@ def restart_expected(event: codec.PeerState) -> bool:
     return event.state == "down" and not event.reason.startswith("notification")
 
 
+def tunnelled(prefix: str, next_hop: str, ipip: Sequence[IpipPool],
+              subnet: str | None) -> bool:
+    """Whether a route goes through tunl0: its prefix lies in an IPIP pool, and the pool is
+    Always, or CrossSubnet with a next hop off the node's own subnet (Calico's kernel filter:
+    `if defined(bgp_next_hop) && bgp_next_hop ~ <subnet> then krt_tunnel = ""`)."""
+    net = _net(prefix)
+    for pool in ipip:
+        if net.subnet_of(_net(pool.cidr)):
+            if pool.mode == CROSS_SUBNET and subnet is not None:
+                return ipaddress.IPv4Address(next_hop) not in _net(subnet)
+            return True
+    return False
+
+
 def desired_routes(rib: RIB, own_blocks: Iterable[str], borrowed_here: Iterable[str],
-                   node_ip: str, *, unprogrammed: Iterable[str] = ()) -> list[Route]:
+                   node_ip: str, *, unprogrammed: Iterable[str] = (),
+                   ipip: Sequence[IpipPool] = (), subnet: str | None = None) -> list[Route]:
     """The node's `proto bird` routes, sorted by prefix.
 
     ``own_blocks``: CIDRs of the node's affine blocks (blackholed, never routed away, even if
@@ -132,6 +165,8 @@ def desired_routes(rib: RIB, own_blocks: Iterable[str], borrowed_here: Iterable[
     replace them. A remote /32 inside one of our blocks is kept: it beats the blackhole.
     ``unprogrammed``: pool CIDRs whose remote routes belong to the VXLAN agent (Felix's, in
     Calico: BIRD's kernel export filter rejects VXLAN pools), so none is installed here.
+    ``ipip``: the IPIP pools; their remote routes go `dev tunl0 onlink` (see `tunnelled`;
+    ``subnet`` is the node's own underlay subnet, for CrossSubnet).
     """
     own = {str(_net(b)) for b in own_blocks}
     skip = [_net(c) for c in unprogrammed]
@@ -142,7 +177,10 @@ def desired_routes(rib: RIB, own_blocks: Iterable[str], borrowed_here: Iterable[
             continue
         if skip and any(_net(prefix).subnet_of(c) for c in skip):
             continue
-        out.append(Route(prefix, UNICAST, path.next_hop))
+        if ipip and tunnelled(prefix, path.next_hop, ipip, subnet):
+            out.append(Route(prefix, UNICAST, path.next_hop, IPIP_DEVICE, onlink=True))
+        else:
+            out.append(Route(prefix, UNICAST, path.next_hop))
     return sorted(out, key=lambda r: _sort_key(r.prefix))
 
 
@@ -204,7 +242,13 @@ def parse_current(ip_json: Sequence[Mapping]) -> list[Route]:
         if r.get("type") == BLACKHOLE:
             out.append(Route(prefix, BLACKHOLE))
         elif r.get("gateway"):
-            out.append(Route(prefix, UNICAST, r["gateway"]))
+            # Only the tunnel device is part of a route's identity: a plain route's dev is
+            # whatever the kernel resolved its next hop to.
+            if r.get("dev") == IPIP_DEVICE:
+                out.append(Route(prefix, UNICAST, r["gateway"], IPIP_DEVICE,
+                                 "onlink" in (r.get("flags") or [])))
+            else:
+                out.append(Route(prefix, UNICAST, r["gateway"]))
     return sorted(out, key=lambda r: _sort_key(r.prefix))
 
 
@@ -224,8 +268,5 @@ def render_batch(current: Iterable[Route], desired: Iterable[Route]) -> str:
         r = want[prefix]
         if cur.get(prefix) == r:
             continue
-        if r.type == BLACKHOLE:
-            lines.append(f"route replace blackhole {prefix} proto {RTPROT_BIRD}")
-        else:
-            lines.append(f"route replace {prefix} via {r.via} proto {RTPROT_BIRD}")
+        lines.append(f"route replace {r.line()} proto {RTPROT_BIRD}")
     return "".join(line + "\n" for line in lines)

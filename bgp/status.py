@@ -105,8 +105,9 @@ def render_routes(status: Mapping | None) -> str:
     """`calinet routes NODE`: the node's proto bird routes and where each came from."""
     if not status:
         return "No routes: the node's BGP agent has not run.\n"
-    rows = [(r["prefix"], r["type"], r.get("via") or "-", _source(r.get("source", "")))
-            for r in status.get("routes") or []]
+    rows = [(r["prefix"], r["type"],
+             (r.get("via") or "-") + (f" dev {r['dev']}" if r.get("dev") else ""),
+             _source(r.get("source", ""))) for r in status.get("routes") or []]
     if not rows:
         return "No routes.\n"
     return table(ROUTE_HEADERS, rows)

@@ -22,11 +22,12 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass
 
+from encap.ipip import IPIP_OVERHEAD
+
 DEVICE = "vxlan.calico"
 VNI = 4096
 PORT = 4789
 VXLAN_OVERHEAD = 50     # outer IPv4 20 + UDP 8 + VXLAN 8 + inner Ethernet 14
-IPIP_OVERHEAD = 20
 RTPROT_FELIX = 80       # Felix's DefaultRouteProto
 ALWAYS, CROSS_SUBNET, NEVER = "Always", "CrossSubnet", "Never"
 
@@ -40,6 +41,7 @@ class NodeFacts:
     tunnel_mac: str | None = None
     intf: str = "eth0"
     mtu: int = 1500                 # of the underlay interface
+    ipip_tunnel_ip: str | None = None   # ipip-tunnel-addr-<node> (tunl0's address)
 
 
 @dataclass(frozen=True)
@@ -47,6 +49,7 @@ class PoolFacts:
     cidr: str
     vxlan_mode: str = NEVER
     disabled: bool = False
+    ipip_mode: str = NEVER
 
 
 @dataclass(frozen=True)
@@ -89,6 +92,10 @@ def device_mtu(underlay_mtu: int) -> int:
 
 def vxlan_pools(pools) -> list[PoolFacts]:
     return [p for p in pools if p.vxlan_mode in (ALWAYS, CROSS_SUBNET) and not p.disabled]
+
+
+def ipip_pools(pools) -> list[PoolFacts]:
+    return [p for p in pools if p.ipip_mode in (ALWAYS, CROSS_SUBNET) and not p.disabled]
 
 
 def _pool_of(prefix: str, pools) -> PoolFacts | None:
@@ -156,4 +163,6 @@ def pod_mtu(underlay_mtu: int, pools) -> int:
     """Calico's MTU auto-detection: the underlay's, less the largest encapsulation on."""
     if vxlan_pools(pools):
         return underlay_mtu - VXLAN_OVERHEAD
+    if ipip_pools(pools):
+        return underlay_mtu - IPIP_OVERHEAD
     return underlay_mtu

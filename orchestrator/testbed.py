@@ -28,7 +28,7 @@ from orchestrator.controllers.common import pod_ready
 from orchestrator.controllers.manager import ControllerManager
 from orchestrator.dns.cluster import SYSTEM_NAMESPACE, ClusterDNS
 from orchestrator.dns.cluster import manifests as dns_manifests
-from orchestrator.errors import CalinetError, NotFound, SupervisorTimeout
+from orchestrator.errors import CalinetError, NotFound, SupervisorTimeout, ValidationError
 from orchestrator.host import naming
 from orchestrator.host.cleanup import clean_state_dir, owned_links, owned_netns
 from orchestrator.host.ledger import Ledger, registered_testbeds
@@ -148,7 +148,7 @@ class Testbed:
         self.bgp = bgp
         self.routing = None
         self.fabric = None   # topologies.routers.FabricRouters of a routed topology
-        self.encap = None    # orchestrator.node.encap_agent.EncapAgent (VXLAN pools)
+        self.encap = None    # orchestrator.node.encap_agent.EncapAgent (VXLAN, IPIP pools)
         self.policy: PolicyAgent | None = None
         self.kubeproxy: KubeProxyAgent | None = None
         self.packet_logs: dict[str, NodeLog] = {}
@@ -234,14 +234,22 @@ class Testbed:
         self.client = Client(self.store, reserved=reserved,
                              admission=([BGPAdmission(self.state_dir, scope)]
                                         if self.bgp else [])
-                             + [IPIPAdmission(), FabricASAdmission(self.spec)],
+                             + [IPIPAdmission(bgp=self.bgp), FabricASAdmission(self.spec)],
                              allocators=[ServiceIPAllocator()], peer_scope=scope)
         with open(os.path.join(self.state_dir, "testbed.json"), "w") as f:
             import json
             json.dump({"id": self.id, "topology": self.spec.name, "owner": os.getpid(),
                        "underlay": self.spec.underlay.cidr,
                        "routers": self.spec.fabric.router_names if self.spec.fabric else [],
-                       "peer_scope": scope}, f)
+                       "peer_scope": scope, "bgp": self.bgp}, f)
+        # The topology's own IPIP pools are checked before a node exists: refused on a kernel
+        # without the module (or without BGP), the start costs nothing to undo.
+        for doc in (d for d in self.spec.manifests if d.obj.get("kind") == "IPPool"):
+            try:
+                IPIPAdmission(bgp=self.bgp)(self.store, [doc.obj])
+            except ValidationError as exc:
+                raise ValidationError(exc.message, source=doc.source, index=doc.index,
+                                      obj=exc.obj, field=exc.field) from None
         n = len(self.spec.nodes)
         self.progress(f"starting {n} node(s) of cluster {self.spec.name!r} (testbed {self.id})")
         ledger.links([naming.switch_name(self.id, i) for i in range(len(self.spec.racks) + 2)])
@@ -314,7 +322,8 @@ class Testbed:
         pollers.insert(1, self.kubeproxy.poll)
         for kubelet in self.kubelets.values():
             kubelet.policy = self.policy
-        # Felix's VXLAN manager: tunnel addresses, vxlan.calico, routes of VXLAN pools. Run
+        # Felix's VXLAN and IPIP managers: tunnel addresses, vxlan.calico and tunl0, routes of
+        # VXLAN pools (IPIP pools' are the BGP agents', through tunl0). Run
         # once before the first sync so the first pods get the encapsulation's MTU.
         self.encap = EncapAgent(
             self.store, self.ipam,
@@ -408,7 +417,7 @@ class Testbed:
                 step("policy agent", self.policy.stop)
                 self.policy = None
             if self.encap:
-                step("VXLAN agent", self.encap.stop)
+                step("encapsulation agent", self.encap.stop)
                 self.encap = None
             for nl in self.packet_logs.values():
                 step(f"packet log of {nl.node}", nl.stop)

@@ -51,7 +51,7 @@ def open_context(explicit: str | None) -> Context:
     if not os.path.exists(db):
         raise CalinetError(f"{state_dir} holds no calinet state (no state.db)")
     store = Store(db)
-    tid, live, reserved, scope = None, False, {}, None
+    tid, live, reserved, scope, bgp = None, False, {}, None, True
     try:
         with open(os.path.join(state_dir, "testbed.json")) as f:
             info = json.load(f)
@@ -59,6 +59,7 @@ def open_context(explicit: str | None) -> Context:
         if info.get("underlay"):
             reserved["underlay"] = info["underlay"]
         scope = info.get("peer_scope")
+        bgp = info.get("bgp", True)
     except (OSError, ValueError):
         pass
     for e in registered_testbeds():
@@ -69,7 +70,7 @@ def open_context(explicit: str | None) -> Context:
                  if live and reserved else [])
     if live:   # an IPIP pool on a kernel without the module is refused here too
         from orchestrator.node.encap_agent import IPIPAdmission
-        admission.append(IPIPAdmission())
+        admission.append(IPIPAdmission(bgp=bgp))
     # Services applied from here get their ClusterIP / nodePorts like the testbed's own.
     return Context(state_dir, store, Client(store, reserved=reserved, admission=admission,
                                             peer_scope=scope,

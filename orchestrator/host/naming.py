@@ -20,6 +20,9 @@ NETNS_PREFIX = "calinet-"
 IPAM_NETWORK = "k8s-pod-network"
 # Route protocol number Calico's BIRD routes carry ("proto bird" in `ip route`).
 RTPROT_BIRD = 12
+# The IPIP device: the kernel's fallback tunnel of each namespace, as Felix's IPIP manager
+# uses it (no local/remote: every route through it names its outer destination, onlink).
+IPIP_DEVICE = "tunl0"
 
 
 def sha1_hex(text: str) -> str:

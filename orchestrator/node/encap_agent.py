@@ -1,15 +1,18 @@
-"""The encapsulation agent (Felix's VXLAN manager, for every node): store -> plans -> kernels.
+"""The encapsulation agent (Felix's VXLAN and IPIP managers, for every node): store -> plans
+-> kernels.
 
-Side effects: IPAM tunnel addresses (handle `vxlan-tunnel-addr-<node>`, attributes
-{node, type: vxlanTunnelAddress}) assigned while a VXLAN pool selects the node and released
-when none does; the Node annotations Calico's Kubernetes datastore keeps for them
-(`projectcalico.org/IPv4VXLANTunnelAddr`, `projectcalico.org/VXLANTunnelMACAddr`); each node's
-`vxlan.calico` device, ARP/FDB entries and `proto 80` routes through encap.apply. It also
-tells the BGP agents which pools are no longer theirs to program and the kubelets which MTU
-new pods get.
+Side effects: IPAM tunnel addresses, assigned while a VXLAN (IPIP) pool selects the node and
+released when none does: handle `vxlan-tunnel-addr-<node>` (`ipip-tunnel-addr-<node>`),
+attributes {node, type: vxlanTunnelAddress (ipipTunnelAddress)}, as calico-node's
+allocate-tunnel-addrs names them; the Node annotations Calico's Kubernetes datastore keeps for
+them (`projectcalico.org/IPv4VXLANTunnelAddr` + `VXLANTunnelMACAddr`,
+`projectcalico.org/IPv4IPIPTunnelAddr`); each node's `vxlan.calico` device, ARP/FDB entries and
+`proto 80` routes through encap.apply, and its `tunl0` through encap.ipip. It also tells the
+BGP agents which pools are no longer theirs to program (VXLAN), which go through tunl0 (IPIP),
+and the kubelets which MTU new pods get.
 
 poll() is cheap when nothing changed: it compares the IPPool/IPAMBlock/Node resource
-versions, and a cluster with no VXLAN pool that never had one costs two store reads.
+versions, and a cluster with no encapsulated pool that never had one costs two store reads.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import logging
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
+from encap import ipip
 from encap import plan as vx
 from encap.apply import VxlanApplier
 from orchestrator.errors import ApplyError, CalinetError, ValidationError
@@ -27,18 +31,20 @@ log = logging.getLogger(__name__)
 
 TUNNEL_ADDR_ANNOTATION = "projectcalico.org/IPv4VXLANTunnelAddr"
 TUNNEL_MAC_ANNOTATION = "projectcalico.org/VXLANTunnelMACAddr"
+IPIP_ADDR_ANNOTATION = "projectcalico.org/IPv4IPIPTunnelAddr"
 KINDS = ("IPPool", "IPAMBlock", "Node")
 
 
 class IPIPAdmission:
-    """Apply-time check: an IPPool with ipipMode other than Never needs the kernel's ipip
-    module. Without it the pool is refused (the apply is rolled back) with the reason, rather
-    than accepted and silently left unrouted."""
+    """Apply-time check of an IPPool with ipipMode other than Never: it needs the kernel's
+    ipip module, and BGP (IPIP routes are the BGP agent's, as they are BIRD's in Calico).
+    Without either the pool is refused (the apply is rolled back) with the reason, rather than
+    accepted and silently left unrouted."""
 
     KINDS = frozenset({"IPPool"})
 
-    def __init__(self, runner=None):
-        self.runner = runner
+    def __init__(self, runner=None, *, bgp: bool = True):
+        self.runner, self.bgp = runner, bgp
 
     def __call__(self, store, objs: list[dict]) -> None:
         from encap.features import available
@@ -53,30 +59,37 @@ class IPIPAdmission:
                     f"(`ip link add type ipip`: {why or 'failed'}); use vxlanMode instead, or "
                     "run calinet in the Vagrant VM, whose kernel has the ipip module",
                     obj=f"IPPool {o['metadata']['name']}", field="spec.ipipMode")
-            # Accepting it would leave the pool silently unencapsulated.
-            raise ValidationError(
-                f"ipipMode {mode}: calinet does not program IPIP tunnels yet (this kernel has "
-                "the ipip module, but tunl0 and its routes are not written); use vxlanMode",
-                obj=f"IPPool {o['metadata']['name']}", field="spec.ipipMode")
+            if not self.bgp:
+                raise ValidationError(
+                    f"ipipMode {mode} needs BGP: IPIP routes are learned from the other nodes' "
+                    "BGP speakers (Calico's bird backend), and this testbed runs none; use "
+                    "vxlanMode (Calico's VXLAN-only backend) or start it with BGP",
+                    obj=f"IPPool {o['metadata']['name']}", field="spec.ipipMode")
 
 
 def tunnel_ips(store) -> dict[str, str]:
     """Node tunnel address -> node name, from the Node annotations (for `ipam check`)."""
     out = {}
     for n in store.list("Node"):
-        ip = (n["metadata"].get("annotations") or {}).get(TUNNEL_ADDR_ANNOTATION)
-        if ip:
-            out[ip] = n["metadata"]["name"]
+        notes = n["metadata"].get("annotations") or {}
+        for key in (TUNNEL_ADDR_ANNOTATION, IPIP_ADDR_ANNOTATION):
+            if notes.get(key):
+                out[notes[key]] = n["metadata"]["name"]
     return out
 
 
-def tunnel_handle(node: str) -> str:
-    return f"vxlan-tunnel-addr-{node}"
+def tunnel_handle(node: str, kind: str = "vxlan") -> str:
+    return f"{kind}-tunnel-addr-{node}"
 
 
 def pool_facts(pool_objs) -> list[vx.PoolFacts]:
     return [vx.PoolFacts(p["spec"]["cidr"], p["spec"].get("vxlanMode") or vx.NEVER,
-                         bool(p["spec"].get("disabled"))) for p in pool_objs]
+                         bool(p["spec"].get("disabled")),
+                         p["spec"].get("ipipMode") or vx.NEVER) for p in pool_objs]
+
+
+def _encapsulated(pools: list[vx.PoolFacts]) -> bool:
+    return bool(vx.vxlan_pools(pools) or vx.ipip_pools(pools))
 
 
 class EncapAgent:
@@ -90,10 +103,14 @@ class EncapAgent:
         self.underlay_mtu = underlay_mtu
         self.appliers = {n: VxlanApplier(n, pid, runner, fresh=fresh)
                          for n, (pid, _ip, _sub) in self.nodes.items()}
+        self.tunl0 = {n: ipip.IpipApplier(n, pid, runner)
+                      for n, (pid, _ip, _sub) in self.nodes.items()}
         self._seen: tuple | None = None
-        self._active = False          # a VXLAN pool existed at some point: keep reconciling
+        self._active = False          # an encapsulated pool existed at some point: reconcile
+        self._ipip_active = False     # an IPIP pool existed at some point: keep tunl0 right
         self.errors: dict[str, str] = {}
         self.plans: dict[str, vx.NodePlan] = {}
+        self.ipip_plans: dict[str, ipip.IpipDevice | None] = {}
         self._lock = threading.Lock()
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="calinet-vxlan")
 
@@ -107,7 +124,7 @@ class EncapAgent:
         """Reconcile when inputs changed (or a node failed last time); returns nodes written."""
         with self._lock:
             pools = pool_facts(self.store.list("IPPool", shared=True))
-            on = bool(vx.vxlan_pools(pools))
+            on = _encapsulated(pools)
             if not on and not self._active:
                 return []
             seen = self._versions()
@@ -120,57 +137,81 @@ class EncapAgent:
             blocks = {c: b.affinity for c, b in state.blocks.items() if b.affinity}
             borrowed = [(r["ip"], r["borrowing_node"]) for r in self.ipam.borrowed()]
             plans = {n: vx.plan(n, facts, pools, blocks, borrowed) for n in self.nodes}
+            ipip_on = bool(vx.ipip_pools(pools))
+            self._ipip_active = self._ipip_active or ipip_on
+            ipip_plans = {f.name: ipip.plan(f.ipip_tunnel_ip, f.mtu, ipip_on) for f in facts}
             if self.routing is not None:
                 self.routing.set_unprogrammed(vx.unprogrammed(pools))
+                self.routing.set_ipip((p.cidr, p.ipip_mode) for p in vx.ipip_pools(pools))
             mtu = vx.pod_mtu(self.underlay_mtu, pools)
             for kubelet in self.kubelets.values():
                 kubelet.pod_mtu = mtu
-            todo = [n for n in self.nodes if plans[n] != self.plans.get(n) or n in self.errors]
-            results = list(self._pool.map(lambda n: self._apply(n, plans[n]), todo))
+            todo = [n for n in self.nodes if plans[n] != self.plans.get(n)
+                    or (self._ipip_active and ipip_plans[n] != self.ipip_plans.get(n, "-"))
+                    or n in self.errors]
+            results = list(self._pool.map(lambda n: self._apply(n, plans[n], ipip_plans[n]),
+                                          todo))
             self.plans.update(plans)
+            self.ipip_plans.update(ipip_plans)
             self._seen = seen if not self.errors else None
             if not on and not any(p.device for p in plans.values()) and not self.errors:
-                self._active = False
+                self._active = self._ipip_active = False
             return [n for n, ok in zip(todo, results) if ok]
 
-    def _apply(self, node: str, plan: vx.NodePlan) -> bool:
+    def _apply(self, node: str, plan: vx.NodePlan, tunl0: ipip.IpipDevice | None) -> bool:
         try:
             wrote = self.appliers[node].apply(plan)
+            if self._ipip_active:
+                wrote = self.tunl0[node].apply(tunl0) or wrote
         except ApplyError as exc:
-            log.error("VXLAN on %s: %s\ninput:\n%s", node, exc, exc.rendered_input)
+            log.error("encapsulation on %s: %s\ninput:\n%s", node, exc, exc.rendered_input)
             self.errors[node] = str(exc)
             return False
         self.errors.pop(node, None)
         return wrote
 
     def _ensure_tunnel_addresses(self, pools: list[vx.PoolFacts]) -> None:
-        """A tunnel address per node a VXLAN pool selects; released where none does."""
+        """A tunnel address per node and encapsulation whose pools select it; released where
+        none does."""
         objs = {p["spec"]["cidr"]: p for p in self.store.list("IPPool")}
         for name in self.nodes:
             node = self.store.get("Node", name)
             if node is None:
                 continue
             labels = node["metadata"].get("labels") or {}
-            chosen = [objs[p.cidr]["metadata"]["name"] for p in vx.vxlan_pools(pools)
-                      if pool_selects_node(objs[p.cidr]["spec"].get("nodeSelector") or "all()",
-                                           labels)]
             notes = node["metadata"].get("annotations") or {}
-            have = notes.get(TUNNEL_ADDR_ANNOTATION)
-            if chosen:
-                try:
-                    ip = self.ipam.auto_assign(tunnel_handle(name), name,
-                                               {"node": name, "type": "vxlanTunnelAddress"},
-                                               pool_names=chosen)
-                except CalinetError as exc:
-                    log.error("no VXLAN tunnel address for %s: %s", name, exc)
-                    self.errors[name] = f"tunnel address: {exc}"
-                    continue
-                mac = vx.tunnel_mac(self.nodes[name][1])
-                if have != ip or notes.get(TUNNEL_MAC_ANNOTATION) != mac:
-                    self._annotate(name, {TUNNEL_ADDR_ANNOTATION: ip, TUNNEL_MAC_ANNOTATION: mac})
-            elif have:
-                self.ipam.release_by_handle(tunnel_handle(name))
-                self._annotate(name, {TUNNEL_ADDR_ANNOTATION: None, TUNNEL_MAC_ANNOTATION: None})
+
+            def chosen(enabled, labels=labels):
+                return [objs[p.cidr]["metadata"]["name"] for p in enabled
+                        if pool_selects_node(objs[p.cidr]["spec"].get("nodeSelector")
+                                             or "all()", labels)]
+            mac = vx.tunnel_mac(self.nodes[name][1])
+            self._tunnel_address(name, "vxlan", chosen(vx.vxlan_pools(pools)), notes,
+                                 {TUNNEL_ADDR_ANNOTATION: None, TUNNEL_MAC_ANNOTATION: mac})
+            self._tunnel_address(name, "ipip", chosen(vx.ipip_pools(pools)), notes,
+                                 {IPIP_ADDR_ANNOTATION: None})
+
+    def _tunnel_address(self, name: str, kind: str, pools: list[str], notes: dict,
+                        want: dict) -> None:
+        """Assign (from ``pools``) or release node ``name``'s ``kind`` tunnel address and keep
+        its annotations (``want``: annotation -> value, None for the address itself)."""
+        addr_key = next(k for k, v in want.items() if v is None)
+        have = notes.get(addr_key)
+        if pools:
+            try:
+                ip = self.ipam.auto_assign(tunnel_handle(name, kind), name,
+                                           {"node": name, "type": f"{kind}TunnelAddress"},
+                                           pool_names=pools)
+            except CalinetError as exc:
+                log.error("no %s tunnel address for %s: %s", kind.upper(), name, exc)
+                self.errors[name] = f"{kind.upper()} tunnel address: {exc}"
+                return
+            want = {k: ip if v is None else v for k, v in want.items()}
+            if any(notes.get(k) != v for k, v in want.items()):
+                self._annotate(name, want)
+        elif have:
+            self.ipam.release_by_handle(tunnel_handle(name, kind))
+            self._annotate(name, dict.fromkeys(want))
 
     def _annotate(self, name: str, notes: dict) -> None:
         def change(obj):
@@ -189,16 +230,18 @@ class EncapAgent:
             node = self.store.get("Node", name) or {"metadata": {}}
             notes = node["metadata"].get("annotations") or {}
             out.append(vx.NodeFacts(name, ip, subnet, notes.get(TUNNEL_ADDR_ANNOTATION),
-                                    notes.get(TUNNEL_MAC_ANNOTATION), mtu=self.underlay_mtu))
+                                    notes.get(TUNNEL_MAC_ANNOTATION), mtu=self.underlay_mtu,
+                                    ipip_tunnel_ip=notes.get(IPIP_ADDR_ANNOTATION)))
         return out
 
     def converged(self) -> list[str]:
-        """Problems between now and 'every node holds its VXLAN plan for the current store'."""
+        """Problems between now and 'every node holds its encapsulation for the current store'."""
         if not self._active:
             return []
         if self._versions() != self._seen:
-            return ["VXLAN reconcile pending"]
-        return [f"node {n}: VXLAN not programmed: {e}" for n, e in sorted(self.errors.items())]
+            return ["encapsulation reconcile pending"]
+        return [f"node {n}: encapsulation not programmed: {e}"
+                for n, e in sorted(self.errors.items())]
 
     def stop(self) -> None:
         self._pool.shutdown(wait=True)

@@ -26,6 +26,7 @@ from orchestrator.node.firewall import Firewall
 from orchestrator.node.restore_session import RestoreSession
 from policy.compile_cache import CompileCache
 from policy.compiler import Endpoint, compile_node, endpoint
+from policy.hostencap import HOST_SETS, encap_parts, encap_pool_specs, with_host_encap
 from policy.ir import Dataplane
 from policy.model import Policy, from_object
 from policy.natoutgoing import POOL_SETS, nat_parts, pool_specs, with_nat_outgoing
@@ -74,8 +75,11 @@ class PolicyAgent:
         # Phases of the last pass that wrote something (seconds): where a new pod's time goes.
         self.last_pass_s: dict[str, float] = {}
         self._basis: dict[str, tuple] = {}   # node -> inputs its applied rules come from
-        self._nat_key: tuple | None = None   # IPPool versions the NAT-outgoing parts are of
+        # IPPool versions and node addresses the NAT-outgoing and host encapsulation parts
+        # are of.
+        self._nat_key: tuple | None = None
         self._nat = nat_parts([])
+        self._encap = encap_parts([], [])
         self._pool_versions: tuple = ()
         self._digest: tuple | None = None
         self._tried: tuple | None = None      # digest of the last pass (failed or not)
@@ -236,8 +240,11 @@ class PolicyAgent:
         self._pool_versions = tuple((o["metadata"]["name"], o["metadata"].get("resourceVersion")
                                      or json.dumps(o.get("spec"), sort_keys=True))
                                     for o in pools)
-        if self._pool_versions != self._nat_key:
-            self._nat_key, self._nat = self._pool_versions, nat_parts(pool_specs(pools))
+        hosts = _hosts(self._list("Node"))
+        if (self._pool_versions, hosts) != self._nat_key:
+            self._nat_key = (self._pool_versions, hosts)
+            self._nat = nat_parts(pool_specs(pools))
+            self._encap = encap_parts(encap_pool_specs(pools), hosts)
         return endpoints, namespaces, policies, objs
 
     def _update_endpoints(self) -> None:
@@ -407,13 +414,13 @@ class PolicyAgent:
         # same rules: not compiled again (during a bring-up without policies, each pass
         # compiled every node for the one or two that gained pods).
         pols = tuple(policies)
-        nat = self._nat
+        nat, encap = self._nat, self._encap
         basis = {n: (eps, pols, namespaces, self._nat_key) for n, eps in by_node.items()}
 
         def same(n: str) -> bool:
             # NAT-outgoing's pool sets depend on the pools alone, which the basis holds.
             dp = self.applied.get(n)
-            return (dp is not None and not (dp.ipsets.keys() - POOL_SETS)
+            return (dp is not None and not (dp.ipsets.keys() - POOL_SETS - HOST_SETS)
                     and n not in self.errors and self._basis.get(n) == basis[n])
         # Nodes that gained a pod are compiled and written first, on their own: the new pod
         # is enforced (its dispatch entry and chains) without waiting for the other nodes'
@@ -427,9 +434,9 @@ class PolicyAgent:
         phases = {"inputs": t1 - t0, "digest": t2 - t1, "compile": 0.0, "apply": 0.0}
         for group in (first, rest):
             t = time.perf_counter()
-            desired = {n: with_nat_outgoing(compile_node(n, endpoints, namespaces, policies,
-                                                         memo=memo, cache=self._cache), nat)
-                       for n in group if not same(n)}
+            desired = {n: with_host_encap(with_nat_outgoing(
+                compile_node(n, endpoints, namespaces, policies, memo=memo, cache=self._cache),
+                nat), encap) for n in group if not same(n)}
             t3 = time.perf_counter()
             # A node whose last apply failed is written again even if what it should have
             # is what it last had (the failure may have left it anywhere).
@@ -551,3 +558,16 @@ class PolicyAgent:
         self._pool.shutdown(wait=True)
         for session in self.sessions.values():
             session.close()
+
+
+def _hosts(nodes) -> tuple[tuple[str, bool], ...]:
+    """(InternalIP, has a VTEP) of every Node: the members of Felix's all-hosts-net and
+    all-vxlan-net sets."""
+    out = []
+    for n in nodes:
+        ip = next((a["address"] for a in (n.get("status") or {}).get("addresses") or []
+                   if a.get("type") == "InternalIP"), None)
+        if ip:
+            notes = n["metadata"].get("annotations") or {}
+            out.append((ip, bool(notes.get("projectcalico.org/IPv4VXLANTunnelAddr"))))
+    return tuple(sorted(out))

@@ -149,6 +149,7 @@ class FabricASAdmission:
 
 class Routing:
     _unprogrammed: tuple = ()   # VXLAN pools (set_unprogrammed)
+    _ipip: tuple = ()           # (cidr, mode) of IPIP pools (set_ipip)
     def __init__(self, spec, cluster, state_dir: str, store, runner, *, on_spawn=None):
         self.state_dir = os.path.join(state_dir, "bgp")
         self.store = store
@@ -162,6 +163,11 @@ class Routing:
         self.supervisor = Supervisor()
         self._announced: dict[str, tuple] = {}
         self._unprogrammed: tuple = ()
+        self._ipip: tuple = ()
+        # Each node's own underlay subnet (its rack's on a fabric): IPIP CrossSubnet's test.
+        self._subnets = {n.name: str(ipaddress.ip_network(f"{n.ip}/{n.prefixlen}",
+                                                          strict=False))
+                         for n in spec.nodes if getattr(n, "prefixlen", None)}
         self._generation = 0
         self.established_in: float | None = None
         for name, node in self.nodes.items():
@@ -241,6 +247,17 @@ class Routing:
         for node, want in list(self._announced.items()):
             self._write_announce(node, want)
 
+    def set_ipip(self, pools) -> None:
+        """IPIP pools as (cidr, mode): their routes are still ours (BIRD's, in Calico), but
+        go `dev tunl0 onlink`: always, or in CrossSubnet mode to next hops off the node's
+        subnet."""
+        pools = tuple(sorted((str(c), str(m)) for c, m in pools))
+        if pools == self._ipip:
+            return
+        self._ipip = pools
+        for node, want in list(self._announced.items()):
+            self._write_announce(node, want)
+
     def _write_announce(self, node: str, want: tuple) -> None:
         self._generation += 1
         path = os.path.join(self.node_dir(node), "announce.json")
@@ -249,6 +266,10 @@ class Routing:
                "generation": self._generation}
         if self._unprogrammed:
             doc["unprogrammed"] = list(self._unprogrammed)
+        if self._ipip:
+            doc["ipip"] = [{"cidr": c, "mode": m} for c, m in self._ipip]
+            if node in self._subnets:
+                doc["subnet"] = self._subnets[node]
         services = self.config.service_cidrs if getattr(self, "config", None) else []
         if services:
             doc["services"] = services

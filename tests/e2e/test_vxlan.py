@@ -9,6 +9,8 @@
 - Switching the pool to Never at runtime: Felix's routes go, BGP's come back, cross-rack
   pods are cut off (the ToRs know no pod routes), exactly as in Calico.
 - VXLAN-only (no BGP at all) on a flat cluster: the route agent alone connects pods.
+- Felix's host rules: VXLAN from a node passes cali-INPUT, a forged one from a ToR (not in
+  cali40all-vxlan-net) is dropped there.
 - An IPIP pool on a kernel without the ipip module is refused, nothing applied.
 - The project's conformance corpus passes over VXLAN across racks (slow).
 """
@@ -21,6 +23,7 @@ import sys
 import threading
 from pathlib import Path
 
+import encap_pods
 import pytest
 
 from encap.features import available
@@ -34,40 +37,25 @@ NODES = ["node-a1", "node-a2", "node-b1", "node-b2"]
 
 
 def pods_on(nodes, ns="vx") -> list[dict]:
-    out = [{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}]
-    for n in nodes:
-        out.append({"apiVersion": "v1", "kind": "Pod",
-                    "metadata": {"name": f"p-{n}", "namespace": ns},
-                    "spec": {"nodeName": n, "containers": [
-                        {"name": "c", "image": "agnhost", "ports": [{"containerPort": 80}]}]}})
-    return out
+    return encap_pods.pods_on(nodes, ns)
 
 
 def pool(mode: str) -> dict:
-    return {"apiVersion": "projectcalico.org/v3", "kind": "IPPool",
-            "metadata": {"name": "default-ipv4-ippool"},
-            "spec": {"cidr": "10.244.0.0/16", "blockSize": 26, "vxlanMode": mode,
-                     "natOutgoing": True}}
+    return encap_pods.pool("vxlanMode", mode)
 
 
 @pytest.fixture(scope="module")
 def cross_subnet(tmp_path_factory):
-    state = str(tmp_path_factory.mktemp("vxlan"))
-    with Testbed(str(EXAMPLES / "vxlan-cross-subnet.yaml"), state_dir=state,
-                 keep_state=False) as tb:
-        tb.apply(pods_on(NODES))
-        tb.wait_ready(timeout=90)
+    with encap_pods.ready_testbed(EXAMPLES / "vxlan-cross-subnet.yaml", str(tmp_path_factory.mktemp("vxlan")),
+                                  pods_on(NODES)) as tb:
         yield tb
 
 
-def block_of(tb, node: str) -> str:
-    out = tb.node_exec(node, ["ip", "-o", "route", "show", "type", "blackhole"]).stdout
-    return out.split()[1]
+block_of = encap_pods.block_of
 
 
 def tunnel_ip(tb, node: str) -> str:
-    return tb.client.store.get("Node", node)["metadata"]["annotations"][
-        "projectcalico.org/IPv4VXLANTunnelAddr"]
+    return encap_pods.annotation(tb, node, "projectcalico.org/IPv4VXLANTunnelAddr")
 
 
 def test_cross_subnet_routes_native_in_rack_and_vxlan_across(cross_subnet):
@@ -120,6 +108,27 @@ def test_cross_rack_packets_are_vxlan_on_the_fabric_and_mtu_is_50_less(cross_sub
     assert ok.returncode == 0, ok.stdout + ok.stderr
     big = tb.exec(src, ["ping", "-c1", "-W2", "-M", "do", "-s", "1423", dst])
     assert big.returncode != 0 and "mtu=1450" in big.stdout + big.stderr
+
+
+def _drop_count(tb, node: str) -> int:
+    out = tb.node_exec(node, ["iptables", "-w", "-L", "cali-INPUT", "-v", "-n", "-x"]).stdout
+    line = next(ln for ln in out.splitlines() if "Drop IPv4 VXLAN packets from non-allowed" in ln)
+    return int(line.split()[0])
+
+
+def test_felix_host_rules_drop_vxlan_from_outside_the_cluster(cross_subnet):
+    tb = cross_subnet
+    save = tb.node_exec("node-a1", ["iptables-save", "-t", "filter"]).stdout
+    assert "Allow IPv4 VXLAN packets from allowed hosts" in save
+    assert "Allow IPIP packets" not in save              # no IPIP pool: no IPIP rules
+    members = tb.node_exec("node-a1", ["ipset", "list", "cali40all-vxlan-net"]).stdout
+    assert all(ip in members for ip in ("172.18.1.2", "172.18.1.3", "172.18.2.2", "172.18.2.3"))
+    before = _drop_count(tb, "node-a1")
+    send = ("import socket; s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); "
+            "[s.sendto(b'x' * 60, ('172.18.1.2', 4789)) for _ in range(3)]")
+    tb.router_exec("tor-a", [sys.executable, "-c", send])
+    assert _drop_count(tb, "node-a1") >= before + 3
+    assert tb.probe("vx/p-node-b1", "vx/p-node-a1", 80, "TCP", timeout=2)   # nodes still pass
 
 
 def test_switching_the_pool_to_never_hands_routes_back_to_bgp(cross_subnet):

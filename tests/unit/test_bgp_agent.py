@@ -522,3 +522,36 @@ def test_fib_turns_recursive_only_once_the_kernel_refuses_a_next_hop():
     fib = Fib(runner)
     batch = fib.apply([Route("10.244.1.0/26", UNICAST, "10.0.1.2")])
     assert fib.recursive and batch == "route replace 10.244.1.0/26 via 10.0.0.1 proto 12\n"
+
+
+def test_ipip_pools_in_announce_json_send_their_routes_through_tunl0(tmp_path):
+    """CrossSubnet: a next hop on our subnet stays native, one beyond goes `dev tunl0
+    onlink`; status.json and `calinet routes` show the device."""
+    from bgp.status import render_routes
+    far = "10.1.0.9"
+    fib = FakeFib()
+    ag, _ = make(tmp_path, cfg=mesh(A, far), fib=fib)
+    ag.set_announce({"blocks": ["10.244.0.0/26"],
+                     "ipip": [{"cidr": "10.244.0.0/16", "mode": "CrossSubnet"}],
+                     "subnet": "10.0.0.0/24"}, 0.0)
+    for ln in (up(A), update(A, "10.244.1.0/26"), up(far), update(far, "10.244.2.0/26")):
+        ag.feed(ln, 0.0)
+    ag.tick(1.0)
+    assert fib.calls[-1] == [Route("10.244.0.0/26", BLACKHOLE),
+                             Route("10.244.1.0/26", UNICAST, A),
+                             Route("10.244.2.0/26", UNICAST, far, "tunl0", True)]
+    st = json.loads((tmp_path / "status.json").read_text())
+    assert st["routes"][2] == {"prefix": "10.244.2.0/26", "type": "unicast", "via": far,
+                               "source": far, "dev": "tunl0"}
+    assert f"{far} dev tunl0" in render_routes(st)
+    # The pool turns Always: the same-subnet route moves into the tunnel too.
+    ag.set_announce({"blocks": ["10.244.0.0/26"],
+                     "ipip": [{"cidr": "10.244.0.0/16", "mode": "Always"}],
+                     "subnet": "10.0.0.0/24"}, 2.0)
+    ag.tick(2.0)
+    assert fib.calls[-1][1] == Route("10.244.1.0/26", UNICAST, A, "tunl0", True)
+    # A bad IPIP entry is an announce error: the previous state is kept.
+    ag.set_announce({"blocks": ["10.244.0.0/26"], "ipip": [{"cidr": "x"}]}, 3.0)
+    ag.tick(4.0)
+    assert fib.calls[-1][1] == Route("10.244.1.0/26", UNICAST, A, "tunl0", True)
+    assert "announce.json ipip" in json.loads((tmp_path / "status.json").read_text())["error"]

@@ -357,3 +357,27 @@ def test_a_shared_compile_cache_compiles_exactly_what_a_fresh_compile_does():
                 assert cached == compile_node(node, eps, model.namespaces, pols), \
                     f"{case.name} on {node}"
     assert hits > 50      # the cache was really used, not refilled every time
+
+
+def test_host_encapsulation_rules_golden():
+    """Felix's cali-INPUT/cali-OUTPUT rules for IPIP and VXLAN, with their host sets, only
+    while such a pool is enabled."""
+    from policy.hostencap import encap_parts, encap_pool_specs, with_host_encap
+    pools = [{"spec": {"cidr": "10.244.0.0/16", "ipipMode": "CrossSubnet"}},
+             {"spec": {"cidr": "10.245.0.0/16", "vxlanMode": "Always"}},
+             {"spec": {"cidr": "10.246.0.0/16", "ipipMode": "Always", "disabled": True}}]
+    hosts = [("172.18.1.2", True), ("172.18.2.2", False)]
+    base = compile_node("node-1", xyz(), NSS, [from_k8s(ALLOW_B)])
+    dp = with_host_encap(base, encap_parts(encap_pool_specs(pools), hosts))
+    assert base.ipsets.keys().isdisjoint({"cali40all-hosts-net", "cali40all-vxlan-net"})
+    assert dp.ipsets["cali40all-hosts-net"].members == {"172.18.1.2/32", "172.18.2.2/32"}
+    assert dp.ipsets["cali40all-vxlan-net"].members == {"172.18.1.2/32"}
+    text = render_full(dp) + "\n# ipsets\n" + render_ipsets_full(
+        {k: v for k, v in dp.ipsets.items() if k.startswith("cali40all-")})
+    path = GOLDEN / "host_encap_node1.txt"
+    if os.environ.get("CALINET_UPDATE_GOLDEN") == "1":
+        path.write_text(text)
+    assert text == path.read_text()
+    # No encapsulated pool: the compile's own dataplane, untouched.
+    none = encap_parts(encap_pool_specs([pools[2]]), hosts)
+    assert with_host_encap(base, none) is base
