@@ -229,10 +229,12 @@ def test_exit_endpoint_and_sigterm(start):
     assert p.wait(timeout=5) == 7
     port = _free_port()
     p = start(AGNHOST, "--port", str(port))
+    # The port accepts connections from listen() on, a moment before "serving" is logged:
+    # a SIGTERM sent in between would end it before the line is written.
+    assert b"serving" in p.stderr.readline()
     _connect(port).close()
     p.send_signal(signal.SIGTERM)
     assert p.wait(timeout=5) == 0
-    assert b"serving" in p.stderr.read()
 
 
 def test_hostname_and_reply_modes(start):
