@@ -34,6 +34,7 @@ from orchestrator.host.cleanup import clean_state_dir, owned_links, owned_netns
 from orchestrator.host.ledger import Ledger, registered_testbeds
 from orchestrator.host.netns import netns_path
 from orchestrator.host.runner import DEFAULT, Result
+from orchestrator.ipam.families import IPFamilyAdmission
 from orchestrator.ipam.store import IPAM, ensure_default_pool
 from orchestrator.node.cni import CNI
 from orchestrator.node.containers import ContainerRuntime, exec_argv, exec_environment
@@ -234,19 +235,23 @@ class Testbed:
         self.client = Client(self.store, reserved=reserved,
                              admission=([BGPAdmission(self.state_dir, scope)]
                                         if self.bgp else [])
-                             + [IPIPAdmission(bgp=self.bgp), FabricASAdmission(self.spec)],
+                             + [IPIPAdmission(bgp=self.bgp), FabricASAdmission(self.spec),
+                                IPFamilyAdmission(self.spec.families)],
                              allocators=[ServiceIPAllocator()], peer_scope=scope)
         with open(os.path.join(self.state_dir, "testbed.json"), "w") as f:
             import json
             json.dump({"id": self.id, "topology": self.spec.name, "owner": os.getpid(),
                        "underlay": self.spec.underlay.cidr,
                        "routers": self.spec.fabric.router_names if self.spec.fabric else [],
-                       "peer_scope": scope, "bgp": self.bgp}, f)
-        # The topology's own IPIP pools are checked before a node exists: refused on a kernel
-        # without the module (or without BGP), the start costs nothing to undo.
+                       "peer_scope": scope, "bgp": self.bgp,
+                       "families": list(self.spec.families)}, f)
+        # The topology's own pools are checked before a node exists: an IPIP pool on a kernel
+        # without the module (or without BGP), an IPv6 pool the pods cannot use; refused
+        # here, the start costs nothing to undo.
         for doc in (d for d in self.spec.manifests if d.obj.get("kind") == "IPPool"):
             try:
                 IPIPAdmission(bgp=self.bgp)(self.store, [doc.obj])
+                IPFamilyAdmission(self.spec.families)(self.store, [doc.obj])
             except ValidationError as exc:
                 raise ValidationError(exc.message, source=doc.source, index=doc.index,
                                       obj=exc.obj, field=exc.field) from None

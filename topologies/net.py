@@ -361,6 +361,15 @@ def render_node_batch(spec: ClusterSpec, name: str) -> str:
     if me.gateway:
         lines.append(f"neigh replace {me.gateway} lladdr {node_mac(me.gateway)} "
                      f"dev {NODE_INTF} nud permanent")
+    if me.ip6:
+        # IPv6 beside it (underlay.cidr6): `nodad`, or the address stays tentative for a
+        # second of duplicate address detection and nothing can bind to it; the same on-link
+        # default and permanent neighbours (same MACs) as IPv4. The family of each line comes
+        # from its address (`ip -batch` takes no -6 per line).
+        lines += [f"addr add {me.ip6}/{me.prefixlen6} dev {NODE_INTF} nodad",
+                  f"route add ::/0 dev {NODE_INTF}"]
+        lines += [f"neigh replace {n.ip6} lladdr {node_mac(n.ip)} dev {NODE_INTF} nud permanent"
+                  for n in spec.nodes if n.name != name and n.ip6]
     return "\n".join(lines) + "\n"
 
 
@@ -410,7 +419,9 @@ def _configure_nodes(spec: ClusterSpec, net: Mininet, deadline: float) -> None:
             host = net[name]
             batch = Path(tmp) / f"{name}.ip"
             batch.write_text(text)
-            host.sendCmd(f"ip -batch {batch} && echo 1 > /proc/sys/net/ipv4/ip_forward;"
+            v6 = (" && echo 1 > /proc/sys/net/ipv6/conf/all/forwarding"
+                  if n is not None and n.ip6 else "")
+            host.sendCmd(f"ip -batch {batch} && echo 1 > /proc/sys/net/ipv4/ip_forward{v6};"
                          f" echo {_RC_MARK}$?")
             hosts.append((name, n, host))
         for name, n, host in hosts:

@@ -5,6 +5,7 @@ Pure (reads the file it is given, nothing else). Schema (see topologies/README.m
     name: three-node                  # cluster name, RFC 1123 label
     underlay:                         # optional
       cidr: 172.18.0.0/16             # default; node IPs .2, .3, ... in node order (like docker)
+      cidr6: fd00:172:18::/64         # optional: nodes get IPv6 addresses too (::2, ::3, ...)
       bandwidth: 1000                 # Mbit/s on every node link (0 < bw <= 1000), optional
     racks:                            # optional; absent = one L2 switch for all nodes
       - {name: rack-a, nodes: [node-1, node-2]}
@@ -20,6 +21,7 @@ Pure (reads the file it is given, nothing else). Schema (see topologies/README.m
         capacity: {cpu: "4", memory: 8Gi, pods: 110}   # defaults 2, 4Gi, 110
         taints: [{key: k, value: v, effect: NoSchedule}]
         ip: 172.18.0.10               # optional, inside the underlay
+        ip6: fd00:172:18::10          # optional, inside underlay.cidr6
         bandwidth: 100                # optional per-node override, Mbit/s
         routeReflectorClusterID: 224.0.0.1               # optional dotted quad
         asNumber: 65101               # optional: Calico Node spec.bgp.asNumber
@@ -66,13 +68,14 @@ ZONE_LABEL = "topology.kubernetes.io/zone"
 
 _TOP_KEYS = {"name", "underlay", "racks", "fabric", "external", "nodes", "generate",
              "manifests"}
-_UNDERLAY_KEYS = {"cidr", "bandwidth"}
+_UNDERLAY_KEYS = {"cidr", "cidr6", "bandwidth"}
 _RACK_KEYS = {"name", "nodes"}
 _ROUTED_RACK_KEYS = _RACK_KEYS | {"subnet", "tor", "site"}
 DEFAULT_AS = 64512   # Calico's default BGPConfiguration asNumber
-_NODE_KEYS = {"name", "role", "schedulable", "labels", "capacity", "taints", "ip", "bandwidth",
+_NODE_KEYS = {"name", "role", "schedulable", "labels", "capacity", "taints", "ip", "ip6",
+              "bandwidth",
               "routeReflectorClusterID", "asNumber"}
-_GENERATE_KEYS = (_NODE_KEYS - {"name", "ip"}) | {"count", "prefix", "start"}
+_GENERATE_KEYS = (_NODE_KEYS - {"name", "ip", "ip6"}) | {"count", "prefix", "start"}
 _CAPACITY_KEYS = {"cpu", "memory", "pods"}
 _TAINT_KEYS = {"key", "value", "effect"}
 
@@ -121,6 +124,8 @@ class NodeSpec:
     prefixlen: int = 16                     # of the node's subnet (underlay, or its rack's)
     gateway: str | None = None              # routed rack: its ToR; None = on-link default
     as_number: int | None = None            # Calico Node spec.bgp.asNumber; None = cluster's
+    ip6: str | None = None                  # IPv6 address (underlay.cidr6); None = IPv4 only
+    prefixlen6: int | None = None
 
     @property
     def is_control_plane(self) -> bool:
@@ -140,6 +145,8 @@ class UnderlaySpec:
     cidr: str
     prefixlen: int
     bandwidth: float | None = None
+    cidr6: str | None = None        # the nodes' IPv6 network; None = an IPv4-only underlay
+    prefixlen6: int | None = None
 
 
 @dataclass(frozen=True)
@@ -161,6 +168,11 @@ class ClusterSpec:
     @property
     def routed(self) -> bool:
         return self.fabric is not None
+
+    @property
+    def families(self) -> tuple[int, ...]:
+        """The IP families the nodes have: (4,) or (4, 6)."""
+        return (4, 6) if self.underlay.cidr6 else (4,)
 
     def peer_scope(self):
         """Where a BGPPeer's peerIP may point: the underlay CIDR on an L2 underlay; on a
@@ -274,8 +286,9 @@ def _build(d, source: str, base: Path | None = None) -> ClusterSpec:
     else:
         ips = assign_node_ips([(dr["name"], dr["ip"], dr["path"] + ".ip") for dr in drafts],
                               underlay.cidr)
+    ips6 = _node_ips6(drafts, underlay, routed)
     nodes = tuple(_finish(dr, ips[dr["name"]], rack_of.get(dr["name"]), underlay,
-                          nets.get(rack_of.get(dr["name"])))
+                          nets.get(rack_of.get(dr["name"])), ips6.get(dr["name"]))
                   for dr in drafts)
     manifests = _manifests(d.get("manifests"), source, base)
     external = None
@@ -286,6 +299,22 @@ def _build(d, source: str, base: Path | None = None) -> ClusterSpec:
     return ClusterSpec(name=name, underlay=underlay, nodes=nodes, racks=racks, source=source,
                        manifests=manifests, fabric=fabric, cluster_as=_cluster_as(manifests),
                        external=external)
+
+
+def _node_ips6(drafts, underlay: UnderlaySpec, routed: bool) -> dict[str, str]:
+    """Node name -> IPv6 address, from underlay.cidr6 (none without it)."""
+    if underlay.cidr6 is None:
+        for dr in drafts:
+            if dr.get("ip6") is not None:
+                raise _err("an IPv6 address needs an IPv6 underlay: set underlay.cidr6",
+                           dr["path"] + ".ip6")
+        return {}
+    if routed:
+        # Racks, ToRs and BIRD would need IPv6 subnets and sessions of their own.
+        raise _err("IPv6 on a routed fabric is not supported yet: use an L2 underlay "
+                   "(no fabric:) for IPv6 nodes", "underlay.cidr6")
+    return assign_node_ips([(dr["name"], dr.get("ip6"), dr["path"] + ".ip6") for dr in drafts],
+                           underlay.cidr6, field="underlay.cidr6")
 
 
 def _cluster_as(docs) -> int:
@@ -344,8 +373,21 @@ def _underlay(u) -> UnderlaySpec:
         raise _err(f"{cidr!r} is not an IPv4 network: {exc}", "underlay.cidr") from None
     if net.prefixlen > 30:
         raise _err(f"{cidr} is too small for nodes (at most /30)", "underlay.cidr")
+    net6 = None
+    if u.get("cidr6") is not None:
+        try:
+            net6 = ipaddress.IPv6Network(str(u["cidr6"]), strict=True)
+        except ValueError as exc:
+            raise _err(f"{u['cidr6']!r} is not an IPv6 network: {exc}", "underlay.cidr6") from None
+        if net6.prefixlen > 120:
+            raise _err(f"{net6} is too small for nodes (at most /120)", "underlay.cidr6")
+        if net6.is_link_local or net6.is_multicast or net6.is_loopback:
+            raise _err(f"{net6} is a link-local, multicast or loopback range; use a global "
+                       "or unique local (fd00::/8) network", "underlay.cidr6")
     return UnderlaySpec(cidr=str(net), prefixlen=net.prefixlen,
-                        bandwidth=_bandwidth(u.get("bandwidth"), "underlay.bandwidth"))
+                        bandwidth=_bandwidth(u.get("bandwidth"), "underlay.bandwidth"),
+                        cidr6=str(net6) if net6 else None,
+                        prefixlen6=net6.prefixlen if net6 else None)
 
 
 def _bandwidth(v, fld: str) -> float | None:
@@ -370,6 +412,7 @@ def _node(n, path: str, *, generated: bool = False) -> dict:
                        "(lowercase letters, digits, '-', at most 63)", _sub(path, "name"))
         draft["name"] = name
         draft["ip"] = n.get("ip")
+        draft["ip6"] = n.get("ip6")
     role = n.get("role", "worker")
     if role not in ROLES:
         raise _err(f"role {role!r} must be one of {', '.join(ROLES)}", _sub(path, "role"))
@@ -527,7 +570,7 @@ def _racks(racks, known: dict, *, routed: bool = False) -> tuple[tuple, dict]:
 
 
 def _finish(dr: dict, ip: str, rack: str | None, underlay: UnderlaySpec,
-            net: fabricmod.RackNet | None = None) -> NodeSpec:
+            net: fabricmod.RackNet | None = None, ip6: str | None = None) -> NodeSpec:
     name, path = dr["name"], dr["path"]
     user = dr["labels"]
     if user.get(HOSTNAME_LABEL, name) != name:
@@ -551,4 +594,5 @@ def _finish(dr: dict, ip: str, rack: str | None, underlay: UnderlaySpec,
                     route_reflector_cluster_id=dr["rr"],
                     prefixlen=(ipaddress.IPv4Network(net.subnet).prefixlen if net
                                else underlay.prefixlen),
-                    gateway=net.gateway if net else None, as_number=dr["asn"])
+                    gateway=net.gateway if net else None, as_number=dr["asn"],
+                    ip6=ip6, prefixlen6=underlay.prefixlen6 if ip6 else None)

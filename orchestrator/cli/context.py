@@ -51,7 +51,7 @@ def open_context(explicit: str | None) -> Context:
     if not os.path.exists(db):
         raise CalinetError(f"{state_dir} holds no calinet state (no state.db)")
     store = Store(db)
-    tid, live, reserved, scope, bgp = None, False, {}, None, True
+    tid, live, reserved, scope, bgp, families = None, False, {}, None, True, (4,)
     try:
         with open(os.path.join(state_dir, "testbed.json")) as f:
             info = json.load(f)
@@ -60,6 +60,7 @@ def open_context(explicit: str | None) -> Context:
             reserved["underlay"] = info["underlay"]
         scope = info.get("peer_scope")
         bgp = info.get("bgp", True)
+        families = tuple(info.get("families") or (4,))
     except (OSError, ValueError):
         pass
     for e in registered_testbeds():
@@ -69,8 +70,9 @@ def open_context(explicit: str | None) -> Context:
     admission = ([BGPAdmission(state_dir, scope or reserved["underlay"])]
                  if live and reserved else [])
     if live:   # an IPIP pool on a kernel without the module is refused here too
+        from orchestrator.ipam.families import IPFamilyAdmission
         from orchestrator.node.encap_agent import IPIPAdmission
-        admission.append(IPIPAdmission(bgp=bgp))
+        admission += [IPIPAdmission(bgp=bgp), IPFamilyAdmission(families)]
     # Services applied from here get their ClusterIP / nodePorts like the testbed's own.
     return Context(state_dir, store, Client(store, reserved=reserved, admission=admission,
                                             peer_scope=scope,

@@ -6,6 +6,7 @@ KUBELET_VERSION = "v1.31.0-calinet"
 
 
 IPV4_ANNOTATION = "projectcalico.org/IPv4Address"
+IPV6_ANNOTATION = "projectcalico.org/IPv6Address"
 RR_CLUSTER_ANNOTATION = "projectcalico.org/RouteReflectorClusterID"
 AS_ANNOTATION = "projectcalico.org/ASNumber"     # Calico Node spec.bgp.asNumber
 
@@ -20,7 +21,10 @@ def node_object(spec, ip: str, existing: dict | None = None, *, os_image: str = 
     unschedulable = bool(((existing or {}).get("spec") or {}).get("unschedulable", False))
     cap = spec.capacity.as_resources()
     # Where Calico (Kubernetes datastore) keeps a node's BGP facts: annotations on the Node.
-    annotations = {IPV4_ANNOTATION: f"{ip}"}
+    # Calico writes the address with its subnet's prefix ("172.18.0.2/16"), as autodetected.
+    annotations = {IPV4_ANNOTATION: f"{ip}/{spec.prefixlen}"}
+    if getattr(spec, "ip6", None):
+        annotations[IPV6_ANNOTATION] = f"{spec.ip6}/{spec.prefixlen6}"
     if spec.route_reflector_cluster_id:
         annotations[RR_CLUSTER_ANNOTATION] = spec.route_reflector_cluster_id
     if getattr(spec, "as_number", None) is not None:
@@ -33,7 +37,10 @@ def node_object(spec, ip: str, existing: dict | None = None, *, os_image: str = 
                  "unschedulable": unschedulable},
         "status": {
             "capacity": cap, "allocatable": dict(cap),
+            # Dual-stack: one InternalIP per family, IPv4 first, as the kubelet reports them.
             "addresses": [{"type": "InternalIP", "address": ip},
+                          *([{"type": "InternalIP", "address": spec.ip6}]
+                            if getattr(spec, "ip6", None) else []),
                           {"type": "Hostname", "address": spec.name}],
             "conditions": [{"type": "Ready", "status": "True", "reason": "KubeletReady",
                             "message": "kubelet is posting ready status"}],
