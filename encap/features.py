@@ -17,7 +17,10 @@ _cache: dict[str, tuple[bool, str]] = {}
 _lock = threading.Lock()
 _PROBES = {
     "vxlan": "link add calinet-vx type vxlan id 4096 dstport 4789 nolearning",
-    "ipip": "link add calinet-ipip type ipip",
+    # With endpoints: an endpoint-less ipip device is the namespace's own tunl0 (made when
+    # the module loads), so adding one fails with "File exists" exactly where IPIP works.
+    # TEST-NET addresses, inside the throwaway namespace: nothing is ever sent.
+    "ipip": "link add calinet-ipip type ipip local 192.0.2.1 remote 192.0.2.2",
 }
 
 

@@ -6,10 +6,15 @@ IP> dev tunl0 onlink proto bird`; those routes are the BGP agent's, see bgp.rib.
 Felix keeps it up, at MTU 20 below the underlay's (outer IPv4 header), holding the node's
 IPIP tunnel address (IPAM handle `ipip-tunnel-addr-<node>`) as a /32: traffic the node itself
 sends into the tunnel leaves with that source, which the remote node routes back by the pool.
+A node without a tunnel address (outside every IPIP pool's nodeSelector, or IPAM exhausted)
+still has tunl0 up, as Felix's configureIPIPDevice leaves it: its routes through tunl0 need
+the device up, not an address.
 
 Side effects (IpipApplier): in the node's network namespace, one read (`ip -j -d addr show dev
-tunl0`) and at most one `ip -batch`. When no IPIP pool is left the address goes and the device
-is set down; the fallback device itself cannot be deleted (the module owns it).
+tunl0`) and at most one `ip -batch`. Order matters to the kernel: removing a device's last
+IPv4 address flushes every route through it, so a new address is added before the old one
+goes. When no IPIP pool is left our address goes and the device stays up, as Felix leaves it
+(the fallback device itself cannot be deleted: the module owns it).
 """
 
 from __future__ import annotations
@@ -27,14 +32,14 @@ IPIP_OVERHEAD = 20     # the outer IPv4 header
 @dataclass(frozen=True)
 class IpipDevice:
     mtu: int
-    address: str           # the node's IPIP tunnel address (/32)
+    address: str | None    # the node's IPIP tunnel address (/32); None: none (yet)
     name: str = IPIP_DEVICE
 
 
 def plan(tunnel_ip: str | None, underlay_mtu: int, active: bool) -> IpipDevice | None:
-    """tunl0's state on a node: None when no IPIP pool is enabled or the node has no tunnel
-    address (yet): then it holds no address and is down."""
-    if not active or tunnel_ip is None:
+    """tunl0's state on a node: None when no IPIP pool is enabled (then it holds no address
+    of ours); otherwise up at the tunnel MTU, with the tunnel address if the node has one."""
+    if not active:
         return None
     return IpipDevice(underlay_mtu - IPIP_OVERHEAD, tunnel_ip)
 
@@ -52,19 +57,17 @@ def render(cur: dict | None, want: IpipDevice | None) -> str:
         a.get("local") for a in cur.get("addr_info") or [] if a.get("family") == "inet"}
     up = cur is not None and "UP" in (cur.get("flags") or [])
     if want is None:
-        lines += [f"addr del {a}/32 dev {IPIP_DEVICE}" for a in sorted(addrs)]
-        if up:
-            lines.append(f"link set dev {IPIP_DEVICE} down")
-        return "".join(ln + "\n" for ln in lines)
+        return "".join(f"addr del {a}/32 dev {IPIP_DEVICE}\n" for a in sorted(addrs))
     if cur is None:
         # With net.core.fb_tunnels_only_for_init_net set, a new namespace has no tunl0:
         # Felix then adds one by name (an ipip device without endpoints is the same thing).
         lines.append(f"link add {IPIP_DEVICE} type ipip")
     if cur is None or cur.get("mtu") != want.mtu:
         lines.append(f"link set dev {IPIP_DEVICE} mtu {want.mtu}")
-    lines += [f"addr del {a}/32 dev {IPIP_DEVICE}" for a in sorted(addrs - {want.address})]
-    if want.address not in addrs:
+    if want.address is not None and want.address not in addrs:
         lines.append(f"addr add {want.address}/32 dev {IPIP_DEVICE}")
+    # Only after the new one is there: the last address going would flush tunl0's routes.
+    lines += [f"addr del {a}/32 dev {IPIP_DEVICE}" for a in sorted(addrs - {want.address})]
     if not up:
         lines.append(f"link set dev {IPIP_DEVICE} up")
     return "".join(ln + "\n" for ln in lines)

@@ -17,6 +17,7 @@ versions, and a cluster with no encapsulated pool that never had one costs two s
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -25,6 +26,7 @@ from encap import ipip
 from encap import plan as vx
 from encap.apply import VxlanApplier
 from orchestrator.errors import ApplyError, CalinetError, ValidationError
+from orchestrator.ipam import allocator
 from orchestrator.ipam.selector import pool_selects_node
 
 log = logging.getLogger(__name__)
@@ -108,7 +110,8 @@ class EncapAgent:
         self._seen: tuple | None = None
         self._active = False          # an encapsulated pool existed at some point: reconcile
         self._ipip_active = False     # an IPIP pool existed at some point: keep tunl0 right
-        self.errors: dict[str, str] = {}
+        self.errors: dict[str, str] = {}            # node -> last apply failure
+        self.addr_errors: dict[tuple, str] = {}     # (node, kind) -> tunnel address failure
         self.plans: dict[str, vx.NodePlan] = {}
         self.ipip_plans: dict[str, ipip.IpipDevice | None] = {}
         self._lock = threading.Lock()
@@ -128,7 +131,7 @@ class EncapAgent:
             if not on and not self._active:
                 return []
             seen = self._versions()
-            if seen == self._seen and not self.errors:
+            if seen == self._seen and not self.errors and not self.addr_errors:
                 return []
             self._active = True
             self._ensure_tunnel_addresses(pools)
@@ -140,9 +143,13 @@ class EncapAgent:
             ipip_on = bool(vx.ipip_pools(pools))
             self._ipip_active = self._ipip_active or ipip_on
             ipip_plans = {f.name: ipip.plan(f.ipip_tunnel_ip, f.mtu, ipip_on) for f in facts}
+            ipip_routes = [(p.cidr, p.ipip_mode) for p in vx.ipip_pools(pools)]
             if self.routing is not None:
                 self.routing.set_unprogrammed(vx.unprogrammed(pools))
-                self.routing.set_ipip((p.cidr, p.ipip_mode) for p in vx.ipip_pools(pools))
+                if not ipip_on:
+                    # Routes back to native before tunl0 loses its address (which flushes
+                    # what still goes through it).
+                    self.routing.set_ipip(ipip_routes)
             mtu = vx.pod_mtu(self.underlay_mtu, pools)
             for kubelet in self.kubelets.values():
                 kubelet.pod_mtu = mtu
@@ -151,10 +158,15 @@ class EncapAgent:
                     or n in self.errors]
             results = list(self._pool.map(lambda n: self._apply(n, plans[n], ipip_plans[n]),
                                           todo))
+            if self.routing is not None and ipip_on:
+                # Only now that tunl0 is up: the kernel refuses an onlink route through a
+                # device that is down ("Nexthop device is not up").
+                self.routing.set_ipip(ipip_routes)
             self.plans.update(plans)
             self.ipip_plans.update(ipip_plans)
-            self._seen = seen if not self.errors else None
-            if not on and not any(p.device for p in plans.values()) and not self.errors:
+            failed = self.errors or self.addr_errors
+            self._seen = seen if not failed else None
+            if not on and not any(p.device for p in plans.values()) and not failed:
                 self._active = self._ipip_active = False
             return [n for n, ok in zip(todo, results) if ok]
 
@@ -174,6 +186,7 @@ class EncapAgent:
         """A tunnel address per node and encapsulation whose pools select it; released where
         none does."""
         objs = {p["spec"]["cidr"]: p for p in self.store.list("IPPool")}
+        state = self.ipam.state()    # what each handle holds now (one read for all nodes)
         for name in self.nodes:
             node = self.store.get("Node", name)
             if node is None:
@@ -186,32 +199,49 @@ class EncapAgent:
                         if pool_selects_node(objs[p.cidr]["spec"].get("nodeSelector")
                                              or "all()", labels)]
             mac = vx.tunnel_mac(self.nodes[name][1])
-            self._tunnel_address(name, "vxlan", chosen(vx.vxlan_pools(pools)), notes,
-                                 {TUNNEL_ADDR_ANNOTATION: None, TUNNEL_MAC_ANNOTATION: mac})
-            self._tunnel_address(name, "ipip", chosen(vx.ipip_pools(pools)), notes,
-                                 {IPIP_ADDR_ANNOTATION: None})
+            for kind, enabled, want in (
+                    ("vxlan", vx.vxlan_pools(pools),
+                     {TUNNEL_ADDR_ANNOTATION: None, TUNNEL_MAC_ANNOTATION: mac}),
+                    ("ipip", vx.ipip_pools(pools), {IPIP_ADDR_ANNOTATION: None})):
+                held = allocator.ips_for_handle(state, tunnel_handle(name, kind))
+                self._tunnel_address(name, kind, chosen(enabled), objs, notes, want, held)
 
-    def _tunnel_address(self, name: str, kind: str, pools: list[str], notes: dict,
-                        want: dict) -> None:
-        """Assign (from ``pools``) or release node ``name``'s ``kind`` tunnel address and keep
-        its annotations (``want``: annotation -> value, None for the address itself)."""
+    def _tunnel_address(self, name: str, kind: str, pools: list[str], objs: dict,
+                        notes: dict, want: dict, held: list[str]) -> None:
+        """Assign (from ``pools``, IPPool names) or release node ``name``'s ``kind`` tunnel
+        address and keep its annotations (``want``: annotation -> value, None for the address
+        itself), as calico-node's allocate-tunnel-addrs: an address outside every pool that
+        selects the node now is released and a new one taken."""
         addr_key = next(k for k, v in want.items() if v is None)
+        handle = tunnel_handle(name, kind)
         have = notes.get(addr_key)
         if pools:
+            nets = [ipaddress.ip_network(o["spec"]["cidr"]) for o in objs.values()
+                    if o["metadata"]["name"] in pools]
+            if held and not any(ipaddress.ip_address(held[0]) in n for n in nets):
+                self.ipam.release_by_handle(handle)
             try:
-                ip = self.ipam.auto_assign(tunnel_handle(name, kind), name,
+                ip = self.ipam.auto_assign(handle, name,
                                            {"node": name, "type": f"{kind}TunnelAddress"},
                                            pool_names=pools)
             except CalinetError as exc:
                 log.error("no %s tunnel address for %s: %s", kind.upper(), name, exc)
-                self.errors[name] = f"{kind.upper()} tunnel address: {exc}"
+                self.addr_errors[(name, kind)] = f"{kind.upper()} tunnel address: {exc}"
+                if have and not self.ipam.ips_for_handle(handle):
+                    self._annotate(name, dict.fromkeys(want))   # released above: not its own
                 return
+            self.addr_errors.pop((name, kind), None)
             want = {k: ip if v is None else v for k, v in want.items()}
             if any(notes.get(k) != v for k, v in want.items()):
                 self._annotate(name, want)
-        elif have:
-            self.ipam.release_by_handle(tunnel_handle(name, kind))
-            self._annotate(name, dict.fromkeys(want))
+        else:
+            self.addr_errors.pop((name, kind), None)
+            # Released also without the annotation (an address taken and never annotated,
+            # e.g. the store write failed in between).
+            if have or held:
+                self.ipam.release_by_handle(handle)
+            if have:
+                self._annotate(name, dict.fromkeys(want))
 
     def _annotate(self, name: str, notes: dict) -> None:
         def change(obj):
@@ -238,10 +268,14 @@ class EncapAgent:
         """Problems between now and 'every node holds its encapsulation for the current store'."""
         if not self._active:
             return []
+        failed = ([f"node {n}: encapsulation not programmed: {e}"
+                   for n, e in sorted(self.errors.items())]
+                  + [f"node {n}: {e}" for (n, _k), e in sorted(self.addr_errors.items())])
+        if failed:
+            return failed
         if self._versions() != self._seen:
             return ["encapsulation reconcile pending"]
-        return [f"node {n}: encapsulation not programmed: {e}"
-                for n, e in sorted(self.errors.items())]
+        return []
 
     def stop(self) -> None:
         self._pool.shutdown(wait=True)

@@ -99,7 +99,13 @@ def test_announce_json_ipip_fields_are_validated():
 
 
 def test_tunl0_plan_and_render():
-    assert ipip.plan(None, 1500, True) is None and ipip.plan("10.244.0.0", 1500, False) is None
+    assert ipip.plan("10.244.0.0", 1500, False) is None
+    # No tunnel address (outside every IPIP pool's nodeSelector, IPAM exhausted): still up,
+    # or the kernel refuses the BGP agent's onlink routes through it.
+    bare = ipip.plan(None, 1500, True)
+    assert bare == ipip.IpipDevice(1480, None)
+    assert ipip.render({"ifname": "tunl0", "mtu": 1480, "flags": ["NOARP"], "addr_info": []},
+                       bare) == "link set dev tunl0 up\n"
     dev = ipip.plan("10.244.0.0", 1500, True)
     assert dev == ipip.IpipDevice(1480, "10.244.0.0")
     # The module made tunl0 (down, MTU 1480 by default, no address): address and up only.
@@ -111,10 +117,12 @@ def test_tunl0_plan_and_render():
     held = {"ifname": "tunl0", "mtu": 1480, "flags": ["NOARP", "UP", "LOWER_UP"],
             "addr_info": [{"family": "inet", "local": "10.244.0.0", "prefixlen": 32}]}
     assert ipip.render(held, dev) == ""
+    # The new address first: the last one going would flush every route through tunl0.
     assert ipip.render({**held, "mtu": 1400}, ipip.IpipDevice(1430, "10.244.0.64")) == (
-        "link set dev tunl0 mtu 1430\naddr del 10.244.0.0/32 dev tunl0\n"
-        "addr add 10.244.0.64/32 dev tunl0\n")
-    assert ipip.render(held, None) == "addr del 10.244.0.0/32 dev tunl0\nlink set dev tunl0 down\n"
+        "link set dev tunl0 mtu 1430\naddr add 10.244.0.64/32 dev tunl0\n"
+        "addr del 10.244.0.0/32 dev tunl0\n")
+    # No IPIP pool left: our address goes, the device stays up (as Felix leaves it).
+    assert ipip.render(held, None) == "addr del 10.244.0.0/32 dev tunl0\n"
     assert ipip.render(None, None) == ""
 
 
@@ -180,7 +188,7 @@ def test_encap_agent_assigns_ipip_tunnel_addresses_and_programs_tunl0(tmp_path):
         store.get("Node", "a1")["metadata"].get("annotations") or {})
     assert IPAM(store).ips_for_handle("ipip-tunnel-addr-a1") == []
     assert [c["input"] for c in runner.calls if c["argv"][:2] == ["ip", "-batch"]] == [
-        f"addr del {ip}/32 dev tunl0\nlink set dev tunl0 down\n"]
+        f"addr del {ip}/32 dev tunl0\n"]
     assert routing.ipip == [] and kubelet.pod_mtu == 1500 and agent.converged() == []
     agent.stop()
 
@@ -202,3 +210,114 @@ def test_admission_refuses_ipip_without_the_module_or_without_bgp(monkeypatch):
     IPIPAdmission(bgp=False)(None, [_pool("Never")])          # no IPIP asked for
     with pytest.raises(ValidationError, match="needs BGP"):
         IPIPAdmission(bgp=False)(None, [_pool()])
+
+
+class _OrderedRouting(_Routing):
+    """Records, at each set_ipip, which tunl0 batches had been written by then."""
+
+    def __init__(self, runner):
+        super().__init__()
+        self.runner, self.seen = runner, []
+
+    def set_ipip(self, pools):
+        super().set_ipip(pools)
+        self.seen.append((list(pools), sum(c["argv"][:2] == ["ip", "-batch"]
+                                           for c in self.runner.calls)))
+
+
+def _store_with_pool(tmp_path, mode="Always", selector=None):
+    from orchestrator.control.store import Store
+    store = Store(str(tmp_path / "s.db"))
+    for n in ("a1", "a2"):
+        store.create({"apiVersion": "v1", "kind": "Node",
+                      "metadata": {"name": n, "labels": {"rack": n}}})
+    spec = {"cidr": "10.244.0.0/16", "blockSize": 26, "ipipMode": mode}
+    if selector:
+        spec["nodeSelector"] = selector
+    store.create({"apiVersion": "projectcalico.org/v3", "kind": "IPPool",
+                  "metadata": {"name": "ipip"}, "spec": spec})
+    return store
+
+
+def test_tunl0_is_up_before_the_bgp_agents_route_through_it_and_routes_leave_first(tmp_path):
+    from orchestrator.ipam.store import IPAM
+    from orchestrator.node.encap_agent import EncapAgent
+    store = _store_with_pool(tmp_path)
+    runner = RecordingRunner()
+    runner.responses[("sh",)] = Result(0, _read(None), "")
+    routing = _OrderedRouting(runner)
+    agent = EncapAgent(store, IPAM(store), {"a1": (7, "172.18.1.2", "172.18.1.0/24")}, runner,
+                       fresh=True, routing=routing)
+    agent.poll()
+    assert routing.seen == [([("10.244.0.0/16", "Always")], 1)]    # after tunl0's batch
+    store.delete("IPPool", "ipip")
+    agent.poll()
+    assert routing.seen[-1] == ([], 1)        # routes back to native before the address goes
+    agent.stop()
+
+
+def test_a_node_outside_the_pools_selector_gets_tunl0_up_without_an_address(tmp_path):
+    from orchestrator.ipam.store import IPAM
+    from orchestrator.node.encap_agent import EncapAgent
+    store = _store_with_pool(tmp_path, selector="rack == 'a1'")
+    runner = RecordingRunner()
+    runner.responses[("sh",)] = Result(0, _read(None), "")
+    agent = EncapAgent(store, IPAM(store), {"a1": (7, "172.18.1.2", "172.18.1.0/24"),
+                                            "a2": (8, "172.18.1.3", "172.18.1.0/24")},
+                       runner, fresh=True)
+    agent.poll()
+    assert agent.ipip_plans["a2"] == ipip.IpipDevice(1480, None)
+    a2 = [c["input"] for c in runner.calls if c["pid"] == 8 and c["argv"][:2] == ["ip", "-batch"]]
+    assert a2 == ["link add tunl0 type ipip\nlink set dev tunl0 mtu 1480\n"
+                  "link set dev tunl0 up\n"]
+    assert agent.ipip_plans["a1"].address is not None
+    agent.stop()
+
+
+def test_a_tunnel_address_failure_is_retried_and_reported_until_it_succeeds(tmp_path):
+    from orchestrator.errors import CalinetError
+    from orchestrator.ipam.store import IPAM
+    from orchestrator.node.encap_agent import EncapAgent
+    store = _store_with_pool(tmp_path)
+    ipam = IPAM(store)
+    real, fail = ipam.auto_assign, {"on": True}
+
+    def flaky(*a, **kw):
+        if fail["on"]:
+            raise CalinetError("no free address in IPPool ipip")
+        return real(*a, **kw)
+    ipam.auto_assign = flaky
+    runner = RecordingRunner()
+    runner.responses[("sh",)] = Result(0, _read(None), "")
+    agent = EncapAgent(store, ipam, {"a1": (7, "172.18.1.2", "172.18.1.0/24")}, runner,
+                       fresh=True)
+    agent.poll()
+    assert agent.converged() == ["node a1: IPIP tunnel address: no free address in IPPool ipip"]
+    fail["on"] = False
+    agent.poll()                       # nothing in the store changed: retried all the same
+    agent.poll()                       # (the annotation it wrote is one more change to see)
+    assert agent.converged() == [] and agent.ipip_plans["a1"].address is not None
+    agent.stop()
+
+
+def test_a_tunnel_address_outside_the_pools_now_selecting_the_node_is_replaced(tmp_path):
+    from orchestrator.ipam.store import IPAM
+    from orchestrator.node.encap_agent import EncapAgent
+    store = _store_with_pool(tmp_path)
+    runner = RecordingRunner()
+    runner.responses[("sh",)] = Result(0, _read(None), "")
+    ipam = IPAM(store)
+    agent = EncapAgent(store, ipam, {"a1": (7, "172.18.1.2", "172.18.1.0/24")}, runner,
+                       fresh=True)
+    agent.poll()
+    old = ipam.ips_for_handle("ipip-tunnel-addr-a1")[0]
+    store.create({"apiVersion": "projectcalico.org/v3", "kind": "IPPool",
+                  "metadata": {"name": "ipip2"},
+                  "spec": {"cidr": "10.250.0.0/16", "blockSize": 26, "ipipMode": "Always"}})
+    store.patch("IPPool", "ipip", "", lambda o: o["spec"].update(ipipMode="Never"))
+    agent.poll()
+    new = ipam.ips_for_handle("ipip-tunnel-addr-a1")
+    assert old.startswith("10.244.") and new and new[0].startswith("10.250.")
+    assert store.get("Node", "a1")["metadata"]["annotations"][
+        "projectcalico.org/IPv4IPIPTunnelAddr"] == new[0]
+    agent.stop()
