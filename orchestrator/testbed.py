@@ -34,11 +34,10 @@ from orchestrator.host.cleanup import clean_state_dir, owned_links, owned_netns
 from orchestrator.host.ledger import Ledger, registered_testbeds
 from orchestrator.host.netns import netns_path
 from orchestrator.host.runner import DEFAULT, Result
-from orchestrator.ipam.families import IPFamilyAdmission
 from orchestrator.ipam.store import IPAM, ensure_default_pool
 from orchestrator.node.cni import CNI
 from orchestrator.node.containers import ContainerRuntime, exec_argv, exec_environment
-from orchestrator.node.encap_agent import EncapAgent, IPIPAdmission
+from orchestrator.node.encap_agent import EncapAgent, pool_admissions
 from orchestrator.node.kubelet import Kubelet, NodeRef
 from orchestrator.node.kubeproxy_agent import KubeProxyAgent
 from orchestrator.node.nflog import NodeLog
@@ -235,8 +234,8 @@ class Testbed:
         self.client = Client(self.store, reserved=reserved,
                              admission=([BGPAdmission(self.state_dir, scope)]
                                         if self.bgp else [])
-                             + [IPIPAdmission(bgp=self.bgp), FabricASAdmission(self.spec),
-                                IPFamilyAdmission(self.spec.families)],
+                             + pool_admissions(bgp=self.bgp, families=self.spec.families)
+                             + [FabricASAdmission(self.spec)],
                              allocators=[ServiceIPAllocator()], peer_scope=scope)
         with open(os.path.join(self.state_dir, "testbed.json"), "w") as f:
             import json
@@ -250,8 +249,8 @@ class Testbed:
         # here, the start costs nothing to undo.
         for doc in (d for d in self.spec.manifests if d.obj.get("kind") == "IPPool"):
             try:
-                IPIPAdmission(bgp=self.bgp)(self.store, [doc.obj])
-                IPFamilyAdmission(self.spec.families)(self.store, [doc.obj])
+                for check in pool_admissions(bgp=self.bgp, families=self.spec.families):
+                    check(self.store, [doc.obj])
             except ValidationError as exc:
                 raise ValidationError(exc.message, source=doc.source, index=doc.index,
                                       obj=exc.obj, field=exc.field) from None

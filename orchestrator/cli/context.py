@@ -70,9 +70,8 @@ def open_context(explicit: str | None) -> Context:
     admission = ([BGPAdmission(state_dir, scope or reserved["underlay"])]
                  if live and reserved else [])
     if live:   # an IPIP pool on a kernel without the module is refused here too
-        from orchestrator.ipam.families import IPFamilyAdmission
-        from orchestrator.node.encap_agent import IPIPAdmission
-        admission += [IPIPAdmission(bgp=bgp), IPFamilyAdmission(families)]
+        from orchestrator.node.encap_agent import pool_admissions
+        admission += pool_admissions(bgp=bgp, families=families)
     # Services applied from here get their ClusterIP / nodePorts like the testbed's own.
     return Context(state_dir, store, Client(store, reserved=reserved, admission=admission,
                                             peer_scope=scope,

@@ -9,6 +9,10 @@ IPV4_ANNOTATION = "projectcalico.org/IPv4Address"
 IPV6_ANNOTATION = "projectcalico.org/IPv6Address"
 RR_CLUSTER_ANNOTATION = "projectcalico.org/RouteReflectorClusterID"
 AS_ANNOTATION = "projectcalico.org/ASNumber"     # Calico Node spec.bgp.asNumber
+# The tunnel addresses calico-node's allocate-tunnel-addrs records (encap_agent writes them).
+VXLAN_ADDR_ANNOTATION = "projectcalico.org/IPv4VXLANTunnelAddr"
+VXLAN_MAC_ANNOTATION = "projectcalico.org/VXLANTunnelMACAddr"
+IPIP_ADDR_ANNOTATION = "projectcalico.org/IPv4IPIPTunnelAddr"
 
 
 def node_object(spec, ip: str, existing: dict | None = None, *, os_image: str = "",

@@ -25,15 +25,18 @@ from concurrent.futures import ThreadPoolExecutor
 from encap import ipip
 from encap import plan as vx
 from encap.apply import VxlanApplier
+from orchestrator.control.nodes import (
+    IPIP_ADDR_ANNOTATION,
+    VXLAN_ADDR_ANNOTATION,
+    VXLAN_MAC_ANNOTATION,
+)
 from orchestrator.errors import ApplyError, CalinetError, ValidationError
 from orchestrator.ipam import allocator
 from orchestrator.ipam.selector import pool_selects_node
 
 log = logging.getLogger(__name__)
 
-TUNNEL_ADDR_ANNOTATION = "projectcalico.org/IPv4VXLANTunnelAddr"
-TUNNEL_MAC_ANNOTATION = "projectcalico.org/VXLANTunnelMACAddr"
-IPIP_ADDR_ANNOTATION = "projectcalico.org/IPv4IPIPTunnelAddr"
+TUNNEL_ADDR_ANNOTATION, TUNNEL_MAC_ANNOTATION = VXLAN_ADDR_ANNOTATION, VXLAN_MAC_ANNOTATION
 KINDS = ("IPPool", "IPAMBlock", "Node")
 
 
@@ -67,6 +70,13 @@ class IPIPAdmission:
                     "BGP speakers (Calico's bird backend), and this testbed runs none; use "
                     "vxlanMode (Calico's VXLAN-only backend) or start it with BGP",
                     obj=f"IPPool {o['metadata']['name']}", field="spec.ipipMode")
+
+
+def pool_admissions(*, bgp: bool, families) -> list:
+    """The apply-time checks an IPPool meets on a running testbed: IPIP needs the module and
+    BGP (IPIPAdmission), an IPv6 pool needs pods that get IPv6 (IPFamilyAdmission)."""
+    from orchestrator.ipam.families import IPFamilyAdmission
+    return [IPIPAdmission(bgp=bgp), IPFamilyAdmission(families)]
 
 
 def tunnel_ips(store) -> dict[str, str]:

@@ -20,6 +20,7 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
+from orchestrator.control.nodes import VXLAN_ADDR_ANNOTATION
 from orchestrator.errors import ApplyError, CalinetError
 from orchestrator.host import naming
 from orchestrator.node.firewall import Firewall
@@ -569,5 +570,5 @@ def _hosts(nodes) -> tuple[tuple[str, bool], ...]:
                    if a.get("type") == "InternalIP"), None)
         if ip:
             notes = n["metadata"].get("annotations") or {}
-            out.append((ip, bool(notes.get("projectcalico.org/IPv4VXLANTunnelAddr"))))
+            out.append((ip, bool(notes.get(VXLAN_ADDR_ANNOTATION))))
     return tuple(sorted(out))
