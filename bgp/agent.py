@@ -61,9 +61,10 @@ def parse_config(text: str) -> SpeakerConfig:
             raise ValidationError(f"neighbor {ip} has no peer-as", field="exabgp.conf")
         rr = len(desc) >= 3 and desc[1] == "rr-client"
         kind = _TYPES.get(desc[0].split("_")[0], NODE_SPECIFIC) if desc else NODE_SPECIFIC
+        rid = desc[desc.index("peer-id") + 1] if "peer-id" in desc[:-1] else None
         neighbors.append(Neighbor(ip, int(asn.group(1)), kind, rr_client=rr,
                                   passive="passive true;" in body,
-                                  cluster_id=desc[2] if rr else None))
+                                  cluster_id=desc[2] if rr else None, router_id=rid))
         if (g := re.search(r"graceful-restart (\d+);", body)):
             restart = int(g.group(1))
         if (h := re.search(r"hold-time (\d+);", body)):
@@ -79,11 +80,11 @@ def parse_announce(doc) -> tuple[list[str], list[str], int | None]:
     if not isinstance(doc, dict):
         raise ValidationError("must be a JSON object", field="announce.json")
     try:
-        blocks = [str(ipaddress.IPv4Network(b)) for b in doc.get("blocks") or []]
+        blocks = [str(ipaddress.ip_network(b)) for b in doc.get("blocks") or []]
     except (ValueError, TypeError) as exc:
         raise ValidationError(f"bad block: {exc}", field="announce.json blocks") from None
     try:
-        borrowed = [str(ipaddress.IPv4Address(str(ip).split("/")[0]))
+        borrowed = [str(ipaddress.ip_address(str(ip).split("/")[0]))
                     for ip in doc.get("borrowed") or []]
     except ValueError as exc:
         raise ValidationError(f"bad IP: {exc}", field="announce.json borrowed") from None
@@ -94,7 +95,7 @@ def parse_unprogrammed(doc, key: str = "unprogrammed") -> list[str]:
     """Pure: a CIDR list of announce.json: "unprogrammed" (pools whose routes another agent
     programs: VXLAN) or "services" (Service ranges advertised, never programmed)."""
     try:
-        return [str(ipaddress.IPv4Network(c)) for c in (doc or {}).get(key) or []]
+        return [str(ipaddress.ip_network(c)) for c in (doc or {}).get(key) or []]
     except (ValueError, TypeError, AttributeError) as exc:
         raise ValidationError(f"bad CIDR: {exc}", field=f"announce.json {key}") from None
 
@@ -140,8 +141,9 @@ class Agent:
 
     def __init__(self, node: str, node_ip: str, state_dir: str, *, config: SpeakerConfig,
                  fib, out, cluster_id: str | None = None, router_id: str | None = None,
-                 wall=time.time):
+                 wall=time.time, node_ip6: str | None = None):
         self.node, self.node_ip, self.state_dir = node, node_ip, state_dir
+        self.node_ip6 = node_ip6     # next hop of what we announce over IPv6 sessions
         self.config, self.fib, self.out, self.wall = config, fib, out, wall
         cid = cluster_id or next((nb.cluster_id for nb in config.neighbors if nb.cluster_id),
                                  None)
@@ -241,8 +243,13 @@ class Agent:
         self.announce_error = None
         want = sorted(set(ribmod.advertised(blocks, borrowed)) | set(self.services),
                       key=ribmod._sort_key)
+        if self.node_ip6 is None and any(":" in p for p in want):
+            log.error("IPv6 prefixes to announce but this node has no IPv6 address: %s",
+                      ", ".join(p for p in want if ":" in p))
+            want = [p for p in want if ":" not in p]
         cmds = [codec.withdraw(p) for p in self.announced if p not in want]
-        cmds += [codec.announce(p, self.node_ip) for p in want if p not in self.announced]
+        cmds += [codec.announce(p, self.node_ip6 if ":" in p else self.node_ip)
+                 for p in want if p not in self.announced]
         self.announced = want
         self._send(cmds)
         self._dirty(now, at_once=True)
@@ -286,8 +293,9 @@ class Agent:
     def desired(self) -> list[ribmod.Route]:
         routes = ribmod.desired_routes(self.rib, self.blocks, self.borrowed, self.node_ip,
                                        unprogrammed=self.unprogrammed + self.services,
-                                       ipip=self.ipip, subnet=self.subnet)
-        taken = {r.prefix for r in routes} | {f"{ip}/32" for ip in self.borrowed}
+                                       ipip=self.ipip, subnet=self.subnet,
+                                       node_ip6=self.node_ip6)
+        taken = {r.prefix for r in routes} | {ribmod.host_prefix(ip) for ip in self.borrowed}
         kept = [r for p, r in self.kept.items() if p not in taken]
         return sorted(routes + kept, key=lambda r: ribmod._sort_key(r.prefix))
 
@@ -328,8 +336,9 @@ class Agent:
                            **({"dev": r.dev} if r.dev else {})})
         peers = [{"ip": ip, "type": self.neighbors[ip].type if ip in self.neighbors
                   else NODE_SPECIFIC, **self.peers[ip]}
-                 for ip in sorted(self.peers, key=ipaddress.IPv4Address)]
+                 for ip in sorted(self.peers, key=ribmod.ip_key)]
         return {"node": self.node, "node_ip": self.node_ip, "running": True,
+                **({"node_ip6": self.node_ip6} if self.node_ip6 else {}),
                 "since": self.since, "agent_pid": os.getpid(), "speaker_pid": os.getppid(),
                 "peers": peers, "routes": routes, "announced": list(self.announced),
                 "generation": self.generation,
@@ -428,13 +437,15 @@ def main(argv=None) -> int:
     p.add_argument("--state", required=True)
     p.add_argument("--cluster-id")
     p.add_argument("--router-id")
+    p.add_argument("--node-ip6")
     args = p.parse_args(argv)
     logging.basicConfig(filename=os.path.join(args.state, "agent.log"), level=logging.INFO,
                         format="%(asctime)s %(levelname)s %(message)s")
     with open(os.path.join(args.state, "exabgp.conf")) as f:
         config = parse_config(f.read())
     agent = Agent(args.node, args.node_ip, args.state, config=config, fib=Fib(),
-                  out=sys.stdout, cluster_id=args.cluster_id, router_id=args.router_id)
+                  out=sys.stdout, cluster_id=args.cluster_id, router_id=args.router_id,
+                  node_ip6=args.node_ip6)
     log.info("agent of %s (%s) started, %d neighbors", args.node, args.node_ip,
              len(config.neighbors))
     try:

@@ -4,7 +4,8 @@ Pure. Commands are the text API ExaBGP reads from its API process's stdout
 (`announce route <prefix> next-hop <ip>`, optionally limited to peers with
 `neighbor <ip> , neighbor <ip> announce ...`, and with originator-id / cluster-list when a
 route reflector reflects a route). Input lines are ExaBGP's JSON encoder output; `parse`
-turns one line into typed events and ignores message types calinet does not use.
+turns one line into typed events and ignores message types calinet does not use. Both
+IPv4 and IPv6 unicast (an IPv6 session's updates, next hop the peer's IPv6 address).
 """
 
 from __future__ import annotations
@@ -17,16 +18,25 @@ from dataclasses import dataclass, field
 from orchestrator.errors import ValidationError
 
 FAMILY = "ipv4 unicast"
+FAMILIES = ("ipv4 unicast", "ipv6 unicast")
 
 
 def _prefix(prefix: str) -> str:
     try:
-        return str(ipaddress.IPv4Network(prefix))
+        return str(ipaddress.ip_network(prefix))
     except ValueError:
-        raise ValidationError(f"not an IPv4 prefix: {prefix!r}", field="prefix") from None
+        raise ValidationError(f"not an IP prefix: {prefix!r}", field="prefix") from None
 
 
 def _ip(value: str, what: str) -> str:
+    try:
+        return str(ipaddress.ip_address(value))
+    except ValueError:
+        raise ValidationError(f"not an IP address: {value!r}", field=what) from None
+
+
+def _ip4(value: str, what: str) -> str:
+    # BGP identifiers (originator-id, cluster-list) are 32-bit, IPv4-looking in both families.
     try:
         return str(ipaddress.IPv4Address(value))
     except ValueError:
@@ -42,15 +52,19 @@ def _neighbors(neighbors: Sequence[str] | None) -> str:
 def announce(prefix: str, next_hop: str, *, neighbors: Sequence[str] | None = None,
              originator_id: str | None = None, cluster_list: Sequence[str] = (),
              local_preference: int | None = None) -> str:
-    """`announce route ...` to all peers, or only to ``neighbors``."""
-    words = [f"{_neighbors(neighbors)}announce route {_prefix(prefix)}",
-             f"next-hop {_ip(next_hop, 'next_hop')}"]
+    """`announce route ...` to all peers, or only to ``neighbors`` (ExaBGP sends a route only
+    to the peers whose session has its family)."""
+    prefix, next_hop = _prefix(prefix), _ip(next_hop, "next_hop")
+    if (":" in prefix) != (":" in next_hop):
+        raise ValidationError(f"next hop {next_hop} is not of {prefix}'s family",
+                              field="next_hop")
+    words = [f"{_neighbors(neighbors)}announce route {prefix}", f"next-hop {next_hop}"]
     if local_preference is not None:
         words.append(f"local-preference {int(local_preference)}")
     if originator_id:
-        words.append(f"originator-id {_ip(originator_id, 'originator_id')}")
+        words.append(f"originator-id {_ip4(originator_id, 'originator_id')}")
     if cluster_list:
-        ids = " ".join(_ip(c, "cluster_list") for c in cluster_list)
+        ids = " ".join(_ip4(c, "cluster_list") for c in cluster_list)
         words.append(f"cluster-list [ {ids} ]")
     return " ".join(words)
 
@@ -123,18 +137,21 @@ def parse(line: str) -> list:
     message = neighbor.get("message") or {}
     if "eor" in message:  # 5.0 puts end-of-RIB beside "update", not inside it
         eor = message["eor"]
-        return [EOR(peer)] if (eor.get("afi"), eor.get("safi")) == ("ipv4", "unicast") else []
+        return [EOR(peer)] if (eor.get("afi"), eor.get("safi")) in (
+            ("ipv4", "unicast"), ("ipv6", "unicast")) else []
     update = message.get("update") or {}
     attrs = update.get("attribute") or {}
     originator = attrs.get("originator-id")
     clusters = tuple(attrs.get("cluster-list") or ())
     pref = int(attrs.get("local-preference", 100))
     as_path = _as_path(attrs.get("as-path"))
-    announced = []
-    for next_hop, nlris in sorted(((update.get("announce") or {}).get(FAMILY) or {}).items()):
-        for nlri in nlris:
-            announced.append(Path(_nlri(nlri), next_hop, originator, clusters, pref, as_path))
-    withdrawn = [_nlri(n) for n in (update.get("withdraw") or {}).get(FAMILY) or ()]
+    announced, withdrawn = [], []
+    for family in FAMILIES:
+        for next_hop, nlris in sorted(((update.get("announce") or {}).get(family) or {}).items()):
+            for nlri in nlris:
+                announced.append(Path(_nlri(nlri), next_hop, originator, clusters, pref,
+                                      as_path))
+        withdrawn += [_nlri(n) for n in (update.get("withdraw") or {}).get(family) or ()]
     if not announced and not withdrawn:
         return []
     return [RouteUpdate(peer, tuple(announced), tuple(withdrawn))]

@@ -28,8 +28,9 @@ _LEVELS = {"Debug": "DEBUG", "Info": "INFO", "Warning": "WARNING", "Error": "ERR
 
 
 def protocol_name(nb: Neighbor) -> str:
-    """BIRD protocol name Calico gives the session: Mesh_10_0_0_2, Global_..., Node_..."""
-    return f"{_PREFIX.get(nb.type, 'Node')}_{nb.ip.replace('.', '_')}"
+    """BIRD protocol name Calico gives the session: Mesh_10_0_0_2, Global_..., Node_...;
+    an IPv6 peer's with ':' replaced too (bird6: Mesh_fd00_172_18__3)."""
+    return f"{_PREFIX.get(nb.type, 'Node')}_{nb.ip.replace('.', '_').replace(':', '_')}"
 
 
 def _quote_argv(argv: Sequence[str]) -> str:
@@ -63,12 +64,18 @@ def render(node: NodeBGP, neighbors: Sequence[Neighbor], config: BGPConfiguratio
         desc = protocol_name(nb)
         if nb.rr_client:
             desc += f" rr-client {nb.cluster_id}"
+        if nb.router_id:
+            desc += f" peer-id {nb.router_id}"   # the agent reflects with it (originator-id)
+        v6 = nb.family == 6
+        if v6 and not node.ip6:
+            raise ValidationError(f"IPv6 peer {nb.ip} but node {node.name} has no IPv6 "
+                                  "address", field="neighbors")
         out += [
             "",
             f"neighbor {nb.ip} {{",
             f'    description "{desc}";',
             f"    router-id {node.ip};",
-            f"    local-address {node.ip};",
+            f"    local-address {node.ip6 if v6 else node.ip};",
             f"    local-as {local_as};",
             f"    peer-as {nb.asNumber};",
             f"    hold-time {config.holdTime};",
@@ -78,7 +85,7 @@ def render(node: NodeBGP, neighbors: Sequence[Neighbor], config: BGPConfiguratio
             out.append(f"    connect {port if nb.node else 179};")
         out += [
             "    family {",
-            "        ipv4 unicast;",
+            f"        {'ipv6' if v6 else 'ipv4'} unicast;",
             "    }",
             "    capability {",
             f"        graceful-restart {config.nodeMeshMaxRestartTime};",
@@ -122,7 +129,8 @@ def environment(node: NodeBGP, config: BGPConfiguration) -> dict[str, str]:
         "exabgp.log.destination": "stdout",
         "exabgp.log.level": _LEVELS[config.logSeverityScreen],
         "exabgp.reactor.speed": REACTOR_SPEED,
-        "exabgp.tcp.bind": node.ip,
+        # Space-separated: a node with IPv6 sessions listens on both addresses.
+        "exabgp.tcp.bind": " ".join(a for a in (node.ip, node.ip6) if a),
         "exabgp.tcp.port": str(config.listenPort),
     }
     return dict(sorted(env.items()))

@@ -1,6 +1,7 @@
 """Applier of a node's `proto bird` (12) routes: read what the kernel has, write the difference.
 
-Side effects: runs `ip -j route show proto 12` and `ip -batch -` in the calling process's
+Side effects: runs `ip -j route show table all proto 12` (both families in one fork; the main
+table's routes are those naming no table) and `ip -batch -` in the calling process's
 network namespace (the agent lives inside its node's netns, so no nsenter). Every proto-12
 route in the main table is ours: whatever is not desired is deleted. One read and at most
 one batch per call, so a burst of BGP updates costs two forks.
@@ -66,7 +67,8 @@ class Fib:
             return routes
         out = []
         for r in routes:
-            if r.type == UNICAST and r.via and not r.dev:
+            if r.type == UNICAST and r.via and not r.dev and ":" not in r.via:
+                # IPv6 has no routed fabric: its next hops are always on the node's link.
                 addr = ipaddress.IPv4Address(r.via)
                 if not any(addr in n for n in nets):
                     r = replace(r, via=gateway)
@@ -76,12 +78,12 @@ class Fib:
     def current(self) -> list[Route]:
         """Our routes as the kernel has them (all types: unicast and blackhole)."""
         try:
-            out = self.runner.run(["ip", "-j", "route", "show", "table", "main", "proto",
+            out = self.runner.run(["ip", "-j", "route", "show", "table", "all", "proto",
                                    str(RTPROT_BIRD)]).stdout
         except CommandError as exc:
             raise ApplyError(f"reading proto {RTPROT_BIRD} routes: {exc}") from exc
         try:
-            return parse_current(json.loads(out or "[]"))
+            return parse_current([r for r in json.loads(out or "[]") if "table" not in r])
         except (ValueError, TypeError) as exc:
             raise ApplyError(f"unreadable `ip -j route` output: {out[:200]!r}") from exc
 

@@ -68,6 +68,7 @@ class NodeBGP:
     asNumber: int | None = None
     routeReflectorClusterID: str | None = None
     labels: tuple[tuple[str, str], ...] = field(default=())
+    ip6: str | None = None          # the node's IPv6 address (IPv6 sessions), if any
 
     @property
     def label_map(self) -> dict[str, str]:
@@ -195,7 +196,8 @@ def _duration(value, obj: str, field_name: str) -> int:
 
 
 def node_bgp(name: str, ip: str, *, labels: Mapping[str, str] | None = None,
-             asNumber=None, routeReflectorClusterID: str | None = None) -> NodeBGP:
+             asNumber=None, routeReflectorClusterID: str | None = None,
+             ip6: str | None = None) -> NodeBGP:
     """A node's BGP facts (Calico Node spec.bgp + metadata.labels), validated."""
     obj = f"Node {name}"
     try:
@@ -212,8 +214,14 @@ def node_bgp(name: str, ip: str, *, labels: Mapping[str, str] | None = None,
         except ValueError:
             raise ValidationError(f"cluster ID must be dotted-quad like 224.0.0.1, got {cid!r}",
                                   obj=obj, field="spec.bgp.routeReflectorClusterID") from None
+    if ip6:
+        try:
+            ip6 = str(ipaddress.IPv6Address(ip6))
+        except ValueError:
+            raise ValidationError(f"not an IPv6 address: {ip6!r}", obj=obj,
+                                  field="spec.bgp.ipv6Address") from None
     return NodeBGP(name=name, ip=str(addr), asNumber=asn, routeReflectorClusterID=cid,
-                   labels=tuple(sorted((labels or {}).items())))
+                   labels=tuple(sorted((labels or {}).items())), ip6=ip6 or None)
 
 
 def node_from_manifest(doc: Mapping) -> NodeBGP:

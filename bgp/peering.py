@@ -11,7 +11,11 @@ Pure. Rules (confd bird.cfg.template / bgp_processor.go):
   same cluster is a plain iBGP session);
 - between two nodes that configure each other, the one whose peer has the greater address
   (compared as strings, as Calico does) is passive, so each session is opened from one side;
-- one session per peer address: the first rule that names it wins (mesh, then peers by name).
+- one session per peer address: the first rule that names it wins (mesh, then peers by name);
+- IPv6 (Calico's bird6 twin of each file): between nodes that both have an IPv6 address, the
+  mesh and every peerSelector peering get an IPv6 session too, between the nodes' IPv6
+  addresses, with the same type, AS, route-reflector role and passive rule (string order of the
+  IPv6 addresses); a BGPPeer with an IPv4 peerIP stays IPv4 only, as in bird.cfg.
 """
 
 from __future__ import annotations
@@ -37,6 +41,11 @@ class Neighbor:
     passive: bool = False
     node: str | None = None        # the peer's node name when the peer is a cluster node
     cluster_id: str | None = None  # the local cluster ID when rr_client
+    router_id: str | None = None   # the peer's BGP identifier when not ``ip`` (IPv6 sessions)
+
+    @property
+    def family(self) -> int:
+        return 6 if ":" in self.ip else 4
 
 
 def _applies(peer: BGPPeer, node: NodeBGP) -> bool:
@@ -48,15 +57,17 @@ def _applies(peer: BGPPeer, node: NodeBGP) -> bool:
 
 
 def _targets(peer: BGPPeer, local: NodeBGP, nodes: Sequence[NodeBGP],
-             by_ip: dict[str, NodeBGP]) -> list[tuple[str, int | None, NodeBGP | None]]:
+             by_ip: dict[str, NodeBGP]) -> list[tuple[str, int | None, NodeBGP | None, bool]]:
+    """(address, AS or None, its node, whether the peering has an IPv6 twin)."""
     out: list = []
     if peer.peerSelector:
         if _applies(peer, local):
-            out += [(n.ip, None, n) for n in nodes if selects(peer.peerSelector, n.label_map)]
+            out += [(n.ip, None, n, True) for n in nodes
+                    if selects(peer.peerSelector, n.label_map)]
         if selects(peer.peerSelector, local.label_map):
-            out += [(n.ip, None, n) for n in nodes if _applies(peer, n)]
+            out += [(n.ip, None, n, True) for n in nodes if _applies(peer, n)]
     elif _applies(peer, local):
-        out.append((peer.peerIP, peer.asNumber, by_ip.get(peer.peerIP)))
+        out.append((peer.peerIP, peer.asNumber, by_ip.get(peer.peerIP), False))
     return out
 
 
@@ -72,29 +83,42 @@ def peerings(nodes: Iterable[NodeBGP], config: BGPConfiguration,
         by_ip[n.ip] = n
     peers = sorted(peers, key=lambda p: p.name)
     raw: dict[str, dict[str, Neighbor]] = {}
+    twins: dict[str, set[str]] = {}     # node -> peer IPv4 addresses with an IPv6 twin
     for local in nodes:
         chosen: dict[str, Neighbor] = {}
+        twin = twins.setdefault(local.name, set())
         if config.nodeToNodeMeshEnabled and not local.is_route_reflector:
             for other in nodes:
                 if other.ip != local.ip and not other.is_route_reflector:
                     chosen.setdefault(other.ip, Neighbor(other.ip, other.as_number(config),
                                                          MESH, node=other.name))
+                    twin.add(other.ip)
         for peer in peers:
             kind = GLOBAL if peer.is_global else NODE_SPECIFIC
-            for ip, asn, other in _targets(peer, local, nodes, by_ip):
+            for ip, asn, other, has_twin in _targets(peer, local, nodes, by_ip):
                 if ip == local.ip or ip in chosen:
                     continue
                 if asn is None:
                     asn = other.as_number(config)
                 chosen[ip] = Neighbor(ip, asn, kind, node=other.name if other else None)
+                if has_twin:
+                    twin.add(ip)
         raw[local.name] = {ip: _rr(local, nb, config, by_ip) for ip, nb in chosen.items()}
     out = {}
     for local in nodes:
         mine = raw[local.name]
-        out[local.name] = [
-            replace(nb, passive=_passive(local, nb, by_ip, raw))
-            for nb in sorted(mine.values(), key=lambda nb: ipaddress.IPv4Address(nb.ip))
-        ]
+        v4 = [replace(nb, passive=_passive(local, nb, by_ip, raw))
+              for nb in sorted(mine.values(), key=lambda nb: ipaddress.IPv4Address(nb.ip))]
+        v6 = []
+        if local.ip6:
+            for nb in v4:
+                other = by_ip.get(nb.ip)
+                if nb.ip in twins[local.name] and other is not None and other.ip6:
+                    # Its reverse exists exactly when the IPv4 one's does (same rules).
+                    passive = local.ip in raw[other.name] and other.ip6 > local.ip6
+                    v6.append(replace(nb, ip=other.ip6, passive=passive, router_id=other.ip))
+            v6.sort(key=lambda nb: ipaddress.IPv6Address(nb.ip))
+        out[local.name] = v4 + v6
     return out
 
 

@@ -10,6 +10,8 @@ A /32 another node borrowed from one of our blocks is installed via that node ev
 lies inside our own blackholed block: longest prefix wins, which is what Calico issue #3246
 got wrong. `advertised` and `reflected` say what the agent should announce itself and, on a
 route reflector, on behalf of its clients (RFC 4456 originator-id / cluster-list).
+Both families: IPv6 blocks (/122) and borrowed /128s are handled like IPv4's, the routes
+learnt over the IPv6 sessions going via the peer node's IPv6 address, as BIRD6's do.
 """
 
 from __future__ import annotations
@@ -49,13 +51,26 @@ class IpipPool:
     mode: str = ALWAYS      # "Always" | "CrossSubnet"
 
 
-def _net(prefix: str) -> ipaddress.IPv4Network:
-    return ipaddress.IPv4Network(prefix)
+def _net(prefix: str):
+    return ipaddress.ip_network(prefix)
 
 
 def _sort_key(prefix: str):
+    """IPv4 before IPv6, then by address and length."""
     net = _net(prefix)
-    return int(net.network_address), net.prefixlen
+    return net.version, int(net.network_address), net.prefixlen
+
+
+def ip_key(ip: str):
+    """Sort key of an address of either family (IPv4 first)."""
+    addr = ipaddress.ip_address(ip)
+    return addr.version, int(addr)
+
+
+def host_prefix(ip: str) -> str:
+    """An address as its full-length prefix: /32, or /128 for IPv6."""
+    ip = ip.split("/")[0]
+    return f"{ip}/128" if ":" in ip else f"{ip}/32"
 
 
 class RIB:
@@ -120,11 +135,10 @@ class RIB:
         shortest cluster list, lowest originator (the peer's router id when none), lowest
         peer address."""
         out: dict[str, tuple] = {}
-        for peer in sorted(self.paths, key=ipaddress.IPv4Address):
+        for peer in sorted(self.paths, key=ip_key):
             for prefix, path in self.paths[peer].items():
                 key = (-path.local_preference, len(path.as_path), len(path.cluster_list),
-                       int(ipaddress.IPv4Address(path.originator_id or peer)),
-                       int(ipaddress.IPv4Address(peer)))
+                       ip_key(path.originator_id or peer), ip_key(peer))
                 if prefix not in out or key < out[prefix][0]:
                     out[prefix] = (key, peer, path)
         return {p: (v[1], v[2]) for p, v in sorted(out.items(), key=lambda i: _sort_key(i[0]))}
@@ -147,7 +161,7 @@ def tunnelled(prefix: str, next_hop: str, ipip: Sequence[IpipPool],
     `if defined(bgp_next_hop) && bgp_next_hop ~ <subnet> then krt_tunnel = ""`)."""
     net = _net(prefix)
     for pool in ipip:
-        if net.subnet_of(_net(pool.cidr)):
+        if net.version == 4 and net.subnet_of(_net(pool.cidr)):
             if pool.mode == CROSS_SUBNET and subnet is not None:
                 return ipaddress.IPv4Address(next_hop) not in _net(subnet)
             return True
@@ -156,7 +170,8 @@ def tunnelled(prefix: str, next_hop: str, ipip: Sequence[IpipPool],
 
 def desired_routes(rib: RIB, own_blocks: Iterable[str], borrowed_here: Iterable[str],
                    node_ip: str, *, unprogrammed: Iterable[str] = (),
-                   ipip: Sequence[IpipPool] = (), subnet: str | None = None) -> list[Route]:
+                   ipip: Sequence[IpipPool] = (), subnet: str | None = None,
+                   node_ip6: str | None = None) -> list[Route]:
     """The node's `proto bird` routes, sorted by prefix.
 
     ``own_blocks``: CIDRs of the node's affine blocks (blackholed, never routed away, even if
@@ -170,12 +185,14 @@ def desired_routes(rib: RIB, own_blocks: Iterable[str], borrowed_here: Iterable[
     """
     own = {str(_net(b)) for b in own_blocks}
     skip = [_net(c) for c in unprogrammed]
-    local = {str(_net(f"{ip.split('/')[0]}/32")) for ip in borrowed_here}
+    local = {host_prefix(ip) for ip in borrowed_here}
+    mine = {node_ip, node_ip6} - {None}
     out = [Route(b, BLACKHOLE) for b in own]
     for prefix, (_peer, path) in rib.best().items():
-        if prefix in own or prefix in local or path.next_hop == node_ip:
+        if prefix in own or prefix in local or path.next_hop in mine:
             continue
-        if skip and any(_net(prefix).subnet_of(c) for c in skip):
+        net = _net(prefix)
+        if skip and any(net.version == c.version and net.subnet_of(c) for c in skip):
             continue
         if ipip and tunnelled(prefix, path.next_hop, ipip, subnet):
             out.append(Route(prefix, UNICAST, path.next_hop, IPIP_DEVICE, onlink=True))
@@ -187,8 +204,8 @@ def desired_routes(rib: RIB, own_blocks: Iterable[str], borrowed_here: Iterable[
 def advertised(own_blocks: Iterable[str], borrowed_here: Iterable[str]) -> list[str]:
     """What a node announces, as Calico's export filter does: each affine block (but not /32
     blocks, which bird_aggr skips) and a /32 per IP borrowed from another node's block."""
-    blocks = [str(_net(b)) for b in own_blocks if _net(b).prefixlen < 32]
-    borrowed = [str(_net(f"{ip.split('/')[0]}/32")) for ip in borrowed_here]
+    blocks = [str(_net(b)) for b in own_blocks if _net(b).prefixlen < _net(b).max_prefixlen]
+    borrowed = [host_prefix(ip) for ip in borrowed_here]
     return sorted(set(blocks) | set(borrowed), key=_sort_key)
 
 
@@ -203,13 +220,18 @@ def reflected(rib: RIB, neighbors: Sequence[Neighbor]) -> dict[str, dict[str, co
     if rib.cluster_id is None or not any(nb.rr_client for nb in neighbors):
         return {}
     clients = {nb.ip for nb in neighbors if nb.rr_client}
+    # A peer's BGP identifier: its address, but over IPv6 sessions the node's IPv4 one.
+    rid = {nb.ip: nb.router_id or nb.ip for nb in neighbors}
     out: dict[str, dict[str, codec.Path]] = {nb.ip: {} for nb in neighbors}
     for prefix, (peer, path) in rib.best().items():
-        sent = replace(path, originator_id=path.originator_id or peer,
+        sent = replace(path, originator_id=path.originator_id or rid.get(peer, peer),
                        cluster_list=(rib.cluster_id, *path.cluster_list))
+        version = _net(prefix).version
         for nb in neighbors:
-            if nb.ip == peer or nb.ip == sent.originator_id:
+            if nb.ip == peer or rid[nb.ip] == sent.originator_id:
                 continue
+            if ip_key(nb.ip)[0] != version:
+                continue     # each family's routes go over that family's sessions
             if peer in clients or nb.ip in clients:
                 out[nb.ip][prefix] = sent
     return out
@@ -219,7 +241,7 @@ def reflection_commands(before: Mapping[str, Mapping[str, codec.Path]],
                         after: Mapping[str, Mapping[str, codec.Path]]) -> list[str]:
     """ExaBGP commands that turn the reflected set ``before`` into ``after``."""
     cmds = []
-    for nb in sorted(set(before) | set(after), key=ipaddress.IPv4Address):
+    for nb in sorted(set(before) | set(after), key=ip_key):
         old, new = before.get(nb, {}), after.get(nb, {})
         for prefix in sorted(set(old) - set(new), key=_sort_key):
             cmds.append(codec.withdraw(prefix, neighbors=[nb]))
@@ -238,7 +260,10 @@ def parse_current(ip_json: Sequence[Mapping]) -> list[Route]:
     out = []
     for r in ip_json:
         dst = r.get("dst", "")
-        prefix = "0.0.0.0/0" if dst == "default" else str(_net(dst if "/" in dst else dst + "/32"))
+        if dst == "default":
+            prefix = "::/0" if ":" in r.get("gateway", "") else "0.0.0.0/0"
+        else:
+            prefix = str(_net(dst if "/" in dst else host_prefix(dst)))
         if r.get("type") == BLACKHOLE:
             out.append(Route(prefix, BLACKHOLE))
         elif r.get("gateway"):

@@ -92,13 +92,17 @@ def render_node_status(status: Mapping | None, now: float, tz: dt.tzinfo | None 
     if not status or not status.get("running", True):
         return "Calico process is not running.\n"
     peers = status.get("peers") or []
-    out = "Calico process is running.\n\nIPv4 BGP status\n"
-    if peers:
-        out += table(HEADERS, [(p["ip"], p["type"], p["state"], since(p.get("since"), now, tz),
-                                p.get("info", "")) for p in peers])
-    else:
-        out += "No IPv4 peers found.\n"
-    return out + "\nIPv6 BGP status\nNo IPv6 peers found.\n"
+    out = "Calico process is running.\n"
+    for family in ("IPv4", "IPv6"):
+        mine = [p for p in peers if (":" in p["ip"]) == (family == "IPv6")]
+        out += f"\n{family} BGP status\n"
+        if mine:
+            out += table(HEADERS, [(p["ip"], p["type"], p["state"],
+                                    since(p.get("since"), now, tz), p.get("info", ""))
+                                   for p in mine])
+        else:
+            out += f"No {family} peers found.\n"
+    return out
 
 
 def render_routes(status: Mapping | None) -> str:

@@ -33,11 +33,12 @@ RUNNING, BACKOFF, FAILED, STOPPED = "running", "backoff", "failed", "stopped"
 
 
 def agent_argv(node: str, node_ip: str, state_dir: str, *, cluster_id: str | None = None,
-               python: str = sys.executable) -> list[str]:
+               python: str = sys.executable, node_ip6: str | None = None) -> list[str]:
     """The `run` line of the speaker's `process` block (for bgp.config.render)."""
     argv = [python, "-m", "bgp.agent", "--node", node, "--node-ip", node_ip,
             "--state", str(state_dir)]
-    return argv + (["--cluster-id", cluster_id] if cluster_id else [])
+    return (argv + (["--cluster-id", cluster_id] if cluster_id else [])
+            + (["--node-ip6", node_ip6] if node_ip6 else []))
 
 
 def validate_all(items: Sequence[tuple["Speaker", str]]) -> None:

@@ -232,7 +232,8 @@ class Testbed:
         if self.spec.external is not None:
             reserved["external network"] = self.spec.external.cidr
         self.client = Client(self.store, reserved=reserved,
-                             admission=([BGPAdmission(self.state_dir, scope)]
+                             admission=([BGPAdmission(self.state_dir, scope,
+                                                      families=self.spec.families)]
                                         if self.bgp else [])
                              + pool_admissions(bgp=self.bgp, families=self.spec.families)
                              + [FabricASAdmission(self.spec)],
@@ -282,7 +283,7 @@ class Testbed:
                 handle = self.cluster.nodes[node.name]
                 self.store.put(node_object(node, handle.ip, self.store.get("Node", node.name),
                                            **facts))
-            ensure_default_pool(self.store)
+            ensure_default_pool(self.store, self.spec.families)
         self.ipam = IPAM(self.store)
         self._reconcile_previous_state()
         if self.dns:
@@ -299,10 +300,12 @@ class Testbed:
         # routes, rules or sets of ours in any), so the agents' first writes read nothing
         # back: 150 forks fewer at 50 nodes.
         for name, handle in self.cluster.nodes.items():
-            self.kubelets[name] = Kubelet(NodeRef(name, handle.pid, handle.ip), self.id,
+            self.kubelets[name] = Kubelet(NodeRef(name, handle.pid, handle.ip,
+                                                  self.spec.node(name).ip6), self.id,
                                           store=self.store, ipam=self.ipam, cni=cni,
                                           runtime=self.runtime, ledger=ledger,
                                           fresh_node=True)
+            self.kubelets[name].families = self.spec.families
         pollers = []
         if self.bgp:
             self.routing = Routing(self.spec, self.cluster, self.state_dir, self.store,
@@ -316,7 +319,8 @@ class Testbed:
         # allow everything, as in Calico).
         self.policy = PolicyAgent(self.store, {n: h.pid for n, h in self.cluster.nodes.items()},
                                   self.runner, keep_restore=True, fresh=True,
-                                  on_spawn=lambda pid: ledger.pids([pid]))
+                                  on_spawn=lambda pid: ledger.pids([pid]),
+                                  families=self.spec.families)
         pollers.insert(0, self.policy.poll)
         # kube-proxy: every node's KUBE- nat chains from the Services and EndpointSlices.
         self.kubeproxy = KubeProxyAgent(self.store,
@@ -569,11 +573,23 @@ class Testbed:
             raise NotFound(f'pod "{ns}/{name}" not found')
         return pod
 
-    def pod_ip(self, key: str) -> str:
-        ip = (self._pod(key).get("status") or {}).get("podIP")
+    def pod_ip(self, key: str, family: int | None = None) -> str:
+        """The pod's address: status.podIP (its primary), or its IPv4 / IPv6 one
+        (``family`` 4 or 6, from status.podIPs)."""
+        st = self._pod(key).get("status") or {}
+        ip = st.get("podIP")
         if not ip:
             raise NotFound(f'pod "{key}" has no IP yet ({_why(self._pod(key))})')
-        return ip
+        if family is None:
+            return ip
+        if family not in (4, 6):
+            raise ValidationError(f"family {family!r}: use 4 or 6", field="family")
+        for a in st.get("podIPs") or [{"ip": ip}]:
+            if (":" in a.get("ip", "")) == (family == 6):
+                return a["ip"]
+        raise NotFound(f'pod "{key}" has no IPv{family} address (its addresses: '
+                       f'{", ".join(a.get("ip", "") for a in st.get("podIPs") or [])}; the '
+                       f'cluster\'s ipFamilies are {", ".join(f"IPv{f}" for f in self.spec.families)})')
 
     def service_ip(self, key: str) -> str:
         """The ClusterIP of Service "ns/name" (NotFound for a headless Service)."""
@@ -620,20 +636,22 @@ class Testbed:
                                         rdtype)
 
     def probe(self, src: str, dst: str, port: int, protocol: str = "TCP",
-              timeout: float = 1.0) -> bool:
-        """Can pod src open a connection to dst (a pod key or an IP) on port/protocol?"""
-        dst_ip = dst if _is_ip(dst) else self.pod_ip(dst)
+              timeout: float = 1.0, family: int | None = None) -> bool:
+        """Can pod src open a connection to dst (a pod key or an IP) on port/protocol?
+        ``family`` 4 or 6: to that address of a pod (default: its primary, status.podIP)."""
+        dst_ip = dst if _is_ip(dst) else self.pod_ip(dst, family)
         return probe.probe(self.pod_netns(src), dst_ip, int(port), protocol.upper(), timeout).ok
 
     def matrix(self, port: int = 80, protocol: str = "TCP", pods=None,
-               timeout: float = 1.0) -> dict:
+               timeout: float = 1.0, family: int | None = None) -> dict:
         """All ordered pairs of running pods (src != dst) probed in parallel: {(src, dst): bool}.
         Without ``pods``: every running pod outside kube-system (the cluster add-ons such as
-        coredns serve no workload port)."""
+        coredns serve no workload port). ``family`` 4 or 6: to the pods' addresses of that
+        family (default: their primary ones)."""
         keys = list(pods) if pods is not None else [
             k for k in self.workload_pods() if (self._pod(k).get("status") or {}).get("podIP")]
         netns = {k: self.pod_netns(k) for k in keys}
-        ips = {k: self.pod_ip(k) for k in keys}
+        ips = {k: self.pod_ip(k, family) for k in keys}
         pairs = [(s, d) for s in keys for d in keys if s != d]
         res = probe.matrix([(netns[s], ips[d]) for s, d in pairs], int(port),
                            protocol.upper(), timeout)

@@ -18,6 +18,13 @@ accepted); end-of-tier DROP when any policy applies in that direction; then the 
 profile `kns.<ns>` (allow all: no policy means allowed); final DROP.
 Selectors, named ports and CIDR lists become ipsets, so the rule count grows with policies and
 endpoints on this node, never with the pods the selectors match.
+
+IPv6 (family=6) is the same layout for ip6tables, as Felix's second dataplane: cali60 sets of
+the endpoints' IPv6 addresses, rules keeping only IPv6 nets (a rule whose nets are all IPv4
+matches nothing there, and the reverse), ICMPv6 for `icmpv6` rules, no IPIP drop, and
+cali-wl-to-host accepting the ICMPv6 a pod needs from its router before any policy (multicast
+listener query/report/done 130-132, router solicitation 133, neighbour solicitation and
+advertisement 135-136), so no policy can cut a pod off its own gateway.
 """
 
 from __future__ import annotations
@@ -39,6 +46,8 @@ NFLOG_IN, NFLOG_OUT = 1, 2  # Felix's NFLOG groups
 ORCHESTRATOR_LABEL = "projectcalico.org/orchestrator"
 NAMESPACE_LABEL = "projectcalico.org/namespace"
 _PROTO_NAMES = {"tcp", "udp", "sctp", "icmp", "udplite", "icmpv6"}
+# Felix's filterWorkloadToHostChain (IPv6 only): accepted from pods before their egress policy.
+ICMPV6_ROUTER_TYPES = (130, 131, 132, 133, 135, 136)
 
 
 @dataclass(frozen=True)
@@ -48,15 +57,19 @@ class Endpoint:
     name: str
     node: str
     iface: str
-    ip: str
+    ip: str                                         # the IPv4 address ("" for none)
     labels: tuple[tuple[str, str], ...] = ()
     ports: tuple[tuple[str, str, int], ...] = ()   # (name, protocol lower-case, port)
+    ip6: str = ""                                   # the IPv6 address ("" for none)
 
     # The hash and key are worked out once, as Policy's hash: the policy agent's passes put
     # hundreds of endpoints in sets and dicts, several times a pass at a bring-up, and a
-    # frozen dataclass hashes all seven fields, label tuples included, on every call.
+    # frozen dataclass hashes all eight fields, label tuples included, on every call.
     __hash__ = M.hash_once
     __getstate__ = M.state_without_hash
+
+    def address(self, family: int) -> str:
+        return self.ip6 if family == 6 else self.ip
 
     @property
     def key(self) -> str:
@@ -75,9 +88,14 @@ class Endpoint:
 
 def endpoint(namespace: str, name: str, node: str, iface: str, ip: str,
              labels: Mapping[str, str] | None = None,
-             ports: Iterable[tuple[str, str, int]] = ()) -> Endpoint:
-    return Endpoint(namespace, name, node, iface, ip, tuple(sorted((labels or {}).items())),
-                    tuple(sorted(ports)))
+             ports: Iterable[tuple[str, str, int]] = (), ip6: str = "") -> Endpoint:
+    """``ip`` and ``ip6`` are the pod's addresses in any order of family (status.podIPs
+    primary first): each lands in its family's field."""
+    addrs = [a for a in (ip, ip6) if a]
+    v4 = next((a for a in addrs if ":" not in a), "")
+    v6 = next((a for a in addrs if ":" in a), "")
+    return Endpoint(namespace, name, node, iface, v4, tuple(sorted((labels or {}).items())),
+                    tuple(sorted(ports)), v6)
 
 
 @lru_cache(maxsize=65536)
@@ -102,6 +120,7 @@ class Context:
     # (name, recipe), so a cached chain can bring its sets into a later compilation.
     recording: list | None = None
     cache: CompileCache | None = None
+    family: int = 4
 
     def use(self, name: str, recipe: tuple) -> str:
         """The set ``name`` (built from ``recipe`` unless this pass already did) is used."""
@@ -122,14 +141,16 @@ class Context:
     def contribution(self, recipe: tuple, ep: Endpoint) -> tuple[str, ...]:
         """The members ``ep`` brings to the set built from ``recipe``."""
         what = recipe[0]
+        ip = ep.address(self.family)
         if what == "selector":
             _, selector, scope, _key = recipe
-            return (f"{ep.ip}/32",) if ep.ip and self.selects(selector, scope, ep) else ()
+            full = f"{ip}/128" if self.family == 6 else f"{ip}/32"
+            return (full,) if ip and self.selects(selector, scope, ep) else ()
         if what == "named-port":
             _, port, protocol, sel, scope, _key = recipe
-            if not ep.ip or not self.selects(sel, scope, ep):
+            if not ip or not self.selects(sel, scope, ep):
                 return ()
-            return tuple(f"{ep.ip},{protocol}:{number}" for pname, proto, number in ep.ports
+            return tuple(f"{ip},{protocol}:{number}" for pname, proto, number in ep.ports
                          if pname == port and proto == protocol)
         return ()
 
@@ -148,26 +169,28 @@ class Context:
 
     def selector_set(self, selector: str, scope: Scope) -> str:
         key = f"{parse(selector).normalized} in {scope.describe()}"
-        return self.use(N.selector_set(key), ("selector", selector, scope, key))
+        return self.use(N.selector_set(key, self.family), ("selector", selector, scope, key))
 
     def named_port_set(self, port: str, protocol: str, selector: str | None,
                        scope: Scope) -> str:
         sel = selector if selector is not None else "all()"
         key = f"{protocol}:{port} of {parse(sel).normalized} in {scope.describe()}"
-        return self.use(N.named_port_set(key), ("named-port", port, protocol, sel, scope, key))
+        return self.use(N.named_port_set(key, self.family),
+                        ("named-port", port, protocol, sel, scope, key))
 
     def cidr_set(self, nets: Sequence[str]) -> str:
         canon = tuple(sorted({str(_network(n)) for n in nets}))
-        return self.use(N.cidr_set(",".join(canon)), ("nets", canon))
+        return self.use(N.cidr_set(",".join(canon), self.family), ("nets", canon))
 
 
 def _ipset(name: str, recipe: tuple, members: frozenset) -> IPSet:
+    family = 6 if name.startswith(N.set_prefix(6)) else 4
     if recipe[0] == "selector":
-        return IPSet(name, HASH_NET, members, f"selector {recipe[3]}")
+        return IPSet(name, HASH_NET, members, f"selector {recipe[3]}", family)
     if recipe[0] == "named-port":
-        return IPSet(name, HASH_IP_PORT, members, f"named port {recipe[5]}")
+        return IPSet(name, HASH_IP_PORT, members, f"named port {recipe[5]}", family)
     canon = recipe[1]     # a CIDR list: its members are the recipe
-    return IPSet(name, HASH_NET, frozenset(canon), "nets " + ",".join(canon))
+    return IPSet(name, HASH_NET, frozenset(canon), "nets " + ",".join(canon), family)
 
 
 @lru_cache(maxsize=65536)
@@ -205,10 +228,10 @@ def _entity_matches(ctx: Context, e: Entity, side: str, protocol: str | None
     """(words every alternative has, alternatives ORed) for one side ("src"/"dst")."""
     flag = "-s" if side == "src" else "-d"
     words: list[str] = []
-    nets = [n for n in e.nets if _network(n).version == 4]
+    nets = [n for n in e.nets if _network(n).version == ctx.family]
     if e.nets and not nets:
         raise _Never()
-    not_nets = [n for n in e.not_nets if _network(n).version == 4]
+    not_nets = [n for n in e.not_nets if _network(n).version == ctx.family]
     if any(_is_everything(n) for n in not_nets):
         raise _Never()
     # iptables takes one -s (or -d) per rule, negated or not: the address flag goes to a
@@ -251,29 +274,38 @@ def _entity_matches(ctx: Context, e: Entity, side: str, protocol: str | None
     return tuple(words), alternatives or [()]
 
 
-def _protocol_words(rule) -> tuple[str, ...]:
+def _iptables_protocol(protocol: str) -> str:
+    # ip6tables knows ICMPv6 (58) as ipv6-icmp, the name Felix writes.
+    return "ipv6-icmp" if protocol == "icmpv6" else protocol
+
+
+def _protocol_words(rule, family: int = 4) -> tuple[str, ...]:
     words: list[str] = []
-    if rule.ip_version == 6 or rule.protocol == "icmpv6":
-        raise _Never()              # an IPv6 rule: nothing to do in this IPv4 table
+    # A rule for the other family (ipVersion, or ICMP of the other family) has nothing to
+    # do in this table, as Felix's filterRuleToIPVersion.
+    other_icmp = "icmpv6" if family == 4 else "icmp"
+    if (rule.ip_version not in (None, family) or rule.protocol == other_icmp):
+        raise _Never()
     if rule.protocol is not None:
         if rule.not_protocol == rule.protocol:
             raise _Never()
         # iptables takes one -p: with a protocol given, a different notProtocol adds nothing
-        words += ["-p", rule.protocol]
+        words += ["-p", _iptables_protocol(rule.protocol)]
     elif rule.not_protocol is not None:
-        words += ["!", "-p", rule.not_protocol]
+        words += ["!", "-p", _iptables_protocol(rule.not_protocol)]
+    module, flag = ("icmp6", "--icmpv6-type") if family == 6 else ("icmp", "--icmp-type")
     for icmp, neg in ((rule.icmp, False), (rule.not_icmp, True)):
         if icmp is not None:
             t, c = icmp
-            words += ["-m", "icmp"] + (["!"] if neg else []) + [
-                "--icmp-type", f"{t}/{c}" if c is not None else str(t)]
+            words += ["-m", module] + (["!"] if neg else []) + [
+                flag, f"{t}/{c}" if c is not None else str(t)]
     return tuple(words)
 
 
 def rule_matches(ctx: Context, rule) -> list[tuple[str, ...]]:
     """Every iptables match (ORed) a model rule becomes; [] when it can never match."""
     try:
-        proto = _protocol_words(rule)
+        proto = _protocol_words(rule, ctx.family)
         src_words, src_alts = _entity_matches(ctx, rule.source, "src", rule.protocol)
         dst_words, dst_alts = _entity_matches(ctx, rule.destination, "dst", rule.protocol)
     except _Never:
@@ -322,7 +354,8 @@ def applicable(ctx: Context, policies: Sequence[Policy], ep: Endpoint,
     return [p for p in policies if direction in p.types and ctx.selects(p.selector, p.scope, ep)]
 
 
-def endpoint_chain(ep: Endpoint, policies: Sequence[Policy], direction: str) -> Chain:
+def endpoint_chain(ep: Endpoint, policies: Sequence[Policy], direction: str,
+                   family: int = 4) -> Chain:
     ingress = direction == INGRESS
     name = N.to_workload(ep.iface) if ingress else N.from_workload(ep.iface)
     rules = [
@@ -330,7 +363,7 @@ def endpoint_chain(ep: Endpoint, policies: Sequence[Policy], direction: str) -> 
         Rule(("-m", "conntrack", "--ctstate", "INVALID"), ("-j", "DROP")),
         Rule((), N.clear_mark(N.ACCEPT_MARK | N.PASS_MARK)),
     ]
-    if not ingress:
+    if not ingress and family == 4:
         rules += [Rule(("-p", "udp", "--dport", "4789"), ("-j", "DROP"),
                        "Drop VXLAN encapped packets originating in workloads"),
                   Rule(("-p", "ipencap"), ("-j", "DROP"),
@@ -388,7 +421,7 @@ def _dispatch(local: Sequence[Endpoint], ingress: bool) -> list[Chain]:
     return [Chain(name, rules)] + [c for c in chains if not c.name.endswith("-_")]
 
 
-def _static(dp: Dataplane) -> None:
+def _static(dp: Dataplane, family: int = 4) -> None:
     clear = N.PASS_MARK | N.DROP_MARK | N.SCRATCH0
     dp.add_chain(FILTER, Chain(N.FORWARD, (
         Rule((), N.clear_mark(clear)),
@@ -397,7 +430,9 @@ def _static(dp: Dataplane) -> None:
         Rule(N.mark_set(N.ACCEPT_MARK), ("-j", "ACCEPT"), "Policy explicitly accepted packet."),
     )))
     dp.add_chain(FILTER, Chain(N.INPUT, (Rule(("-i", "cali+"), ("-g", N.WL_TO_HOST)),)))
-    dp.add_chain(FILTER, Chain(N.WL_TO_HOST, (
+    router = tuple(Rule(("-p", "ipv6-icmp", "-m", "icmp6", "--icmpv6-type", str(t)),
+                        ("-j", "ACCEPT")) for t in ICMPV6_ROUTER_TYPES) if family == 6 else ()
+    dp.add_chain(FILTER, Chain(N.WL_TO_HOST, router + (
         Rule((), ("-j", N.FROM_WL_DISPATCH)),
         Rule((), ("-j", "ACCEPT"), "Configured DefaultEndpointToHostAction"),
     )))
@@ -448,7 +483,7 @@ def cached_endpoint_chain(ctx: Context, ordered: Sequence[Policy], ep: Endpoint,
     hit = cache.endpoint_chains.get((ep, direction)) if cache is not None else None
     if hit is None:
         pols = tuple(applicable(ctx, ordered, ep, direction))
-        hit = (pols, endpoint_chain(ep, pols, direction))
+        hit = (pols, endpoint_chain(ep, pols, direction, ctx.family))
         if cache is not None:
             cache.endpoint_chains[(ep, direction)] = hit
             cache.stats["endpoint_chains"] += 1
@@ -458,19 +493,20 @@ def cached_endpoint_chain(ctx: Context, ordered: Sequence[Policy], ep: Endpoint,
 def compile_node(node: str, endpoints: Sequence[Endpoint],
                  namespaces: Mapping[str, Mapping[str, str]],
                  policies: Iterable[Policy], *, memo: dict | None = None,
-                 cache: CompileCache | None = None) -> Dataplane:
-    """The node's desired chains and ipsets. Pass one ``memo`` dict to the compilations of
-    all nodes of one pass to compute each set's members once, and one ``cache``
-    (compile_cache.CompileCache) to every compilation while it is worth keeping: the result
-    is the same with or without them."""
-    ctx = Context(endpoints, namespaces, memo={} if memo is None else memo, cache=cache)
+                 cache: CompileCache | None = None, family: int = 4) -> Dataplane:
+    """The node's desired chains and ipsets in one IP family (4: iptables, 6: ip6tables).
+    Pass one ``memo`` dict to the compilations of all nodes of one pass to compute each
+    set's members once, and one ``cache`` (compile_cache.CompileCache, one per family) to
+    every compilation while it is worth keeping: the result is the same with or without."""
+    ctx = Context(endpoints, namespaces, memo={} if memo is None else memo, cache=cache,
+                  family=family)
     ordered = sorted(policies, key=Policy.sort_key)
     if cache is not None:
         cache.begin(endpoints, namespaces, ordered)
     local = sorted((ep for ep in endpoints if ep.node == node and ep.iface),
                    key=lambda ep: ep.iface)
     dp = Dataplane()
-    _static(dp)
+    _static(dp, family)
     active: dict[tuple[str, str], Policy] = {}
     for ep in local:
         for direction in (INGRESS, EGRESS):

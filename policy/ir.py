@@ -39,11 +39,12 @@ class IPSet:
     type: str                         # hash:net (selectors, CIDRs) or hash:ip,port (named ports)
     members: frozenset[str] = frozenset()
     comment: str = ""                 # what it holds (for `calinet policy compile` output)
+    family: int = 4                   # 4: `family inet` (cali40...), 6: `family inet6` (cali60...)
 
 
 @dataclass
 class Dataplane:
-    """One node's desired policy state."""
+    """One node's desired policy state in one IP family (iptables or ip6tables)."""
     chains: dict[str, dict[str, Chain]] = field(default_factory=lambda: {FILTER: {}, RAW: {}})
     hooks: dict[tuple[str, str], tuple[Rule, ...]] = field(default_factory=dict)
     ipsets: dict[str, IPSet] = field(default_factory=dict)

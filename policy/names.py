@@ -6,7 +6,9 @@ Selector ipsets are `cali40s:` + base64url(sha224("s:" + selector)) cut to 31 ch
 kernel's ipset name limit); the hashed text here is the selector plus its namespace scope,
 which is what Felix's rewritten selector holds. `cali40n:` named-port sets as Felix's;
 `cali40c:` CIDR sets are calinet's own (Felix ORs several CIDRs with scratch mark bits instead;
-a set is one rule and keeps the rule count independent of the CIDR count).
+a set is one rule and keeps the rule count independent of the CIDR count). IPv6 sets are the
+same with Felix's IPv6 prefix `cali60` (the same hashed text: a selector's IPv4 and IPv6 sets
+differ only in the prefix).
 """
 
 from __future__ import annotations
@@ -68,16 +70,21 @@ def _set_name(prefix: str, text: str) -> str:
     return (prefix + _b64(hashlib.sha224(text.encode()).digest()))[:MAX_IPSET]
 
 
-def selector_set(key: str) -> str:
-    return _set_name("cali40s:", "s:" + key)
+def set_prefix(family: int = 4) -> str:
+    """Felix's ipset prefix for an IP family: cali40 (IPv4), cali60 (IPv6)."""
+    return "cali60" if family == 6 else "cali40"
 
 
-def named_port_set(key: str) -> str:
-    return _set_name("cali40n:", "n:" + key)
+def selector_set(key: str, family: int = 4) -> str:
+    return _set_name(set_prefix(family) + "s:", "s:" + key)
 
 
-def cidr_set(key: str) -> str:
-    return _set_name("cali40c:", "c:" + key)
+def named_port_set(key: str, family: int = 4) -> str:
+    return _set_name(set_prefix(family) + "n:", "n:" + key)
+
+
+def cidr_set(key: str, family: int = 4) -> str:
+    return _set_name(set_prefix(family) + "c:", "c:" + key)
 
 
 def hexmark(bits: int) -> str:

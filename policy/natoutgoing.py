@@ -10,11 +10,14 @@ As felix/rules/nat.go renders it::
         -m set ! --match-set cali40all-ipam-pools dst -j MASQUERADE --random-fully
 
 cali40masq-ipam-pools holds the CIDRs of enabled pools with natOutgoing, cali40all-ipam-pools
-those of every pool (traffic between pools, i.e. pod to pod, is never masqueraded).
+those of every pool (traffic between pools, i.e. pod to pod, is never masqueraded). The IPv6
+dataplane gets the same from the IPv6 pools, with cali60 sets (calico-node creates IPv6 pools
+with natOutgoing false, so its chain masquerades nothing unless a pool asks).
 """
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Iterable, Mapping
 from dataclasses import replace
 
@@ -25,21 +28,31 @@ POSTROUTING_CHAIN = "cali-POSTROUTING"
 NAT_OUTGOING_CHAIN = "cali-nat-outgoing"
 MASQ_SET = "cali40masq-ipam-pools"
 ALL_SET = "cali40all-ipam-pools"
-POOL_SETS = frozenset({MASQ_SET, ALL_SET})
+POOL_SETS = frozenset({MASQ_SET, ALL_SET, "cali60masq-ipam-pools", "cali60all-ipam-pools"})
 
 
-def nat_parts(pools: Iterable[Mapping]) -> tuple[dict[str, Chain], tuple[Rule, ...], dict]:
+def _version(cidr: str) -> int:
+    try:
+        return ipaddress.ip_network(cidr, strict=False).version
+    except ValueError:
+        return 4
+
+
+def nat_parts(pools: Iterable[Mapping], family: int = 4
+              ) -> tuple[dict[str, Chain], tuple[Rule, ...], dict]:
     """(nat chains, POSTROUTING hook rules, ipsets) from IPPool specs ({cidr, natOutgoing,
-    disabled})."""
-    pools = list(pools)
+    disabled}) of ``family`` (the others' are ignored)."""
+    pools = [p for p in pools if _version(p["cidr"]) == family]
+    masq_set = MASQ_SET if family == 4 else MASQ_SET.replace("cali40", "cali60")
+    all_set = ALL_SET if family == 4 else ALL_SET.replace("cali40", "cali60")
     masq = frozenset(p["cidr"] for p in pools if p.get("natOutgoing") and not p.get("disabled"))
     every = frozenset(p["cidr"] for p in pools)
     outgoing = Chain(NAT_OUTGOING_CHAIN, (Rule(
-        ("-m", "set", "--match-set", MASQ_SET, "src", "-m", "set", "!", "--match-set", ALL_SET,
+        ("-m", "set", "--match-set", masq_set, "src", "-m", "set", "!", "--match-set", all_set,
          "dst"), ("-j", "MASQUERADE", "--random-fully")),))
     post = Chain(POSTROUTING_CHAIN, (Rule((), ("-j", NAT_OUTGOING_CHAIN)),))
-    sets = {MASQ_SET: IPSet(MASQ_SET, HASH_NET, masq, "IP pools with natOutgoing"),
-            ALL_SET: IPSet(ALL_SET, HASH_NET, every, "all IP pools")}
+    sets = {masq_set: IPSet(masq_set, HASH_NET, masq, "IP pools with natOutgoing", family),
+            all_set: IPSet(all_set, HASH_NET, every, "all IP pools", family)}
     return ({post.name: post, outgoing.name: outgoing},
             (Rule((), ("-j", POSTROUTING_CHAIN)),), sets)
 

@@ -25,6 +25,7 @@ from policy.ir import Chain, Dataplane, IPSet, Rule
 
 CHAIN_PREFIX = "cali-"
 SET_PREFIX = "cali40"
+SET_PREFIXES = ("cali40", "cali60")   # Felix's IPv4 and IPv6 sets
 TEMP_SET = "cali4t"
 HASH_RE = re.compile(r'--comment "?cali:([A-Za-z0-9_-]{16})"?')
 MAXELEM = 1048576            # Felix's MaxIpsetSize
@@ -129,30 +130,36 @@ def render_full(dp: Dataplane) -> str:
 
 # -- ipsets ------------------------------------------------------------------------------
 
-def _norm(member: str) -> str:
-    return member[:-3] if member.endswith("/32") else member
+def norm_member(member: str) -> str:
+    # `ipset save` prints a host entry without its full-length prefix.
+    if member.endswith("/32"):
+        return member[:-3]
+    return member[:-4] if member.endswith("/128") else member
 
 
 @dataclass
 class SetState:
     type: str
     members: set[str]
+    family: int = 4
 
 
 def parse_ipset_save(text: str) -> dict[str, SetState]:
-    """Our sets (cali40 prefix) from `ipset save`."""
+    """Our sets (cali40 and cali60 prefixes) from `ipset save`."""
     sets: dict[str, SetState] = {}
     for line in text.splitlines():
         words = line.split()
-        if len(words) >= 3 and words[0] == "create" and words[1].startswith(SET_PREFIX):
-            sets[words[1]] = SetState(words[2], set())
+        if len(words) >= 3 and words[0] == "create" and words[1].startswith(SET_PREFIXES):
+            family = 6 if "inet6" in words[3:] else 4
+            sets[words[1]] = SetState(words[2], set(), family)
         elif len(words) >= 3 and words[0] == "add" and words[1] in sets:
-            sets[words[1]].members.add(_norm(words[2]))
+            sets[words[1]].members.add(norm_member(words[2]))
     return sets
 
 
 def _create(name: str, s: IPSet) -> str:
-    return f"create {name} {s.type} family inet maxelem {MAXELEM}"
+    family = "inet6" if s.family == 6 else "inet"
+    return f"create {name} {s.type} family {family} maxelem {MAXELEM}"
 
 
 def render_ipsets(desired: dict[str, IPSet], current: dict[str, SetState]
@@ -162,12 +169,12 @@ def render_ipsets(desired: dict[str, IPSet], current: dict[str, SetState]
     pre: list[str] = []
     temp = 0
     for name, s in sorted(desired.items()):
-        want = {_norm(m) for m in s.members}
+        want = {norm_member(m) for m in s.members}
         have = current.get(name)
         if have is None:
             pre.append(_create(name, s))
             pre += [f"add {name} {m}" for m in sorted(want)]
-        elif have.type != s.type:
+        elif have.type != s.type or have.family != s.family:
             tmp = f"{TEMP_SET}{temp}"
             temp += 1
             pre.append(_create(tmp, s))
@@ -197,7 +204,7 @@ def render_ipsets_full(desired: dict[str, IPSet]) -> str:
     for name, s in sorted(desired.items()):
         out.append(f"# {s.comment}" if s.comment else f"# {name}")
         out.append(_create(name, s))
-        out += [f"add {name} {_norm(m)}" for m in sorted(s.members)]
+        out += [f"add {name} {norm_member(m)}" for m in sorted(s.members)]
     return "\n".join(out) + ("\n" if out else "")
 
 

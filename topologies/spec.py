@@ -27,6 +27,8 @@ Pure (reads the file it is given, nothing else). Schema (see topologies/README.m
         asNumber: 65101               # optional: Calico Node spec.bgp.asNumber
     generate:                         # optional mapping or list: {count, prefix, start, ...node fields}
       {count: 50, prefix: node-, role: worker}           # node-1 .. node-50, after explicit nodes
+    ipFamilies: [IPv4, IPv6]          # optional: the pods' families, primary first; default
+                                      # [IPv4], or [IPv4, IPv6] when underlay.cidr6 is set
     manifests:                        # optional: applied before the speakers start
       - bgp.yaml                      # a manifest file, relative to the topology file
       - {apiVersion: ..., kind: ...}  # or an inline API object
@@ -67,7 +69,8 @@ HOSTNAME_LABEL = "kubernetes.io/hostname"
 ZONE_LABEL = "topology.kubernetes.io/zone"
 
 _TOP_KEYS = {"name", "underlay", "racks", "fabric", "external", "nodes", "generate",
-             "manifests"}
+             "manifests", "ipFamilies"}
+FAMILY_NAMES = {"IPv4": 4, "IPv6": 6}   # Kubernetes' spelling (Service spec.ipFamilies)
 _UNDERLAY_KEYS = {"cidr", "cidr6", "bandwidth"}
 _RACK_KEYS = {"name", "nodes"}
 _ROUTED_RACK_KEYS = _RACK_KEYS | {"subnet", "tor", "site"}
@@ -164,6 +167,8 @@ class ClusterSpec:
     # The AS a node without its own asNumber has: the manifests' BGPConfiguration asNumber,
     # else Calico's 64512 (what a ToR must expect from the rack's nodes).
     cluster_as: int = DEFAULT_AS
+    # The pods' IP families, primary first (topology `ipFamilies`): (4,), (6,), (4, 6), (6, 4).
+    ip_families: tuple = (4,)
 
     @property
     def routed(self) -> bool:
@@ -171,7 +176,12 @@ class ClusterSpec:
 
     @property
     def families(self) -> tuple[int, ...]:
-        """The IP families the nodes have: (4,) or (4, 6)."""
+        """The IP families pods get, primary first (``ipFamilies``): what IPPools may serve."""
+        return self.ip_families
+
+    @property
+    def node_families(self) -> tuple[int, ...]:
+        """The IP families the nodes have: (4,) or (4, 6) (underlay.cidr6)."""
         return (4, 6) if self.underlay.cidr6 else (4,)
 
     def peer_scope(self):
@@ -298,7 +308,28 @@ def _build(d, source: str, base: Path | None = None) -> ClusterSpec:
         fabric = new_fabric or fabric
     return ClusterSpec(name=name, underlay=underlay, nodes=nodes, racks=racks, source=source,
                        manifests=manifests, fabric=fabric, cluster_as=_cluster_as(manifests),
-                       external=external)
+                       external=external, ip_families=_ip_families(d.get("ipFamilies"), underlay))
+
+
+def _ip_families(raw, underlay: UnderlaySpec) -> tuple[int, ...]:
+    """``ipFamilies`` (primary first). Absent: the underlay's families, so an underlay with
+    cidr6 makes a dual-stack cluster, as calico-node creates an IPv6 pool on IPv6 nodes."""
+    if raw is None:
+        return (4, 6) if underlay.cidr6 else (4,)
+    if not isinstance(raw, list) or not 1 <= len(raw) <= 2:
+        raise _err(f"must be a list of one or two of IPv4, IPv6 (primary first), got {raw!r}",
+                   "ipFamilies")
+    out = []
+    for i, name in enumerate(raw):
+        if name not in FAMILY_NAMES:
+            raise _err(f"{name!r} is not an IP family: use IPv4 or IPv6", f"ipFamilies[{i}]")
+        if FAMILY_NAMES[name] in out:
+            raise _err(f"{name} is listed twice", f"ipFamilies[{i}]")
+        out.append(FAMILY_NAMES[name])
+    if 6 in out and underlay.cidr6 is None:
+        raise _err("IPv6 pods need nodes with IPv6 addresses: set underlay.cidr6",
+                   f"ipFamilies[{out.index(6)}]")
+    return tuple(out)
 
 
 def _node_ips6(drafts, underlay: UnderlaySpec, routed: bool) -> dict[str, str]:

@@ -67,7 +67,7 @@ def open_context(explicit: str | None) -> Context:
         if e["id"] == tid and e["alive"]:
             live = True
     # A running testbed's speakers are protected from BGP objects ExaBGP would reject.
-    admission = ([BGPAdmission(state_dir, scope or reserved["underlay"])]
+    admission = ([BGPAdmission(state_dir, scope or reserved["underlay"], families=families)]
                  if live and reserved else [])
     if live:   # an IPIP pool on a kernel without the module is refused here too
         from orchestrator.node.encap_agent import pool_admissions

@@ -14,6 +14,9 @@ VETH_PREFIX = "cali"
 HOST_VETH_MAC = "ee:ee:ee:ee:ee:ee"
 # The gateway pods route through; no interface owns it, the node answers by proxy ARP.
 POD_GATEWAY = "169.254.1.1"
+# A pod's IPv6 gateway: the host veth's own link-local address, which the kernel derives
+# (EUI-64) from HOST_VETH_MAC; Calico's CNI reads it back (hostSideMACAsIPv6LL).
+POD_GATEWAY6 = "fe80::ecee:eeff:feee:eeee"
 # Named network namespaces of pod sandboxes: "calinet-<testbed id>-<11 hex>".
 NETNS_PREFIX = "calinet-"
 # Calico's IPAM handle prefix (the CNI network name).

@@ -48,6 +48,15 @@ def parse_request(buf: bytes, limit: int):
     return parts[0], parts[1]
 
 
+def host_port(peer) -> str:
+    """A client address as Go's RemoteAddr prints it (what agnhost /clientip answers):
+    ip:port, [ipv6]:port; an IPv4 client of a dual-stack socket without its ::ffff: prefix."""
+    ip = str(peer[0])
+    if ip.startswith("::ffff:") and "." in ip:
+        ip = ip[7:]
+    return f"[{ip}]:{peer[1]}" if ":" in ip else f"{ip}:{peer[1]}"
+
+
 def route(mode: str, target: str, peer, hostname: str):
     """-> (status, body, content type, exit code or None) for a TCP port's ``mode``.
 
@@ -64,7 +73,7 @@ def route(mode: str, target: str, peer, hostname: str):
     if path == "/healthz":
         return 200, "ok", "text/plain", None
     if path == "/clientip":
-        return 200, f"{peer[0]}:{peer[1]}", "text/plain", None
+        return 200, host_port(peer), "text/plain", None
     if path == "/echo":
         return 200, query_arg(query, "msg"), "text/plain", None
     if path == "/exit":
@@ -107,7 +116,7 @@ def udp_reply(data: bytes, peer, mode: str, hostname: str) -> bytes:
     if cmd == b"hostname":
         return hostname.encode()
     if cmd == b"clientip":
-        return f"{peer[0]}:{peer[1]}".encode()
+        return host_port(peer).encode()
     if cmd.startswith(b"echo "):
         return cmd[5:]
     return data

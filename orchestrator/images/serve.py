@@ -62,7 +62,7 @@ def parse_port(spec: str) -> tuple[int, str, str]:
 def parse_args(argv: list[str], default_mode: str = "") -> dict:
     """Hand-rolled (argparse costs more than the whole server's startup)."""
     opts = {"hostname": os.environ.get("HOSTNAME") or socket.gethostname(),
-            "bind": "0.0.0.0", "ports": []}
+            "bind": "", "ports": []}
     it = iter(argv)
     for arg in it:
         name, eq, value = arg.partition("=")
@@ -109,7 +109,9 @@ class Conn:
 
 
 class Server:
-    def __init__(self, hostname: str, ports: list[tuple[int, str, str]], bind: str = "0.0.0.0"):
+    def __init__(self, hostname: str, ports: list[tuple[int, str, str]], bind: str = ""):
+        """``bind`` "": every address of both families (as agnhost's Go `:port` listener:
+        one IPv6 socket that takes IPv4 too), or IPv4 only where IPv6 is off."""
         self.hostname = hostname
         self.ports = ports
         self.bind = bind
@@ -125,15 +127,12 @@ class Server:
         for port, proto, mode in self.ports:
             try:
                 if proto == "TCP":
-                    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-                    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-                    s.bind((self.bind, port))
+                    s = self._socket(socket.SOCK_STREAM, port)
                     s.listen(128)
                     s.setblocking(False)
                     self.sel.register(s, selectors.EVENT_READ, (self._accept, mode))
                 elif proto == "UDP":
-                    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-                    s.bind((self.bind, port))
+                    s = self._socket(socket.SOCK_DGRAM, port)
                     s.setblocking(False)
                     self.sel.register(s, selectors.EVENT_READ, (self._datagram, mode))
                 else:
@@ -151,6 +150,30 @@ class Server:
         served = " ".join(f"{p}/{pr}" + (f"({m})" if m not in ("", "auto", "echo") else "")
                           for p, pr, m in self.ports)
         _log(f"serving {served or 'nothing (paused)'} as {self.hostname}")
+
+    def _socket(self, kind: int, port: int) -> socket.socket:
+        bind = self.bind
+        if bind in ("", "::"):
+            try:
+                s = socket.socket(socket.AF_INET6, kind)
+                if bind == "":
+                    s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+            except OSError:        # no IPv6 here: IPv4 only
+                if bind == "::":
+                    raise
+                s, bind = socket.socket(socket.AF_INET, kind), "0.0.0.0"
+            else:
+                bind = "::"
+        else:
+            s = socket.socket(socket.AF_INET6 if ":" in bind else socket.AF_INET, kind)
+        if kind == socket.SOCK_STREAM:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((bind, port))
+        except OSError:
+            s.close()
+            raise
+        return s
 
     # -- loop ------------------------------------------------------------------------------
 
@@ -237,7 +260,8 @@ class Server:
             status, body, ctype, code = target, "bad request\n", "text/plain", None
         else:
             status, body, ctype, code = answers.route(c.mode, target, c.peer, self.hostname)
-            _log(f'{c.peer[0]} "{method} {target}" {status} {len(body)}')
+            _log(f'{answers.host_port(c.peer).rsplit(":", 1)[0].strip("[]")} '
+                 f'"{method} {target}" {status} {len(body)}')
         c.exit_code = code
         c.closing = True
         c.inbuf = b""

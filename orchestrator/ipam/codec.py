@@ -17,6 +17,12 @@ POOL_API = "projectcalico.org/v3"
 CRD_API = "crd.projectcalico.org/v1"
 DEFAULT_POOL_NAME = "default-ipv4-ippool"
 DEFAULT_POOL_CIDR = "10.244.0.0/16"
+# calico-node's IPv6 default pool has a random ULA /48; calinet takes kind's IPv6 podSubnet,
+# as it takes kind's IPv4 one above, so addresses are the same on every run.
+DEFAULT_POOL6_NAME = "default-ipv6-ippool"
+DEFAULT_POOL6_CIDR = "fd00:10:244::/56"
+DEFAULT_POOLS = {4: (DEFAULT_POOL_NAME, DEFAULT_POOL_CIDR, 26),
+                 6: (DEFAULT_POOL6_NAME, DEFAULT_POOL6_CIDR, 122)}
 
 
 def block_name(cidr: str) -> str:
@@ -52,10 +58,12 @@ def pool_from_object(obj: dict) -> Pool:
 
 def pool_object(name: str, cidr: str, block_size: int = 26, *, node_selector: str = "all()",
                 disabled: bool = False) -> dict:
-    Pool(name, cidr, block_size, disabled, node_selector)  # validate before it is stored
+    pool = Pool(name, cidr, block_size, disabled, node_selector)  # validate before storing
+    # natOutgoing: calico-node's defaults, true for IPv4 pools and false for IPv6 ones.
     return {"apiVersion": POOL_API, "kind": "IPPool", "metadata": {"name": name},
             "spec": {"cidr": cidr, "blockSize": block_size, "ipipMode": "Never",
-                     "vxlanMode": "Never", "natOutgoing": True, "nodeSelector": node_selector,
+                     "vxlanMode": "Never", "natOutgoing": pool.version == 4,
+                     "nodeSelector": node_selector,
                      "disabled": disabled}}
 
 

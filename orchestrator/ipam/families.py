@@ -1,8 +1,9 @@
-"""Which IP families a cluster has, and the apply-time check that keeps pools to them.
+"""Which IP families a cluster's pods have, and the apply-time check that keeps pools to them.
 
-An IPv6 IPPool needs nodes with IPv6 addresses (the topology's `underlay.cidr6`) and pods that
-get IPv6 addresses; calinet's CNI assigns IPv4 only so far, so every IPv6 pool is refused with
-the reason instead of being accepted and never used. Pure apart from the store it is handed.
+A cluster's pods get one address per family of the topology's ``ipFamilies`` (primary first);
+an IPPool of a family the pods do not have would be accepted and never used, so it is refused
+with the reason. IPv6 pools are routed natively (BGP): VXLAN over IPv6 is not built, and is
+refused rather than silently left unencapsulated. Pure apart from the store it is handed.
 """
 
 from __future__ import annotations
@@ -11,10 +12,12 @@ import ipaddress
 
 from orchestrator.errors import ValidationError
 
+FAMILY_NAME = {4: "IPv4", 6: "IPv6"}
+
 
 class IPFamilyAdmission:
-    """Client admission hook: an IPPool's family must be one the cluster's pods can use.
-    ``families``: the node families, (4,) or (4, 6) (ClusterSpec.families)."""
+    """Client admission hook: an IPPool's family must be one the cluster's pods use.
+    ``families``: the pods' families, primary first (ClusterSpec.families)."""
 
     KINDS = frozenset({"IPPool"})
 
@@ -25,18 +28,22 @@ class IPFamilyAdmission:
         for o in objs:
             if o["kind"] != "IPPool":
                 continue
-            cidr = (o.get("spec") or {}).get("cidr", "")
+            spec = o.get("spec") or {}
+            cidr = spec.get("cidr", "")
             try:
                 version = ipaddress.ip_network(cidr, strict=False).version
             except ValueError:
                 continue   # the IPPool's own validation names the field
-            if version != 6:
-                continue
-            where = {"obj": f"IPPool {o['metadata']['name']}", "field": "spec.cidr"}
-            if 6 not in self.families:
+            where = {"obj": f"IPPool {o['metadata']['name']}"}
+            if version not in self.families:
+                have = " and ".join(FAMILY_NAME[f] for f in self.families)
+                hint = (" (give the topology underlay.cidr6 and IPv6 in ipFamilies)"
+                        if version == 6 else " (add IPv4 to the topology's ipFamilies)")
                 raise ValidationError(
-                    f"{cidr} is an IPv6 pool, and this cluster is IPv4 only: its nodes have "
-                    "no IPv6 addresses (give the topology underlay.cidr6)", **where)
-            raise ValidationError(
-                f"{cidr}: calinet does not give pods IPv6 addresses yet (the nodes have "
-                "them); only IPv4 pools can be used", **where)
+                    f"{cidr} is an {FAMILY_NAME[version]} pool, and this cluster's pods are "
+                    f"{have} only{hint}", field="spec.cidr", **where)
+            if version == 6 and spec.get("vxlanMode", "Never") not in ("Never", None, ""):
+                raise ValidationError(
+                    f"vxlanMode {spec['vxlanMode']}: calinet routes IPv6 pools natively over "
+                    "BGP; VXLAN over IPv6 is not built (use Never)", field="spec.vxlanMode",
+                    **where)

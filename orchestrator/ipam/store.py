@@ -20,13 +20,19 @@ from orchestrator.ipam.selector import pool_selects_node
 log = logging.getLogger(__name__)
 
 
-def ensure_default_pool(store) -> list[Pool]:
-    """Create Calico's default-ipv4-ippool (10.244.0.0/16, /26 blocks) if no IPPool exists.
-    Returns the pools now stored."""
+def ensure_default_pool(store, families=(4,)) -> list[Pool]:
+    """As calico-node at start: per IP family of the cluster's pods with no IPPool of that
+    family yet, create its default pool (default-ipv4-ippool 10.244.0.0/16 with /26 blocks,
+    default-ipv6-ippool fd00:10:244::/56 with /122). Returns the pools now stored."""
     with store.transaction():
-        if not store.list("IPPool"):
-            store.create(codec.pool_object(codec.DEFAULT_POOL_NAME, codec.DEFAULT_POOL_CIDR, 26))
-            log.info("created IPPool %s %s", codec.DEFAULT_POOL_NAME, codec.DEFAULT_POOL_CIDR)
+        have = {codec.pool_from_object(o).version for o in store.list("IPPool")}
+        for version in families:
+            if version in have:
+                continue
+            name, cidr, block = codec.DEFAULT_POOLS[version]
+            if store.get("IPPool", name) is None:
+                store.create(codec.pool_object(name, cidr, block))
+                log.info("created IPPool %s %s", name, cidr)
         return [codec.pool_from_object(o) for o in store.list("IPPool")]
 
 
@@ -179,21 +185,37 @@ class IPAM:
         Returns, per request, the address or the CalinetError that request met (the others
         still get theirs), so one exhausted pod does not fail its neighbours.
         """
+        return [r if isinstance(r, Exception) else r[0]
+                for r in self.auto_assign_families(node, requests, (version,))]
+
+    def auto_assign_families(self, node: str, requests: Sequence[tuple[str, Mapping[str, str]]],
+                             families: Sequence[int] = (4,)) -> list:
+        """One address per family in ``families`` for each request (a dual-stack pod's
+        handle holds both), in one transaction. Per request: the addresses in ``families``
+        order, or the CalinetError met; as Calico's CNI, a request that gets one family but
+        not the other gets neither."""
         results: list = []
         with self.store.transaction():
             before = self.state()
-            pools = [p for p in self._pools_for(node, None, None) if p.version == version]
+            usable = self._pools_for(node, None, None)
+            pools = {v: [p for p in usable if p.version == v] for v in families}
             state, blocks, handles = before, set(), set()
             for handle, attrs in requests:
+                got, trial, tb, th = [], state, set(), set()
                 try:
-                    out = allocator.auto_assign(state, handle, node, pools, attrs)
+                    for v in families:
+                        out = allocator.auto_assign(trial, handle, node, pools[v], attrs)
+                        trial = out.state
+                        tb |= out.changed_blocks
+                        th |= out.changed_handles
+                        got.append(out.ip)
                 except CalinetError as exc:
                     results.append(exc)
                     continue
-                state = out.state
-                blocks |= out.changed_blocks
-                handles |= out.changed_handles
-                results.append(out.ip)
+                state = trial
+                blocks |= tb
+                handles |= th
+                results.append(tuple(got))
             merged = Outcome(state, (), frozenset(blocks), frozenset(handles))
             if merged.changed:
                 self._commit(before, merged)

@@ -22,9 +22,10 @@ def render(current: set[str], desired: set[str]) -> str:
 
 
 def current(runner, node_pid: int) -> set[str]:
-    out = runner.run(["ip", "-j", "route", "show", "type", "blackhole", "proto", str(RTPROT_BIRD)],
-                     pid=node_pid).stdout
-    return {r["dst"] for r in json.loads(out or "[]")}
+    # `table all`: both families in one fork (the main table's routes name no table).
+    out = runner.run(["ip", "-j", "route", "show", "table", "all", "type", "blackhole", "proto",
+                      str(RTPROT_BIRD)], pid=node_pid).stdout
+    return {r["dst"] for r in json.loads(out or "[]") if "table" not in r}
 
 
 def sync(runner, node_pid: int, blocks, known=None) -> bool:

@@ -29,6 +29,14 @@ NODE_SYSCTLS = (
     ("net.ipv4.conf.<i>.forwarding", "1"),
 )
 NODE_SYSCTLS_V6 = (("net.ipv6.conf.<i>.accept_ra", "0"),)
+# For a pod with an IPv6 address (Calico's disableDAD + configureSysctls); written before the
+# host veth goes up, so its link-local address (the pod's IPv6 gateway) is never tentative.
+NODE_SYSCTLS_POD6 = (
+    ("net.ipv6.conf.<i>.accept_dad", "0"),
+    ("net.ipv6.conf.<i>.disable_ipv6", "0"),
+    ("net.ipv6.conf.<i>.proxy_ndp", "1"),
+    ("net.ipv6.conf.<i>.forwarding", "1"),
+)
 # Pod batches are pure fork+exec latency; a few in flight overlap it on 2 cores.
 POD_WORKERS = 4
 # Link group used to delete many host veths in one netlink request: each single veth delete
@@ -47,6 +55,21 @@ class SandboxSpec:
     # Both ends of the veth. Calico's CNI takes it from its config, which calico-node writes
     # with the auto-detected MTU: the underlay's, less the encapsulation (VXLAN 50, IPIP 20).
     mtu: int = 1500
+    # The pod's other addresses (dual stack: the second family's); ``ip`` is the primary one.
+    extra_ips: tuple = ()
+
+    @property
+    def ips(self) -> tuple:
+        """Every address of the pod, primary first."""
+        return (self.ip, *self.extra_ips)
+
+    @property
+    def ipv4(self) -> bool:
+        return any(":" not in ip for ip in self.ips)
+
+    @property
+    def ipv6(self) -> bool:
+        return any(":" in ip for ip in self.ips)
 
     @classmethod
     def for_pod(cls, testbed_id: str, namespace: str, pod: str, ip: str,
@@ -64,11 +87,19 @@ def validate(spec: SandboxSpec) -> None:
     """Raise ValidationError naming the pod and field of the first bad field."""
     def bad(fld, msg):
         raise ValidationError(msg, obj=spec.obj, field=fld)
-    try:
-        if not isinstance(ipaddress.ip_address(spec.ip), ipaddress.IPv4Address):
-            bad("ip", f"{spec.ip!r}: only IPv4 pod addresses are supported")
-    except ValueError:
-        bad("ip", f"{spec.ip!r} is not an IP address")
+    versions: dict[int, str] = {}
+    for i, ip in enumerate(spec.ips):
+        fld = "ip" if i == 0 else f"extra_ips[{i - 1}]"
+        try:
+            addr = ipaddress.ip_address(ip)
+        except ValueError:
+            bad(fld, f"{ip!r} is not an IP address")
+        if addr.version in versions:
+            bad(fld, f"{ip}: the pod already has an IPv{addr.version} address "
+                     f"({versions[addr.version]}); one per family")
+        if addr.is_link_local or addr.is_multicast or addr.is_loopback or addr.is_unspecified:
+            bad(fld, f"{ip} is a link-local, multicast, loopback or unspecified address")
+        versions[addr.version] = ip
     if not (spec.veth.startswith(naming.VETH_PREFIX) and 4 < len(spec.veth) <= 15
             and spec.veth.isalnum()):
         bad("veth", f"{spec.veth!r} is not a cali* interface name of at most 15 characters")
@@ -102,7 +133,7 @@ class NodeView:
 @dataclass
 class PodView:
     links: dict[str, Link] = field(default_factory=dict)
-    addrs: list[str] = field(default_factory=list)         # IPv4 "ip/len" on eth0
+    addrs: list[str] = field(default_factory=list)   # global "ip/len" on eth0, IPv4 then IPv6
     routes: list[dict] = field(default_factory=list)
 
 
@@ -132,16 +163,24 @@ def parse_node(text: str) -> NodeView:
     # `netns list` prints nothing at all, not [], while /run/netns does not exist yet: the
     # first sandbox on a fresh machine is wired before any named netns was ever created.
     links, routes, netns = (docs + [[]])[:3] if len(docs) == 2 else docs
-    return NodeView(parse_links(links), routes,
+    return NodeView(parse_links(links), main_routes(routes),
                     {n["name"]: n["id"] for n in netns if "id" in n})
 
 
 def parse_pod(text: str) -> PodView:
     """Output of POD_READ (`ip -d -j -n <pod> -batch`)."""
     links, addrs, routes = json_stream(text)
-    eth0 = [f"{a['local']}/{a['prefixlen']}" for d in addrs if d.get("ifname") == POD_IFACE
-            for a in d.get("addr_info", []) if a.get("family") == "inet"]
-    return PodView(parse_links(links), eth0, routes)
+    eth0 = [f"{a['local']}/{a['prefixlen']}" for fam in ("inet", "inet6") for d in addrs
+            if d.get("ifname") == POD_IFACE for a in d.get("addr_info", [])
+            if a.get("family") == fam and a.get("scope") == "global"]
+    return PodView(parse_links(links), eth0, main_routes(routes))
+
+
+def main_routes(routes: list[dict]) -> list[dict]:
+    """The main table's routes of `route show table all` (both families in one batch line,
+    where `route show` is IPv4 only): those that name no table, less the kernel's own
+    (fe80::/64 on every IPv6 link)."""
+    return [r for r in routes if "table" not in r and r.get("protocol") != "kernel"]
 
 
 def parse_sysctl(text: str) -> dict[str, str]:
@@ -153,20 +192,28 @@ def parse_sysctl(text: str) -> dict[str, str]:
     return out
 
 
-NODE_READ = "link show\nroute show table main\nnetns list\n"
-POD_READ = "link show\naddr show\nroute show table main\n"
+NODE_READ = "link show\nroute show table all\nnetns list\n"
+POD_READ = "link show\naddr show\nroute show table all\n"
 
 
 # ---------------------------------------------------------------- discrepancies (pure)
 
 def sysctl_wants(spec: SandboxSpec, ipv6: bool) -> dict[str, str]:
-    table = NODE_SYSCTLS + (NODE_SYSCTLS_V6 if ipv6 else ())
+    """The host veth's sysctls: IPv4's for a pod with an IPv4 address, IPv6's for one with
+    an IPv6 address (as Calico's hasIPv4/hasIPv6), accept_ra=0 wherever IPv6 exists."""
+    table = ((NODE_SYSCTLS if spec.ipv4 else ()) + (NODE_SYSCTLS_POD6 if spec.ipv6 else ())
+             + (NODE_SYSCTLS_V6 if ipv6 or spec.ipv6 else ()))
     return {k.replace("<i>", spec.veth): v for k, v in table}
+
+
+def full(ip: str) -> str:
+    """The address as the host route's destination: /32, or /128 for IPv6."""
+    return f"{ip}/128" if ":" in ip else f"{ip}/32"
 
 
 def _route_dst(r: dict) -> str:
     dst = r.get("dst", "")
-    return dst if "/" in dst or dst == "default" else f"{dst}/32"
+    return dst if "/" in dst or dst == "default" else full(dst)
 
 
 def pair_problems(spec: SandboxSpec, node: NodeView, pod: PodView | None) -> list[str]:
@@ -197,13 +244,16 @@ def node_problems(spec: SandboxSpec, node: NodeView, ipv6: bool) -> list[str]:
             out.append(f"{spec.veth} MAC {host.mac} != {naming.HOST_VETH_MAC}")
         if not host.up:
             out.append(f"{spec.veth} is down")
-    want = f"{spec.ip}/32"
-    mine = [r for r in node.routes if _route_dst(r) == want]
-    if not any(r.get("dev") == spec.veth and r.get("scope") == "link" and "gateway" not in r
-               for r in mine):
-        out.append(f"node route {want} dev {spec.veth} scope link missing")
+    wants = {full(ip) for ip in spec.ips}
+    for ip in spec.ips:
+        want = full(ip)
+        # IPv6 routes have no scope; an IPv4 device route is link scope.
+        if not any(_route_dst(r) == want and r.get("dev") == spec.veth and "gateway" not in r
+                   and (":" in ip or r.get("scope") == "link") for r in node.routes):
+            out.append(f"node route {want} dev {spec.veth}"
+                       f"{'' if ':' in ip else ' scope link'} missing")
     for r in node.routes:
-        if r.get("dev") == spec.veth and _route_dst(r) != want:
+        if r.get("dev") == spec.veth and _route_dst(r) not in wants:
             out.append(f"stale node route {_route_dst(r)} dev {spec.veth}")
     for key, value in sysctl_wants(spec, ipv6).items():
         if node.sysctls.get(key) != value:
@@ -216,22 +266,26 @@ def pod_problems(spec: SandboxSpec, pod: PodView) -> list[str]:
     for name in ("lo", POD_IFACE):
         if name in pod.links and not pod.links[name].up:
             out.append(f"{name} is down in {spec.netns}")
-    if pod.addrs != [f"{spec.ip}/32"]:
-        out.append(f"{POD_IFACE} addresses {pod.addrs} != ['{spec.ip}/32']")
+    want = sorted(full(ip) for ip in spec.ips)
+    if sorted(pod.addrs) != want:
+        out.append(f"{POD_IFACE} addresses {pod.addrs} != {want}")
     gw = naming.POD_GATEWAY
-    if not any(_route_dst(r) == f"{gw}/32" and r.get("dev") == POD_IFACE
-               and r.get("scope") == "link" for r in pod.routes):
+    if spec.ipv4 and not any(_route_dst(r) == f"{gw}/32" and r.get("dev") == POD_IFACE
+                             and r.get("scope") == "link" for r in pod.routes):
         out.append(f"pod route {gw} dev {POD_IFACE} scope link missing")
-    if not any(r.get("dst") == "default" and r.get("gateway") == gw
-               and r.get("dev") == POD_IFACE for r in pod.routes):
-        out.append(f"pod route default via {gw} dev {POD_IFACE} missing")
+    gws = ([gw] if spec.ipv4 else []) + ([naming.POD_GATEWAY6] if spec.ipv6 else [])
+    for g in gws:
+        if not any(r.get("dst") == "default" and r.get("gateway") == g
+                   and r.get("dev") == POD_IFACE for r in pod.routes):
+            out.append(f"pod route default via {g} dev {POD_IFACE} missing")
     return out
 
 
 def route_conflict(spec: SandboxSpec, node: NodeView) -> str | None:
     """The interface (or route kind) that already routes the pod IP elsewhere, as Calico checks."""
+    wants = {full(ip) for ip in spec.ips}
     for r in node.routes:
-        if _route_dst(r) == f"{spec.ip}/32" and r.get("dev") != spec.veth:
+        if _route_dst(r) in wants and r.get("dev") != spec.veth:
             return r.get("dev") or r.get("type") or "a non-device route"
     return None
 
@@ -258,13 +312,16 @@ def plan_add(specs: list[SandboxSpec], node: NodeView, pods: dict[str, PodView |
     """What to write so every spec's sandbox matches Calico's. ``pods``: netns -> view/None."""
     seen: dict[str, SandboxSpec] = {}
     for s in specs:
-        other = seen.setdefault(s.ip, s)
-        if other is not s:
-            raise ApplyError(f"{s.obj} and {other.obj} both want IP {s.ip}")
+        for ip in s.ips:
+            other = seen.setdefault(ip, s)
+            if other is not s:
+                raise ApplyError(f"{s.obj} and {other.obj} both want IP {ip}")
         conflict = route_conflict(s, node)
         if conflict:
-            raise ApplyError(f"{s.obj}: IP {s.ip} is already routed via {conflict} on the node "
-                             f"(wanted dev {s.veth})", f"{s.ip}/32 dev {s.veth} scope link")
+            ips = " / ".join(s.ips)
+            raise ApplyError(f"{s.obj}: IP {ips} is already routed via {conflict} on the node "
+                             f"(wanted dev {s.veth})",
+                             "".join(f"{full(ip)} dev {s.veth}\n" for ip in s.ips))
     plan = AddPlan()
     for s in specs:
         pod = pods.get(s.netns)
@@ -283,8 +340,9 @@ def plan_add(specs: list[SandboxSpec], node: NodeView, pods: dict[str, PodView |
             plan.node_fix.append(s)
         if any(p.startswith("sysctl") for p in probs):
             plan.sysctl.append(s)
+        wants = {full(ip) for ip in s.ips}
         plan.node_route_dels += [f"route del {_route_dst(r)} dev {s.veth}" for r in node.routes
-                                 if r.get("dev") == s.veth and _route_dst(r) != f"{s.ip}/32"]
+                                 if r.get("dev") == s.veth and _route_dst(r) not in wants]
         if pod_problems(s, pod):
             plan.pod_fix.append(s)
     return plan
@@ -313,8 +371,9 @@ def render_node_batch(plan: AddPlan) -> str:
     lines = list(plan.node_route_dels)
     for s in plan.node_fix:
         lines += [f"link set {s.veth} address {naming.HOST_VETH_MAC}",
-                  f"link set {s.veth} up",
-                  f"route replace {s.ip}/32 dev {s.veth} scope link"]
+                  f"link set {s.veth} up"]
+        lines += [f"route replace {full(ip)} dev {s.veth}" + ("" if ":" in ip else " scope link")
+                  for ip in s.ips]
     return "".join(line + "\n" for line in lines)
 
 
@@ -324,12 +383,20 @@ def sysctl_argv(specs: list[SandboxSpec], ipv6: bool) -> list[str]:
 
 
 def render_pod_batch(spec: SandboxSpec) -> str:
-    gw = naming.POD_GATEWAY
-    return (f"link set lo up\nlink set {POD_IFACE} up\n"
-            f"addr flush dev {POD_IFACE} scope global\n"
-            f"addr add {spec.ip}/32 dev {POD_IFACE}\n"
-            f"route replace {gw} dev {POD_IFACE} scope link\n"
-            f"route replace default via {gw} dev {POD_IFACE}\n")
+    """A sandbox being repaired (its sysctls are written before, rtnl.pod_sysctls)."""
+    gw, gw6 = naming.POD_GATEWAY, naming.POD_GATEWAY6
+    lines = [f"link set lo up\nlink set {POD_IFACE} up\n"
+             f"addr flush dev {POD_IFACE} scope global\n"]
+    for ip in spec.ips:
+        if ":" in ip:
+            # nodad: this repair may run before accept_dad=0 took effect on the link.
+            lines.append(f"addr add {ip}/128 dev {POD_IFACE} nodad\n"
+                         f"route replace ::/0 via {gw6} dev {POD_IFACE}\n")
+        else:
+            lines.append(f"addr add {ip}/32 dev {POD_IFACE}\n"
+                         f"route replace {gw} dev {POD_IFACE} scope link\n"
+                         f"route replace default via {gw} dev {POD_IFACE}\n")
+    return "".join(lines)
 
 
 def render_delete(specs: list[SandboxSpec], node: NodeView | None,
@@ -364,12 +431,11 @@ class CNI:
     def _netns_present(self, name: str) -> bool:
         return os.path.exists(os.path.join(NETNS_DIR, name))
 
-    def read_node(self, pid: int, veths: list[str] = ()) -> NodeView:
-        """Links, main routes and netns ids of the node; sysctls of the given veths."""
+    def read_node(self, pid: int, specs: list[SandboxSpec] = ()) -> NodeView:
+        """Links, main routes and netns ids of the node; sysctls of the given pods' veths."""
         view = parse_node(self.runner.run(["ip", "-d", "-j", "-batch", "-"], pid=pid,
                                           input=NODE_READ).stdout)
-        keys = [k for v in veths if v in view.links
-                for k in sysctl_wants(SandboxSpec("", "", "0.0.0.0", "", v, 1), _ipv6())]
+        keys = [k for s in specs if s.veth in view.links for k in sysctl_wants(s, _ipv6())]
         if keys:
             res = self.runner.run(["sysctl"] + keys, pid=pid, check=False)
             view.sysctls = parse_sysctl(res.stdout)
@@ -399,7 +465,7 @@ class CNI:
         if present:   # only on re-ADD: reads are fork latency, overlap them
             with ThreadPoolExecutor(max_workers=min(POD_WORKERS, len(present))) as pool:
                 pods.update(zip(present, pool.map(self.read_pod, present), strict=True))
-        node = self.read_node(pid, [s.veth for s in specs if pods[s.netns] is not None])
+        node = self.read_node(pid, [s for s in specs if pods[s.netns] is not None])
         plan = plan_add(specs, node, pods, ipv6)
         if plan.empty():
             return
@@ -411,7 +477,7 @@ class CNI:
         fresh = {s.netns for s in plan.create} if self.netlink else set()
         hosts = [s for s in plan.node_fix if s.netns in fresh]
         if hosts:
-            rtnl.configure_hosts(pid, [(s.veth, s.ip) for s in hosts], naming.HOST_VETH_MAC,
+            rtnl.configure_hosts(pid, [(s.veth, s.ips) for s in hosts], naming.HOST_VETH_MAC,
                                  {k: v for s in hosts for k, v in sysctl_wants(s, ipv6).items()})
         rest = replace(plan, node_fix=[s for s in plan.node_fix if s.netns not in fresh],
                        sysctl=[s for s in plan.sysctl if s.netns not in fresh])
@@ -425,13 +491,16 @@ class CNI:
                                  " ".join(argv)) from exc
         for s in plan.pod_fix:
             if s.netns in fresh:
-                rtnl.configure_pod(s.netns, s.ip, naming.POD_GATEWAY, POD_IFACE)
+                rtnl.configure_pod(s.netns, s.ips, naming.POD_GATEWAY, naming.POD_GATEWAY6,
+                                   POD_IFACE)
         repair = [s for s in plan.pod_fix if s.netns not in fresh]
         if repair:
             with ThreadPoolExecutor(max_workers=min(POD_WORKERS, len(repair))) as pool:
                 list(pool.map(self._pod_batch, repair))
 
     def _pod_batch(self, spec: SandboxSpec) -> None:
+        if self.netlink:
+            rtnl.write_sysctls(spec.netns, rtnl.pod_sysctls(spec.ips, POD_IFACE))
         self._batch(render_pod_batch(spec), netns=spec.netns, what=f"{spec.obj} eth0 setup")
 
     def _batch(self, text: str, *, what: str, pid: int | None = None,
@@ -467,7 +536,7 @@ class CNI:
         if not _node_alive(spec.node_pid):
             return [f"node pid {spec.node_pid} is not running"] + (
                 pod_problems(spec, pod) if pod is not None else [f"netns {spec.netns} missing"])
-        node = self.read_node(spec.node_pid, [spec.veth])
+        node = self.read_node(spec.node_pid, [spec])
         problems = pair_problems(spec, node, pod)
         problems += node_problems(spec, node, _ipv6())
         if pod is not None:

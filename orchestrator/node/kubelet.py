@@ -44,6 +44,7 @@ class NodeRef:
     name: str
     pid: int
     ip: str
+    ip6: str | None = None   # the node's IPv6 address (underlay.cidr6), if it has one
 
 
 def pod_key(pod: dict) -> str:
@@ -69,6 +70,7 @@ class Kubelet:
         self._blackholes: frozenset | None = frozenset() if fresh_node else None
         self.routing = None  # orchestrator.node.routing.Routing when BGP runs
         self.pod_mtu = 1500  # of new pods' veths (set from the pools' encapsulation)
+        self.families = (4,)  # the pods' IP families, primary first (topology ipFamilies)
         self.policy = None   # orchestrator.node.policy_agent.PolicyAgent: told of wired sandboxes
         self._blocks_dirty = True
         self.grace: dict[str, float] = {}  # key -> terminationGracePeriodSeconds
@@ -187,15 +189,18 @@ class Kubelet:
                      {"namespace": p["metadata"]["namespace"], "pod": p["metadata"]["name"],
                       "node": self.node.name}) for p in pods]
         # One IPAM transaction for the whole batch; a failure is the pod's own, not the batch's.
-        for p, ip in zip(pods, self.ipam.auto_assign_many(self.node.name, requests)):
-            if isinstance(ip, Exception):
-                self.failures[pod_key(p)] = ("FailedCreatePodSandBox", f"IPAM: {ip}")
+        # A dual-stack pod gets both families or neither (as Calico's CNI).
+        for p, ips in zip(pods, self.ipam.auto_assign_families(self.node.name, requests,
+                                                               self.families)):
+            if isinstance(ips, Exception):
+                self.failures[pod_key(p)] = ("FailedCreatePodSandBox", f"IPAM: {ips}")
                 self.retry_at[pod_key(p)] = time.monotonic() + RETRY_SECONDS
                 continue
             ns, name = p["metadata"]["namespace"], p["metadata"]["name"]
             specs.append(SandboxSpec(
-                namespace=ns, pod=name, ip=ip, netns=naming.pod_netns(self.testbed_id, ns, name),
-                veth=naming.veth_name(ns, name), node_pid=self.node.pid, mtu=self.pod_mtu))
+                namespace=ns, pod=name, ip=ips[0], netns=naming.pod_netns(self.testbed_id, ns, name),
+                veth=naming.veth_name(ns, name), node_pid=self.node.pid, mtu=self.pod_mtu,
+                extra_ips=tuple(ips[1:])))
             ready_pods.append(p)
         if specs:
             self._blocks_dirty = True
@@ -218,7 +223,7 @@ class Kubelet:
                     # As Calico's CNI does on a failed ADD: give the address back.
                     self.ipam.release_many([naming.ipam_handle(p["metadata"]["uid"])])
         if self.policy is not None and done:
-            self.policy.sandboxes_wired([(p["metadata"]["uid"], s.ip) for s, p in done])
+            self.policy.sandboxes_wired([(p["metadata"]["uid"], s.ips) for s, p in done])
             # The node's blackholes (a fork) or its announcement while the agent's pass
             # writes the new pods' rules, not after the wait below.
             if self._blocks_dirty:
@@ -321,7 +326,7 @@ class Kubelet:
     def _status(self, pod: dict, k: str, now: str) -> dict:
         old = pod.get("status") or {}
         st: dict = {"phase": "Pending", "hostIP": self.node.ip,
-                    "hostIPs": [{"ip": self.node.ip}]}
+                    "hostIPs": [{"ip": ip} for ip in (self.node.ip, self.node.ip6) if ip]}
         sched = next((c for c in old.get("conditions", []) if c["type"] == "PodScheduled"),
                      {"type": "PodScheduled", "status": "True", "lastTransitionTime": now})
         # Not a draining sandbox of an earlier pod of the same name.
@@ -345,7 +350,7 @@ class Kubelet:
             if s["name"] in probed:
                 s["ready"] = probed[s["name"]]
         st["podIP"] = sandbox.ip
-        st["podIPs"] = [{"ip": sandbox.ip}]
+        st["podIPs"] = [{"ip": ip} for ip in sandbox.ips]
         st["startTime"] = old.get("startTime") or now
         st["containerStatuses"] = statuses
         st["phase"] = _phase(pod, statuses)

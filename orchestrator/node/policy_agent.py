@@ -1,7 +1,8 @@
 """Felix for every node: policies and pods from the store -> compiled -> applied per node.
 
 Side effects: through orchestrator.node.firewall, `cali-` chains and `cali40` ipsets in each node's
-network namespace. Called by the controller manager on every pass (poll()); cheap when nothing
+network namespace (with IPv6 pods, also ip6tables chains and `cali60` ipsets, compiled from the
+same policies for the pods' IPv6 addresses, as Felix's second dataplane). Called by the controller manager on every pass (poll()); cheap when nothing
 relevant changed (a digest of the endpoints, namespace labels and policy objects). A pod is an
 endpoint once it has a sandbox address (status.podIP) on a node, as Calico's CNI plugin creates
 the WorkloadEndpoint when it wires the pod. Until its node's rules are written its traffic hits
@@ -24,7 +25,7 @@ from orchestrator.control.nodes import VXLAN_ADDR_ANNOTATION
 from orchestrator.errors import ApplyError, CalinetError
 from orchestrator.host import naming
 from orchestrator.node.firewall import Firewall
-from orchestrator.node.restore_session import RestoreSession
+from orchestrator.node.restore_session import ARGV6, RestoreSession
 from policy.compile_cache import CompileCache
 from policy.compiler import Endpoint, compile_node, endpoint
 from policy.hostencap import HOST_SETS, encap_parts, encap_pool_specs, with_host_encap
@@ -38,33 +39,44 @@ RETRY = 1.0
 
 
 def pod_endpoint(pod: dict, wired: dict | None = None) -> Endpoint | None:
-    """The pod as an endpoint once it has an address: status.podIP, or the address its
-    kubelet reported right after wiring the sandbox (``wired``: uid -> IP)."""
+    """The pod as an endpoint once it has an address: status.podIPs, or the addresses its
+    kubelet reported right after wiring the sandbox (``wired``: uid -> IP or IPs)."""
     meta, spec, st = pod["metadata"], pod["spec"], pod.get("status") or {}
-    ip = st.get("podIP") or (wired or {}).get(meta.get("uid"))
-    if not spec.get("nodeName") or not ip:
+    ips = [a.get("ip") for a in st.get("podIPs") or [] if a.get("ip")] or (
+        [st["podIP"]] if st.get("podIP") else [])
+    if not ips:
+        got = (wired or {}).get(meta.get("uid"))
+        ips = [got] if isinstance(got, str) else list(got or ())
+    if not spec.get("nodeName") or not ips:
         return None
     ports = [(p["name"], str(p.get("protocol", "TCP")).lower(), int(p["containerPort"]))
              for c in spec.get("containers", []) for p in c.get("ports") or [] if p.get("name")]
     return endpoint(meta["namespace"], meta["name"], spec["nodeName"],
-                    naming.veth_name(meta["namespace"], meta["name"]), ip,
-                    meta.get("labels") or {}, ports)
+                    naming.veth_name(meta["namespace"], meta["name"]), ips[0],
+                    meta.get("labels") or {}, ports, ips[1] if len(ips) > 1 else "")
 
 
 class PolicyAgent:
     def __init__(self, store, nodes: dict[str, int], runner, *, workers: int = 4,
-                 keep_restore: bool = False, on_spawn=None, fresh: bool = False):
+                 keep_restore: bool = False, on_spawn=None, fresh: bool = False,
+                 families=(4,)):
+        """``families``: the pods' IP families; with 6 every node also gets an ip6tables
+        dataplane."""
         self.store = store
+        self.ipv6 = 6 in tuple(families)
         # keep_restore: one long-lived iptables-restore per node (restore_session: a forked
         # one spends ~16 ms closing its nf_tables socket, more than the rest of a new pod's
         # write); its pids go to on_spawn.
         self.sessions = {name: RestoreSession(runner, pid=pid, on_spawn=on_spawn)
                          for name, pid in nodes.items()} if keep_restore else {}
+        self.sessions6 = {name: RestoreSession(runner, pid=pid, on_spawn=on_spawn, argv=ARGV6)
+                          for name, pid in nodes.items()} if keep_restore and self.ipv6 else {}
         # fresh: the nodes' netns were made just now, with no rules or sets (Firewall).
         self.firewalls = {name: Firewall(name, pid, runner, session=self.sessions.get(name),
-                                         fresh=fresh)
+                                         fresh=fresh, session6=self.sessions6.get(name))
                           for name, pid in nodes.items()}
         self.applied: dict[str, Dataplane] = {}        # node -> last written
+        self.applied6: dict[str, Dataplane | None] = {}   # node -> last written (ip6tables)
         self.endpoints_applied: dict[str, set[str]] = {n: set() for n in nodes}
         self.errors: dict[str, str] = {}               # node or policy -> last error
         self.policy_errors: dict[str, str] = {}
@@ -80,6 +92,7 @@ class PolicyAgent:
         # are of.
         self._nat_key: tuple | None = None
         self._nat = nat_parts([])
+        self._nat6 = nat_parts([], family=6)
         self._encap = encap_parts([], [])
         self._pool_versions: tuple = ()
         self._digest: tuple | None = None
@@ -108,6 +121,7 @@ class PolicyAgent:
         # of every policy against every endpoint ~20 ms per node).
         self._converted: dict[tuple, Policy | str] = {}
         self._cache = CompileCache()
+        self._cache6 = CompileCache()
         # kind -> (highest rv seen, {(namespace, name): object}): objects decoded once per
         # write of them (Store.list_since), not every pass.
         self._objects: dict[str, tuple[int, dict]] = {}
@@ -137,8 +151,8 @@ class PolicyAgent:
                                         daemon=True)
         self._kicker.start()
 
-    def sandboxes_wired(self, pods: list[tuple[str, str]]) -> None:
-        """(uid, IP) of sandboxes just wired by a kubelet: program them without waiting for
+    def sandboxes_wired(self, pods: list[tuple[str, object]]) -> None:
+        """(uid, IP or IPs) of sandboxes just wired by a kubelet: program them without waiting for
         the pods' status (a pass runs in the background)."""
         with self._wired_lock:
             self._wired.update(pods)
@@ -245,6 +259,7 @@ class PolicyAgent:
         if (self._pool_versions, hosts) != self._nat_key:
             self._nat_key = (self._pool_versions, hosts)
             self._nat = nat_parts(pool_specs(pools))
+            self._nat6 = nat_parts(pool_specs(pools), family=6)
             self._encap = encap_parts(encap_pool_specs(pools), hosts)
         return endpoints, namespaces, policies, objs
 
@@ -415,14 +430,24 @@ class PolicyAgent:
         # same rules: not compiled again (during a bring-up without policies, each pass
         # compiled every node for the one or two that gained pods).
         pols = tuple(policies)
-        nat, encap = self._nat, self._encap
+        nat, nat6, encap = self._nat, self._nat6, self._encap
         basis = {n: (eps, pols, namespaces, self._nat_key) for n, eps in by_node.items()}
 
         def same(n: str) -> bool:
             # NAT-outgoing's pool sets depend on the pools alone, which the basis holds.
-            dp = self.applied.get(n)
+            dp, dp6 = self.applied.get(n), self.applied6.get(n)
             return (dp is not None and not (dp.ipsets.keys() - POOL_SETS - HOST_SETS)
+                    and (dp6 is None or not (dp6.ipsets.keys() - POOL_SETS))
                     and n not in self.errors and self._basis.get(n) == basis[n])
+
+        def compile_pair(n: str) -> tuple[Dataplane, Dataplane | None]:
+            dp = with_host_encap(with_nat_outgoing(
+                compile_node(n, endpoints, namespaces, policies, memo=memo, cache=self._cache),
+                nat), encap)
+            dp6 = with_nat_outgoing(compile_node(
+                n, endpoints, namespaces, policies, memo=memo, cache=self._cache6, family=6),
+                nat6) if self.ipv6 else None
+            return dp, dp6
         # Nodes that gained a pod are compiled and written first, on their own: the new pod
         # is enforced (its dispatch entry and chains) without waiting for the other nodes'
         # compiles and forks on the same cores; the others only add its address to their
@@ -435,14 +460,13 @@ class PolicyAgent:
         phases = {"inputs": t1 - t0, "digest": t2 - t1, "compile": 0.0, "apply": 0.0}
         for group in (first, rest):
             t = time.perf_counter()
-            desired = {n: with_host_encap(with_nat_outgoing(
-                compile_node(n, endpoints, namespaces, policies, memo=memo, cache=self._cache),
-                nat), encap) for n in group if not same(n)}
+            desired = {n: compile_pair(n) for n in group if not same(n)}
             t3 = time.perf_counter()
             # A node whose last apply failed is written again even if what it should have
             # is what it last had (the failure may have left it anywhere).
-            write = [n for n, dp in desired.items()
-                     if self.applied.get(n) != dp or n in self.errors]
+            write = [n for n, (dp, dp6) in desired.items()
+                     if self.applied.get(n) != dp or self.applied6.get(n) != dp6
+                     or n in self.errors]
             ok.update(zip(write, self._pool.map(lambda n, d=desired: self._apply(n, d[n]), write)))
             for n in desired:       # what self.applied[n] now is compiled from
                 if n in self.errors:
@@ -507,16 +531,18 @@ class PolicyAgent:
         current = getattr(self.store, "current_rv", None)
         return current() if current is not None else None
 
-    def _apply(self, node: str, dp: Dataplane) -> bool:
+    def _apply(self, node: str, pair: tuple[Dataplane, Dataplane | None]) -> bool:
         t0 = time.monotonic()
+        dp, dp6 = pair
         try:
-            written = self.firewalls[node].apply(dp)
+            written = self.firewalls[node].apply(dp, dp6)
         except ApplyError as exc:
             log.error("policy on %s: %s\ninput:\n%s", node, exc, exc.rendered_input)
             self.errors[node] = str(exc)
             return False
         self.errors.pop(node, None)
         self.applied[node] = dp
+        self.applied6[node] = dp6
         # When the rules were committed, not when the applier finished its bookkeeping.
         self._applied_at[node] = (self.firewalls[node].committed_at if written.changed
                                   else time.monotonic())
@@ -557,7 +583,7 @@ class PolicyAgent:
         self._kick.set()
         self._kicker.join(2)
         self._pool.shutdown(wait=True)
-        for session in self.sessions.values():
+        for session in [*self.sessions.values(), *self.sessions6.values()]:
             session.close()
 
 

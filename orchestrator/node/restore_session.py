@@ -36,6 +36,7 @@ from orchestrator.errors import CommandError
 
 log = logging.getLogger(__name__)
 ARGV = ["iptables-restore", "--noflush", "-w"]
+ARGV6 = ["ip6tables-restore", "--noflush", "-w"]
 # read(2)'s number, as /proc/<pid>/syscall prints it first.
 READ_SYSCALL = {"x86_64": "0", "aarch64": "63", "riscv64": "63", "i686": "3", "armv7l": "3"}
 FIONREAD = 0x541B
@@ -43,8 +44,10 @@ FIONREAD = 0x541B
 
 class RestoreSession:
     def __init__(self, runner, *, pid: int | None = None, netns: str | None = None,
-                 on_spawn=None, timeout: float = 30.0):
+                 on_spawn=None, timeout: float = 30.0, argv=None):
+        """``argv``: the restore command (ARGV; ARGV6 for an ip6tables session)."""
         self.runner, self.where = runner, ({"netns": netns} if netns else {"pid": pid})
+        self.argv = list(argv or ARGV)
         self.on_spawn, self.timeout = on_spawn, timeout
         self.read_nr = READ_SYSCALL.get(os.uname().machine)
         self.proc: subprocess.Popen | None = None
@@ -66,7 +69,7 @@ class RestoreSession:
             if self.available and (self.proc is None or self.proc.poll() is not None):
                 self._start()
             if not self.available:
-                self.runner.run(ARGV, **self.where, input=text)
+                self.runner.run(self.argv, **self.where, input=text)
                 return
             deadline = time.monotonic() + self.timeout
             self._send(text.encode(), text, deadline)
@@ -77,7 +80,7 @@ class RestoreSession:
         self._close_locked()
         self._stderr = tempfile.TemporaryFile()   # never a full pipe blocking it
         try:
-            self.proc = self.runner.spawn(ARGV, **self.where, stdin=subprocess.PIPE,
+            self.proc = self.runner.spawn(self.argv, **self.where, stdin=subprocess.PIPE,
                                           stdout=subprocess.DEVNULL, stderr=self._stderr)
         except OSError as exc:
             self._disable(f"cannot start iptables-restore: {exc}")
@@ -135,7 +138,7 @@ class RestoreSession:
     def _timed_out(self, text: str):
         # Hung, or completion cannot be seen here after all: fork per write from now on.
         self._disable(f"no answer within {self.timeout}s")
-        raise CommandError(ARGV, -1, "", f"timed out after {self.timeout}s", stdin=text)
+        raise CommandError(self.argv, -1, "", f"timed out after {self.timeout}s", stdin=text)
 
     def _reading_stdin(self, pid: int) -> bool:
         try:
@@ -153,7 +156,7 @@ class RestoreSession:
         # Line numbers count from the process start: make them the block's own.
         err = re.sub(r"line (\d+)", lambda m: f"line {max(int(m.group(1)) - offset, 1)}", err)
         self._close_locked()
-        raise CommandError(ARGV, rc or 1, "", err, stdin=text)
+        raise CommandError(self.argv, rc or 1, "", err, stdin=text)
 
     def close(self) -> None:
         with self._lock:

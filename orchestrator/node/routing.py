@@ -26,7 +26,12 @@ from bgp.model import configuration_from_manifest, node_bgp, peer_from_manifest
 from bgp.peering import peerings, why_no_peer
 from bgp.status import render_node_status, render_routes
 from bgp.supervisor import Speaker, Supervisor, agent_argv, read_status, validate_all
-from orchestrator.control.nodes import AS_ANNOTATION, IPV4_ANNOTATION, RR_CLUSTER_ANNOTATION
+from orchestrator.control.nodes import (
+    AS_ANNOTATION,
+    IPV4_ANNOTATION,
+    IPV6_ANNOTATION,
+    RR_CLUSTER_ANNOTATION,
+)
 from orchestrator.errors import ValidationError
 
 log = logging.getLogger(__name__)
@@ -44,9 +49,9 @@ def node_labels(store) -> dict[str, dict]:
             for n in store.list("Node")}
 
 
-def node_inputs_from_store(store) -> dict[str, tuple]:
-    """name -> (IP, labels, route-reflector cluster ID, AS number or None) from the Node
-    objects (their Calico annotations, as Calico's Kubernetes datastore keeps them)."""
+def node_inputs_from_store(store, ipv6: bool = True) -> dict[str, tuple]:
+    """name -> (IP, labels, route-reflector cluster ID, AS number or None, IPv6 or None) from
+    the Node objects (their Calico annotations, as Calico's Kubernetes datastore keeps them)."""
     out = {}
     for n in store.list("Node"):
         meta = n["metadata"]
@@ -54,7 +59,9 @@ def node_inputs_from_store(store) -> dict[str, tuple]:
         ip = notes.get(IPV4_ANNOTATION, "").split("/")[0]
         if ip:
             out[meta["name"]] = (ip, dict(meta.get("labels") or {}),
-                                 notes.get(RR_CLUSTER_ANNOTATION), notes.get(AS_ANNOTATION))
+                                 notes.get(RR_CLUSTER_ANNOTATION), notes.get(AS_ANNOTATION),
+                                 (notes.get(IPV6_ANNOTATION, "").split("/")[0] or None)
+                                 if ipv6 else None)
     return out
 
 
@@ -71,10 +78,12 @@ def fingerprint(store) -> str:
 def render_configs(store, inputs: dict, underlay: str, bgp_dir: str):
     """Pure but for reading the store: nodes, config, peering table and each node's
     exabgp.conf text from the BGP objects and ``inputs`` (name -> (IP, labels, RR cluster
-    ID, AS number or None)); ValidationError when a BGPPeer does not fit the cluster."""
+    ID, AS number or None, IPv6 address or None)); ValidationError when a BGPPeer does not
+    fit the cluster."""
     config_doc, peer_docs = _store_objects(store)
-    nodes = {name: node_bgp(name, ip, labels=labels, routeReflectorClusterID=cid, asNumber=asn)
-             for name, (ip, labels, cid, asn) in inputs.items()}
+    nodes = {name: node_bgp(name, ip, labels=labels, routeReflectorClusterID=cid, asNumber=asn,
+                            ip6=ip6)
+             for name, (ip, labels, cid, asn, ip6) in inputs.items()}
     config = configuration_from_manifest(config_doc)
     peers = [peer_from_manifest(d, node_names=list(nodes), underlay=underlay)
              for d in sorted(peer_docs, key=lambda d: d["metadata"]["name"])]
@@ -82,7 +91,7 @@ def render_configs(store, inputs: dict, underlay: str, bgp_dir: str):
     texts = {}
     for name, node in nodes.items():
         argv = agent_argv(name, node.ip, os.path.join(bgp_dir, name),
-                          cluster_id=node.routeReflectorClusterID)
+                          cluster_id=node.routeReflectorClusterID, node_ip6=node.ip6)
         texts[name] = bgp_config.render(node, table.get(name, []), config, argv)
     return nodes, config, table, texts
 
@@ -96,14 +105,16 @@ class BGPAdmission:
 
     KINDS = frozenset({"BGPConfiguration", "BGPPeer"})
 
-    def __init__(self, state_dir: str, underlay: str, runner=None):
+    def __init__(self, state_dir: str, underlay: str, runner=None, families=(4,)):
+        """``families``: the pods' IP families (IPv6 sessions only with 6, as Routing)."""
         self.bgp_dir = os.path.join(state_dir, "bgp")
         self.underlay, self.runner = underlay, runner
+        self.ipv6 = 6 in tuple(families)
 
     def __call__(self, store, objs: list[dict]) -> None:
         if not any(o["kind"] in self.KINDS for o in objs) or not os.path.isdir(self.bgp_dir):
             return   # not BGP, or a testbed without speakers: nothing runs to protect
-        inputs = node_inputs_from_store(store)
+        inputs = node_inputs_from_store(store, self.ipv6)
         nodes, config, _table, texts = render_configs(store, inputs, self.underlay,
                                                       self.bgp_dir)
         items = []
@@ -154,8 +165,11 @@ class Routing:
         self.state_dir = os.path.join(state_dir, "bgp")
         self.store = store
         self.underlay = spec.peer_scope() if hasattr(spec, "peer_scope") else spec.underlay.cidr
+        # IPv6 sessions only where pods have IPv6 addresses (ipFamilies), as Calico runs bird6.
+        v6 = 6 in getattr(spec, "families", (4,))
         self._spec_nodes = {n.name: (cluster.nodes[n.name].ip, dict(n.labels),
-                                     n.route_reflector_cluster_id, getattr(n, "as_number", None))
+                                     n.route_reflector_cluster_id, getattr(n, "as_number", None),
+                                     getattr(n, "ip6", None) if v6 else None)
                             for n in spec.nodes}
         self.errors: list[str] = []   # rejected reconfigurations, oldest first
         self._fingerprint = self._fingerprint_now()
@@ -185,8 +199,8 @@ class Routing:
     def _compute(self):
         # Labels set on the Node object (calinet label node ...) select like the spec's.
         labels = node_labels(self.store)
-        inputs = {name: (ip, {**spec_labels, **labels.get(name, {})}, cid, asn)
-                  for name, (ip, spec_labels, cid, asn) in self._spec_nodes.items()}
+        inputs = {name: (ip, {**spec_labels, **labels.get(name, {})}, cid, asn, ip6)
+                  for name, (ip, spec_labels, cid, asn, ip6) in self._spec_nodes.items()}
         return render_configs(self.store, inputs, self.underlay, self.state_dir)
 
     def reconfigure(self) -> list[str]:

@@ -5,6 +5,8 @@ sends probe packets to testbed addresses only. Every probe of a batch runs at on
 selector loop, so a batch costs about one timeout however many probes a policy drops; sockets
 are made in their source namespace by a pool of at most ``workers`` threads (one per source).
 
+IPv4 and IPv6 destinations alike for TCP and UDP (a socket of the destination's family).
+
 SCTP: this kernel has no SCTP sockets, so the probe crafts an INIT on a raw IPPROTO_SCTP socket
 (orchestrator.traffic.sctp) and succeeds on a matching INIT-ACK (the agnhost-like server answers INIT
 that way). No reply (a DROP, or nobody serving SCTP there) shows as a timeout.
@@ -77,10 +79,14 @@ def probe_many(pairs, port: int, protocol: str = "TCP", timeout: float = 1.0,
     keys = list(dict.fromkeys((str(s), str(d)) for s, d in pairs))
     for _, dst in keys:
         try:
-            ipaddress.IPv4Address(dst)
+            addr = ipaddress.ip_address(dst)
         except ValueError:
-            raise ValidationError(f"{dst!r} is not an IPv4 address", obj="probe",
+            raise ValidationError(f"{dst!r} is not an IP address", obj="probe",
                                   field="dst_ip") from None
+        if addr.version == 6 and proto == "SCTP":
+            raise ValidationError(f"{dst}: SCTP probes are IPv4 only (the INIT is crafted on "
+                                  "an IPv4 raw socket); probe IPv6 with TCP or UDP",
+                                  obj="probe", field="dst_ip")
     results: dict[tuple[str, str], ProbeResult] = {}
     for i in range(0, len(keys), MAX_IN_FLIGHT):
         results.update(_wave(keys[i:i + MAX_IN_FLIGHT], port, proto, timeout, workers))
@@ -101,12 +107,17 @@ def _check_args(port, protocol, timeout, workers) -> str:
     return proto
 
 
-def _make_sockets(src: str, count: int, proto: str) -> list[socket.socket]:
-    """Runs inside ``src``: the sockets the probes of that source need."""
+def _family(ip: str) -> int:
+    return socket.AF_INET6 if ":" in ip else socket.AF_INET
+
+
+def _make_sockets(src: str, families: list[int], proto: str) -> list[socket.socket]:
+    """Runs inside ``src``: the sockets the probes of that source need (one per probe, of
+    its destination's address family)."""
     if proto == "SCTP":
         return [socket.socket(socket.AF_INET, socket.SOCK_RAW, sctp.IPPROTO_SCTP)]
     kind = socket.SOCK_STREAM if proto == "TCP" else socket.SOCK_DGRAM
-    return [socket.socket(socket.AF_INET, kind) for _ in range(count)]
+    return [socket.socket(f, kind) for f in families]
 
 
 def _open_all(by_src: dict[str, list[_Probe]], proto: str, workers: int) -> dict:
@@ -114,7 +125,7 @@ def _open_all(by_src: dict[str, list[_Probe]], proto: str, workers: int) -> dict
     def one(src):
         try:
             return netns_mod.run_in(netns_mod.netns_path(src), _make_sockets, src,
-                                    len(by_src[src]), proto)
+                                    [_family(p.dst_ip) for p in by_src[src]], proto)
         except (CalinetError, OSError) as exc:
             return exc
     with ThreadPoolExecutor(max_workers=min(workers, max(1, len(by_src)))) as pool:

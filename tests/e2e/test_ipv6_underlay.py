@@ -1,7 +1,8 @@
 """IPv6 on the underlay, on real Mininet: with `underlay.cidr6` every node has its IPv6
 address (usable at once: no tentative state), an on-link IPv6 default and IPv6 forwarding;
-nodes reach each other over IPv6; the Node objects carry both InternalIPs; IPv4 pods and BGP
-are unchanged; an IPv6 pool is refused, saying why, and nothing is applied."""
+nodes reach each other over IPv6; the Node objects carry both InternalIPs. With `ipFamilies:
+[IPv4]` the pods stay IPv4 only: IPv4 pods and BGP are unchanged, and an IPv6 pool is refused,
+saying why, with nothing applied (tests/e2e/test_dual_stack.py has IPv6 pods)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ pytestmark = [pytest.mark.root, pytest.mark.mininet]
 TOPO = """
 name: v6-underlay
 underlay: {cidr: 172.18.0.0/16, cidr6: "fd00:172:18::/64"}
+ipFamilies: [IPv4]
 nodes:
   - {name: node-1, role: control-plane, schedulable: true}
   - {name: node-2}

@@ -89,7 +89,11 @@ def test_multi_next_hop_update_and_compact_nlri():
 def test_ignored_and_notification():
     assert codec.parse('{"type": "keepalive", "neighbor": {}}') == []
     assert codec.parse('{"type": "update", "neighbor": {"address": {"peer": "1.1.1.1"}, '
-                       '"message": {"eor": {"afi": "ipv6", "safi": "unicast"}}}}') == []
+                       '"message": {"eor": {"afi": "l2vpn", "safi": "evpn"}}}}') == []
+    # an IPv6 session's end-of-RIB counts (ipv6 unicast)
+    assert codec.parse('{"type": "update", "neighbor": {"address": {"peer": "fd00::3"}, '
+                       '"message": {"eor": {"afi": "ipv6", "safi": "unicast"}}}}') == [
+        codec.EOR("fd00::3")]
     [n] = codec.parse('{"type": "notification", "neighbor": {"address": {"peer": "1.1.1.1"}, '
                       '"message": {"notification": {"code": 6, "subcode": 2, "data": ""}}}}')
     assert (n.peer, n.code, n.subcode) == ("1.1.1.1", 6, 2)
@@ -107,3 +111,25 @@ def test_real_grouped_update_keeps_announcement_order():
                if isinstance(e, RouteUpdate) and len(e.announced) > 1]
     assert grouped == [RouteUpdate(n0, announced=(
         P("10.244.0.64/26", n0), P("10.244.0.128/26", n0), P("10.244.2.7/32", n0)))]
+
+
+def test_ipv6_unicast_updates_and_commands():
+    line = ('{"type": "update", "neighbor": {"address": {"peer": "fd00:172:18::3"}, "message": '
+            '{"update": {"announce": {"ipv6 unicast": {"fd00:172:18::3": '
+            '[{"nlri": "fd00:10:244::40/122"}]}}, '
+            '"withdraw": {"ipv6 unicast": [{"nlri": "fd00:10:244::80/122"}]}}}}}')
+    [ev] = codec.parse(line)
+    assert ev.peer == "fd00:172:18::3"
+    assert ev.announced == (P("fd00:10:244::40/122", "fd00:172:18::3"),)
+    assert ev.withdrawn == ("fd00:10:244::80/122",)
+    assert codec.announce("fd00:10:244::/122", "fd00:172:18::2") == \
+        "announce route fd00:10:244::/122 next-hop fd00:172:18::2"
+    # reflected over an IPv6 session: the identifiers stay 32-bit
+    assert codec.announce("fd00:10:244::/122", "fd00:172:18::3", neighbors=["fd00:172:18::4"],
+                          originator_id="172.18.0.3", cluster_list=["224.0.0.1"]) == (
+        "neighbor fd00:172:18::4 announce route fd00:10:244::/122 next-hop fd00:172:18::3 "
+        "originator-id 172.18.0.3 cluster-list [ 224.0.0.1 ]")
+    with pytest.raises(ValidationError, match="family"):
+        codec.announce("fd00:10:244::/122", "172.18.0.2")
+    with pytest.raises(ValidationError, match="IPv4"):
+        codec.announce("fd00:10:244::/122", "fd00::1", originator_id="fd00::1")

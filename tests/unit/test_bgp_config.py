@@ -18,7 +18,8 @@ from orchestrator.errors import ValidationError
 GOLDEN = Path(__file__).resolve().parents[1] / "fixtures" / "bgp"
 EXABGP = Path(sys.executable).parent / "exabgp"
 AGENT = ["/bin/true", "--node", "n3"]  # must exist: ExaBGP checks the program at parse time
-CASES = [("mesh", "n1"), ("rr2", "n3"), ("rr2", "n1"), ("global", "n2"), ("per_node", "n3")]
+CASES = [("mesh", "n1"), ("rr2", "n3"), ("rr2", "n1"), ("global", "n2"), ("per_node", "n3"),
+         ("mesh6", "n1"), ("rr6", "n3")]
 
 
 def _render(scenario, node_name):

@@ -16,14 +16,16 @@ GOLDEN = Path(__file__).resolve().parents[1] / "fixtures" / "bgp"
 RR = {"route-reflector": "true"}
 
 
-def nodes4(rr: bool = False):
+def nodes4(rr: bool = False, v6: bool = False):
+    def six(last):
+        return f"fd00:172:18::{last}" if v6 else None
     return [
-        node_bgp("n1", "172.18.0.2", labels={"rack": "a"}),
-        node_bgp("n2", "172.18.0.3", labels={"rack": "a"}),
+        node_bgp("n1", "172.18.0.2", labels={"rack": "a"}, ip6=six("2")),
+        node_bgp("n2", "172.18.0.3", labels={"rack": "a"}, ip6=six("3")),
         node_bgp("n3", "172.18.0.10", labels={"rack": "b", **(RR if rr else {})},
-                 routeReflectorClusterID="224.0.0.1" if rr else None),
+                 routeReflectorClusterID="224.0.0.1" if rr else None, ip6=six("a")),
         node_bgp("n4", "172.18.0.11", labels={"rack": "b", **(RR if rr else {})},
-                 routeReflectorClusterID="224.0.0.1" if rr else None),
+                 routeReflectorClusterID="224.0.0.1" if rr else None, ip6=six("b")),
     ]
 
 
@@ -34,6 +36,12 @@ SCENARIOS = {
                      peerSelector="route-reflector == 'true'")]),
     "global": (nodes4(), BGPConfiguration(nodeToNodeMeshEnabled=False),
                [BGPPeer("tor", peerIP="172.18.0.254", asNumber=65001)]),
+    # Dual stack: IPv6 twins of the mesh and of peerSelector peerings, none of peerIP ones.
+    "mesh6": (nodes4(v6=True), BGPConfiguration(),
+              [BGPPeer("n1-only", node="n1", peerIP="172.18.0.252", asNumber=65003)]),
+    "rr6": (nodes4(rr=True, v6=True), BGPConfiguration(nodeToNodeMeshEnabled=False),
+            [BGPPeer("peer-with-rrs", nodeSelector="all()",
+                     peerSelector="route-reflector == 'true'")]),
     "per_node": (nodes4(), BGPConfiguration(),
                  [BGPPeer("rack-b-tor", nodeSelector="rack == 'b'", peerIP="172.18.0.253",
                           asNumber=65002),
@@ -153,3 +161,24 @@ def test_two_nodes_with_one_address_rejected():
     nodes = [node_bgp("a", "172.18.0.2"), node_bgp("b", "172.18.0.2")]
     with pytest.raises(ValidationError, match="also used by node a"):
         peerings(nodes, BGPConfiguration(), [])
+
+
+def test_ipv6_twins_follow_the_ipv4_sessions():
+    table = peerings(*SCENARIOS["mesh6"])
+    n1 = {nb.ip: nb for nb in table["n1"]}
+    assert "172.18.0.252" in n1 and not any(ip.startswith("fd00") and n1[ip].node is None
+                                            for ip in n1)
+    six = [nb for nb in table["n1"] if nb.family == 6]
+    assert [nb.ip for nb in six] == ["fd00:172:18::3", "fd00:172:18::a", "fd00:172:18::b"]
+    assert all(nb.type == MESH and nb.router_id for nb in six)
+    assert {nb.router_id for nb in six} == {"172.18.0.3", "172.18.0.10", "172.18.0.11"}
+    # one active side per IPv6 pair, by string order of the IPv6 addresses
+    for a, nbs in table.items():
+        for nb in (x for x in nbs if x.family == 6):
+            back = next(x for x in table[nb.node] if x.family == 6 and x.node == a)
+            assert nb.passive != back.passive
+    rr = peerings(*SCENARIOS["rr6"])
+    on_rr = [nb for nb in rr["n3"] if nb.family == 6]
+    assert {nb.ip for nb in on_rr if nb.rr_client} == {"fd00:172:18::2", "fd00:172:18::3"}
+    assert {nb.ip: nb.router_id for nb in rr["n1"] if nb.family == 6} == {
+        "fd00:172:18::a": "172.18.0.10", "fd00:172:18::b": "172.18.0.11"}

@@ -69,7 +69,7 @@ def test_for_pod_uses_calico_names():
     assert s.netns == naming.pod_netns("ab12", "default", "web-0")
 
 
-@pytest.mark.parametrize("fld,value", [("ip", "10.0.0.300"), ("ip", "fd00::1"),
+@pytest.mark.parametrize("fld,value", [("ip", "10.0.0.300"), ("ip", "fe80::1"),
                                        ("ip", "10.0.0.0/26"), ("veth", "eth7"),
                                        ("veth", "cali0123456789abc"), ("netns", "a/b"),
                                        ("netns", ""), ("node_pid", 0)])

@@ -101,11 +101,38 @@ def _pool(cidr):
     return {"kind": "IPPool", "metadata": {"name": "p"}, "spec": {"cidr": cidr}}
 
 
-def test_ipv6_pools_are_refused_with_the_reason():
+def test_pools_must_be_of_a_family_the_pods_have():
     IPFamilyAdmission((4,))(None, [_pool("10.250.0.0/16")])
     with pytest.raises(ValidationError) as ei:
         IPFamilyAdmission((4,))(None, [_pool("fd00:10:244::/48")])
     assert ei.value.field == "spec.cidr" and "IPv4 only" in ei.value.message
     assert "underlay.cidr6" in ei.value.message
-    with pytest.raises(ValidationError, match="does not give pods IPv6 addresses yet"):
-        IPFamilyAdmission((4, 6))(None, [_pool("fd00:10:244::/48")])
+    IPFamilyAdmission((4, 6))(None, [_pool("fd00:10:244::/48"), _pool("10.250.0.0/16")])
+    with pytest.raises(ValidationError) as ei:
+        IPFamilyAdmission((6,))(None, [_pool("10.250.0.0/16")])
+    assert "IPv6 only" in ei.value.message and "ipFamilies" in ei.value.message
+    vx = {"kind": "IPPool", "metadata": {"name": "p"},
+          "spec": {"cidr": "fd00:10:244::/48", "vxlanMode": "Always"}}
+    with pytest.raises(ValidationError) as ei:
+        IPFamilyAdmission((4, 6))(None, [vx])
+    assert ei.value.field == "spec.vxlanMode" and "not built" in ei.value.message
+
+
+def test_ip_families_default_follows_the_underlay_and_bad_values_name_the_field():
+    assert dual().families == (4, 6) and dual().node_families == (4, 6)
+    v4 = spec_from_dict({"name": "t", "nodes": [{"name": "n1"}]}, "t.yaml")
+    assert v4.families == (4,) and v4.node_families == (4,)
+    base = {"name": "t", "underlay": {"cidr6": "fd00:1::/64"}, "nodes": [{"name": "n1"}]}
+    assert spec_from_dict({**base, "ipFamilies": ["IPv6", "IPv4"]}).families == (6, 4)
+    assert spec_from_dict({**base, "ipFamilies": ["IPv6"]}).families == (6,)
+    assert spec_from_dict({**base, "ipFamilies": ["IPv4"]}).families == (4,)
+    for bad, fld, text in ((["IPv5"], "ipFamilies[0]", "not an IP family"),
+                           (["IPv4", "IPv4"], "ipFamilies[1]", "twice"),
+                           ("IPv4", "ipFamilies", "a list"), ([], "ipFamilies", "a list")):
+        with pytest.raises(ValidationError) as ei:
+            spec_from_dict({**base, "ipFamilies": bad}, "t.yaml")
+        assert ei.value.field == fld and text in ei.value.message, ei.value
+    with pytest.raises(ValidationError) as ei:
+        spec_from_dict({"name": "t", "nodes": [{"name": "n1"}], "ipFamilies": ["IPv4", "IPv6"]},
+                       "t.yaml")
+    assert ei.value.field == "ipFamilies[1]" and "underlay.cidr6" in ei.value.message
