@@ -64,6 +64,7 @@ bench: setup
 	$(PY) bench/experiments.py --json docs/bench-experiments.json
 	$(PY) bench/services.py --json docs/bench-services.json
 	$(PY) bench/fabric.py --json docs/bench-fabric.json
+	$(PY) bench/dual_stack.py --json docs/bench-dual-stack.json
 
 lint: setup
 	$(VENV)/bin/ruff check .

@@ -83,7 +83,8 @@ class Fib:
         except CommandError as exc:
             raise ApplyError(f"reading proto {RTPROT_BIRD} routes: {exc}") from exc
         try:
-            return parse_current([r for r in json.loads(out or "[]") if "table" not in r])
+            return parse_current([r for r in json.loads(out or "[]")
+                                  if r.get("table", "main") == "main"])
         except (ValueError, TypeError) as exc:
             raise ApplyError(f"unreadable `ip -j route` output: {out[:200]!r}") from exc
 

@@ -25,7 +25,7 @@ def current(runner, node_pid: int) -> set[str]:
     # `table all`: both families in one fork (the main table's routes name no table).
     out = runner.run(["ip", "-j", "route", "show", "table", "all", "type", "blackhole", "proto",
                       str(RTPROT_BIRD)], pid=node_pid).stdout
-    return {r["dst"] for r in json.loads(out or "[]") if "table" not in r}
+    return {r["dst"] for r in json.loads(out or "[]") if r.get("table", "main") == "main"}
 
 
 def sync(runner, node_pid: int, blocks, known=None) -> bool:

@@ -180,7 +180,9 @@ def main_routes(routes: list[dict]) -> list[dict]:
     """The main table's routes of `route show table all` (both families in one batch line,
     where `route show` is IPv4 only): those that name no table, less the kernel's own
     (fe80::/64 on every IPv6 link)."""
-    return [r for r in routes if "table" not in r and r.get("protocol") != "kernel"]
+    # `ip -d` names the main table too ("table": "main"); without -d it names none.
+    return [r for r in routes if r.get("table", "main") == "main"
+            and r.get("protocol") != "kernel"]
 
 
 def parse_sysctl(text: str) -> dict[str, str]:

@@ -51,6 +51,9 @@ def test_example_alone_is_fully_routed(path, tmp_path):
         assert not missed, (f"{len(missed)}/{len(cross)} cross-node pairs unreachable, e.g. "
                             f"{missed[:5]}; routing problems: {tb.routing.converged()}")
         assert tb.resolve(pods[0], "kube-dns.kube-system") == ["10.96.0.10"]
+        if 6 in tb.spec.families:       # dual stack: every pod reaches every pod over IPv6 too
+            res6 = tb.matrix(8080, "TCP", pods=pods, timeout=2.0, family=6)
+            assert res6 and all(res6.values()), sorted(k for k, v in res6.items() if not v)
 
 
 def test_a_reflector_without_bgp_objects_fails_wait_ready_naming_cause_and_fix(tmp_path):

@@ -165,3 +165,13 @@ def test_netlink_host_routes_per_address():
                                     "route fd00:10:244::2 dev calix"]
     v6 = struct.unpack_from("=BBBBBBBBI", reqs[2][1], 16)
     assert (v6[0], v6[1]) == (socket.AF_INET6, 128)
+
+
+def test_main_routes_with_and_without_ip_d():
+    # `ip -d -j route show table all` names the main table; plain `ip -j` names none.
+    routes = [{"dst": "10.244.0.2", "dev": "calia", "table": "main", "protocol": "boot"},
+              {"dst": "fd00:10:244::2", "dev": "calia", "protocol": "boot"},
+              {"dst": "10.9.0.0/24", "dev": "x", "table": "7"},
+              {"type": "local", "dst": "10.0.0.1", "dev": "eth0", "table": "local"},
+              {"dst": "fe80::/64", "dev": "calia", "table": "main", "protocol": "kernel"}]
+    assert [r["dst"] for r in cni.main_routes(routes)] == ["10.244.0.2", "fd00:10:244::2"]
