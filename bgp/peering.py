@@ -113,7 +113,9 @@ def peerings(nodes: Iterable[NodeBGP], config: BGPConfiguration,
         if local.ip6:
             for nb in v4:
                 other = by_ip.get(nb.ip)
-                if nb.ip in twins[local.name] and other is not None and other.ip6:
+                # Both ends must have the twin (an explicit peerIP BGPPeer on one side has none).
+                if (nb.ip in twins[local.name] and other is not None and other.ip6
+                        and local.ip in twins.get(other.name, ())):
                     # Its reverse exists exactly when the IPv4 one's does (same rules).
                     passive = local.ip in raw[other.name] and other.ip6 > local.ip6
                     v6.append(replace(nb, ip=other.ip6, passive=passive, router_id=other.ip))

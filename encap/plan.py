@@ -139,10 +139,14 @@ def plan(local: str, nodes, pools, blocks, borrowed=()) -> NodePlan:
             routes[prefix] = Route(prefix, other.tunnel_ip, DEVICE, onlink=True)
             vteps[other.name] = other
 
+    # IPv4 only: VXLAN pools are IPv4 (IPv6 ones are refused), a dual-stack node's IPv6
+    # blocks are BGP's.
     for prefix, owner in blocks.items():
-        route_to(str(ipaddress.IPv4Network(prefix)), owner)
+        if ":" not in prefix:
+            route_to(str(ipaddress.IPv4Network(prefix)), owner)
     for ip, owner in borrowed:
-        route_to(f"{ip.split('/')[0]}/32", owner)
+        if ":" not in ip:
+            route_to(f"{ip.split('/')[0]}/32", owner)
     # Every remote VTEP gets its ARP/FDB entries (Felix programs them for all VTEPs, routes or
     # not), so a first packet never waits on resolution.
     for n in nodes:

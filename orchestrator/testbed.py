@@ -798,9 +798,10 @@ class Testbed:
     def ipam_check(self) -> tuple[str, int]:
         in_use = {}
         for p in self.store.list("Pod"):
-            ip = (p.get("status") or {}).get("podIP")
-            if ip:
-                in_use[ip] = f"{p['metadata']['namespace']}/{p['metadata']['name']}"
+            st = p.get("status") or {}
+            for ip in {a.get("ip") for a in st.get("podIPs") or []} | {st.get("podIP")}:
+                if ip:
+                    in_use[ip] = f"{p['metadata']['namespace']}/{p['metadata']['name']}"
         from orchestrator.node.encap_agent import tunnel_ips
         return self.ipam.check(in_use, tunnel_ips=tunnel_ips(self.store))
 

@@ -132,9 +132,9 @@ def render_full(dp: Dataplane) -> str:
 
 def norm_member(member: str) -> str:
     # `ipset save` prints a host entry without its full-length prefix.
-    if member.endswith("/32"):
+    if member.endswith("/32") and ":" not in member:
         return member[:-3]
-    return member[:-4] if member.endswith("/128") else member
+    return member[:-4] if member.endswith("/128") and ":" in member else member
 
 
 @dataclass

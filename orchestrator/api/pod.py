@@ -67,6 +67,17 @@ STANDARD_RESOURCES = ("cpu", "memory", "ephemeral-storage")
 _QOS_RESOURCES = ("cpu", "memory")
 
 
+def pod_ipv4(pod: dict) -> str | None:
+    """The pod's IPv4 address (status.podIPs, else status.podIP), None without one: what
+    IPv4-only consumers (EndpointSlices of addressType IPv4, DNS A records) take, whatever
+    the pod's primary family."""
+    st = pod.get("status") or {}
+    for ip in [a.get("ip", "") for a in st.get("podIPs") or []] + [st.get("podIP") or ""]:
+        if ip and ":" not in ip:
+            return ip
+    return None
+
+
 def normalize_pod_spec(spec: Any, path: str) -> dict:
     """Defaulted, validated copy of a PodSpec found at ``path`` ("spec", "spec.template.spec")."""
     spec = as_map(spec, path, required=True)

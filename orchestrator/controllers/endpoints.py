@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 
 from orchestrator.api.labels import label_selector_matches
+from orchestrator.api.pod import pod_ipv4
 from orchestrator.controllers.common import is_deleting, owner_ref, pod_ready, safe_encode
 
 log = logging.getLogger(__name__)
@@ -43,7 +44,7 @@ def resolve_port(pod: dict, target, protocol: str) -> int | None:
 def _pods_for(svc: dict, pods: list[dict]) -> list[dict]:
     ns, sel = svc["metadata"]["namespace"], svc["spec"]["selector"]
     out = [p for p in pods if p["metadata"]["namespace"] == ns
-           and (p.get("status") or {}).get("podIP")
+           and pod_ipv4(p)    # slices are addressType IPv4 (Services are IPv4 only so far)
            and (p.get("status") or {}).get("phase") not in ("Succeeded", "Failed")
            and label_selector_matches({"matchLabels": sel}, p["metadata"].get("labels") or {})]
     return sorted(out, key=lambda p: p["metadata"]["name"])
@@ -70,7 +71,7 @@ def desired(svc: dict, pods: list[dict]) -> tuple[list[dict], dict]:
     for ports, members in sorted(groups.items()):
         endpoints, ready_addrs, not_ready = [], [], []
         for pod, ready in members:
-            pm, ip = pod["metadata"], pod["status"]["podIP"]
+            pm, ip = pod["metadata"], pod_ipv4(pod)
             ref = {"kind": "Pod", "namespace": ns, "name": pm["name"], "uid": pm["uid"]}
             ep = {"addresses": [ip],
                   "conditions": {"ready": ready, "serving": pod_ready(pod),

@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from orchestrator.api.labels import label_selector_matches
+from orchestrator.api.pod import pod_ipv4
 
 DOMAIN = "cluster.local"
 
@@ -27,7 +28,8 @@ def _ready(pod: dict) -> bool:
 
 def zone(services: Iterable[dict], pods: Iterable[dict], slices: Iterable[dict] = (),
          domain: str = DOMAIN) -> dict[tuple[str, str], list[str]]:
-    pods = [p for p in pods if (p.get("status") or {}).get("podIP")]
+    # A records only (AAAA is not served yet): pods with an IPv4 address.
+    pods = [p for p in pods if pod_ipv4(p)]
     slices = list(slices)
     out: dict[tuple[str, str], list[str]] = {}
 
@@ -53,7 +55,7 @@ def zone(services: Iterable[dict], pods: Iterable[dict], slices: Iterable[dict] 
                    if (ep.get("conditions") or {}).get("ready", True)
                    for ep_ip in ep.get("addresses") or []]
             if not slices and spec.get("selector"):
-                ips = [p["status"]["podIP"] for p in pods
+                ips = [pod_ipv4(p) for p in pods
                        if p["metadata"].get("namespace") == ns and _ready(p)
                        and label_selector_matches({"matchLabels": spec["selector"]},
                                                   p["metadata"].get("labels") or {})]
@@ -66,7 +68,7 @@ def zone(services: Iterable[dict], pods: Iterable[dict], slices: Iterable[dict] 
                     f"0 100 {port['port']} {fqdn}.")
     for pod in pods:
         meta, spec = pod["metadata"], pod.get("spec") or {}
-        ns, ip = meta.get("namespace", "default"), pod["status"]["podIP"]
+        ns, ip = meta.get("namespace", "default"), pod_ipv4(pod)
         add(f"{ip.replace('.', '-')}.{ns}.pod.{domain}", "A", ip)
         if spec.get("hostname") and spec.get("subdomain") and (ns, spec["subdomain"]) in headless:
             add(f"{spec['hostname']}.{spec['subdomain']}.{ns}.svc.{domain}", "A", ip)

@@ -12,7 +12,7 @@ import logging
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 
-from orchestrator.errors import CalinetError, ValidationError
+from orchestrator.errors import CalinetError, IPAMExhausted, ValidationError
 from orchestrator.ipam import allocator, codec, report
 from orchestrator.ipam.model import IPAMConfig, IPAMState, Outcome, Pool
 from orchestrator.ipam.selector import pool_selects_node
@@ -199,8 +199,13 @@ class IPAM:
             before = self.state()
             usable = self._pools_for(node, None, None)
             pools = {v: [p for p in usable if p.version == v] for v in families}
+            missing = [v for v in families if not pools[v]]
             state, blocks, handles = before, set(), set()
             for handle, attrs in requests:
+                if missing:   # as Calico: no pool of a family the pod needs, no address
+                    results.append(IPAMExhausted(
+                        f"no configured Calico IPv{missing[0]} pools for node {node}"))
+                    continue
                 got, trial, tb, th = [], state, set(), set()
                 try:
                     for v in families:

@@ -148,8 +148,12 @@ class Firewall:
                 elif body:
                     self.runner.run(RESTORE[family], **self._where(), input=body)
             except CommandError as exc:
-                # The IPv4 rules may be in already when IPv6's fail: re-read next time.
+                # When IPv6's fail the IPv4 rules are in already: only the IPv6 sets'
+                # changes are undone (the IPv4 rules use the others), and all is re-read.
                 undo = inverse_member_changes(pre)
+                if family == 6:
+                    undo = "".join(ln + "\n" for ln in undo.splitlines()
+                                   if ln.split()[1].startswith("cali60"))
                 try:
                     if undo:
                         self._restore_ipsets(undo)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import http.client
 import logging
+import socket
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -146,7 +147,8 @@ def run_probe(spec: ProbeSpec, netns: str, pod_ip: str, runtime) -> tuple[bool, 
         if spec.handler == "exec":
             rc, out, err = runtime.exec(netns, list(spec.command), timeout=spec.timeout)
             return rc == 0, f"exit {rc}: {(out + err).strip()[:200]}"
-        sock = netns_mod.socket_in(netns)
+        host = spec.host or pod_ip
+        sock = netns_mod.socket_in(netns, socket.AF_INET6 if ":" in host else socket.AF_INET)
         try:
             sock.settimeout(spec.timeout)
             sock.connect((spec.host or pod_ip, spec.port))

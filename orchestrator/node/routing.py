@@ -328,8 +328,9 @@ class Routing:
             # status files say is about the old peerings.
             return ["BGP reconfiguration pending"]
         skip = [ipaddress.ip_network(c) for c in self._unprogrammed]
-        blocks = {n: {x for x in b if not any(ipaddress.ip_network(x).subnet_of(c)
-                                                for c in skip)}
+        blocks = {n: {x for x in b if not any(
+                    ipaddress.ip_network(x).version == c.version
+                    and ipaddress.ip_network(x).subnet_of(c) for c in skip)}
                   for n, (b, _) in self._announced.items()}
         unpeered = []
         for node in self.nodes:

@@ -182,3 +182,14 @@ def test_ipv6_twins_follow_the_ipv4_sessions():
     assert {nb.ip for nb in on_rr if nb.rr_client} == {"fd00:172:18::2", "fd00:172:18::3"}
     assert {nb.ip: nb.router_id for nb in rr["n1"] if nb.family == 6} == {
         "fd00:172:18::a": "172.18.0.10", "fd00:172:18::b": "172.18.0.11"}
+
+
+def test_no_ipv6_twin_where_the_other_side_peers_by_an_ipv4_peer_ip():
+    nodes = nodes4(v6=True)[:2]
+    peers = [BGPPeer("b-to-a", node="n2", peerIP="172.18.0.2", asNumber=64512),
+             BGPPeer("a-to-b", node="n1", peerSelector="kubernetes.io/hostname == 'n2'")]
+    nodes = [node_bgp(n.name, n.ip, labels={"kubernetes.io/hostname": n.name}, ip6=n.ip6)
+             for n in nodes]
+    table = peerings(nodes, BGPConfiguration(nodeToNodeMeshEnabled=False), peers)
+    six = {name: [nb.ip for nb in nbs if nb.family == 6] for name, nbs in table.items()}
+    assert six["n1"] == [] or six["n2"], six

@@ -87,3 +87,14 @@ def test_ipam_show_and_check_cover_both_families(store):
     assert rc == 0, text
     text, rc = ipam.check({"10.244.0.0": "default/a"})
     assert rc != 0 and "fd00:10:244::" in text, text
+
+
+def test_missing_ipv6_pool_is_an_ipam_error(tmp_path):
+    s = Store(str(tmp_path / "m.db"))
+    try:
+        s.create(pool_object("only4", "10.250.0.0/24", 26))
+        (got,) = IPAM(s).auto_assign_families("n1", [("h1", attrs("a"))], (4, 6))
+        assert isinstance(got, IPAMExhausted) and "IPv6 pools" in str(got)
+        assert IPAM(s).ips_for_handle("h1") == []
+    finally:
+        s.close()

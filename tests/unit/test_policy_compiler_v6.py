@@ -147,3 +147,10 @@ def test_golden_ipv6_render():
     if os.environ.get("CALINET_UPDATE_GOLDEN") == "1":
         path.write_text(text)
     assert text == path.read_text()
+
+
+def test_set_members_lose_only_their_own_familys_full_length():
+    from policy.render import norm_member
+    assert norm_member("10.0.0.1/32") == "10.0.0.1"
+    assert norm_member("fd00::1/128") == "fd00::1"
+    assert norm_member("2001:db8::/32") == "2001:db8::/32"      # a /32 of IPv6 is a network
