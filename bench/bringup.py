@@ -30,26 +30,13 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import pss_kib, write_json  # noqa: E402
+from common import DEPLOY, pss_kib, write_json  # noqa: E402
 from mininet.log import setLogLevel  # noqa: E402
 from mininet.net import Mininet  # noqa: E402
 from mininet.nodelib import LinuxBridge  # noqa: E402
 from mininet.topo import Topo  # noqa: E402
 
 from orchestrator.testbed import Testbed  # noqa: E402
-
-DEPLOY = """
-apiVersion: apps/v1
-kind: Deployment
-metadata: {name: bench, namespace: default}
-spec:
-  replicas: %d
-  selector: {matchLabels: {app: bench}}
-  template:
-    metadata: {labels: {app: bench}}
-    spec:
-      containers: [{name: c, image: agnhost, ports: [{containerPort: 80}]}]
-"""
 
 
 class FlatTopo(Topo):

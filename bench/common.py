@@ -4,6 +4,19 @@ from __future__ import annotations
 
 import json
 
+# A Deployment of %d agnhost pods (bench/bringup.py, bench/dual_stack.py).
+DEPLOY = """
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: bench, namespace: default}
+spec:
+  replicas: %d
+  selector: {matchLabels: {app: bench}}
+  template:
+    metadata: {labels: {app: bench}}
+    spec:
+      containers: [{name: c, image: agnhost, ports: [{containerPort: 80}]}]
+"""
 
 def pss_kib(pid: int) -> int:
     """Proportional set size: shared pages (the zygote's, the interpreter's) counted once."""

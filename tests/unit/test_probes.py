@@ -145,3 +145,15 @@ def test_run_probe_missing_netns_is_a_failure():
     spec = parse({"tcpSocket": {"port": 80}}, C)
     ok, detail = probes.run_probe(spec, "calinet-no-such-netns", "10.0.0.5", None)
     assert ok is False and "does not exist" in detail
+
+
+def test_ipv6_sctp_probe_is_refused_naming_the_field():
+    import pytest as _pytest
+
+    from orchestrator.errors import ValidationError as _VE
+    from orchestrator.traffic import probe as _probe
+    with _pytest.raises(_VE) as ei:
+        _probe.probe_many([("calinet-none", "fd00:10:244::2")], 80, "SCTP")
+    assert ei.value.field == "dst_ip" and "IPv4 only" in ei.value.message
+    with _pytest.raises(_VE, match="not an IP address"):
+        _probe.probe_many([("calinet-none", "fd00::zz")], 80, "TCP")
