@@ -5,6 +5,10 @@ Service that has a ClusterIP (headless Services and Services of type ExternalNam
 rules), with the endpoints of the slices labelled with the Service's name whose port of the
 same name and protocol they serve. Only ready endpoints receive traffic (conditions.ready
 absent counts as ready, as the EndpointSlice API documents).
+
+One family at a time, as kube-proxy runs one proxier per family (the iptables and the
+ip6tables one): the Service's ClusterIP of that family (spec.clusterIPs) and the slices of that
+addressType; a Service without an address of the family has no ports there.
 """
 
 from __future__ import annotations
@@ -23,7 +27,8 @@ class Endpoint:
     port: int
 
     def __str__(self) -> str:
-        return f"{self.ip}:{self.port}"
+        # net.JoinHostPort, as kube-proxy prints an endpoint (and hashes it into KUBE-SEP-).
+        return f"[{self.ip}]:{self.port}" if ":" in self.ip else f"{self.ip}:{self.port}"
 
 
 @dataclass(frozen=True)
@@ -45,23 +50,31 @@ class ServicePort:
         return f"{base}:{self.port_name}" if self.port_name else base
 
 
-def _has_cluster_ip(spec: dict) -> bool:
-    ip = spec.get("clusterIP")
-    return bool(ip) and ip != "None" and spec.get("type") != "ExternalName"
+def cluster_ip_of(spec: dict, family: int = 4) -> str | None:
+    """The Service's ClusterIP of ``family``, None for none (headless, ExternalName, or a
+    single-stack Service of the other family)."""
+    if spec.get("type") == "ExternalName":
+        return None
+    for ip in spec.get("clusterIPs") or [spec.get("clusterIP")]:
+        if ip and ip != "None" and (":" in ip) == (family == 6):
+            return ip
+    return None
 
 
-def service_ports(services: Iterable[dict], slices: Iterable[dict]) -> list[ServicePort]:
-    """Every port of every Service with a ClusterIP, in a stable order."""
+def service_ports(services: Iterable[dict], slices: Iterable[dict],
+                  family: int = 4) -> list[ServicePort]:
+    """Every port of every Service with a ClusterIP of ``family``, in a stable order."""
     by_service: dict[tuple[str, str], list[dict]] = {}
     for s in slices:
         meta = s.get("metadata") or {}
         svc = (meta.get("labels") or {}).get(SERVICE_NAME_LABEL)
-        if svc and s.get("addressType", "IPv4") == "IPv4":
+        if svc and s.get("addressType", "IPv4") == f"IPv{family}":
             by_service.setdefault((meta.get("namespace", ""), svc), []).append(s)
     out: list[ServicePort] = []
     for svc in services:
         meta, spec = svc["metadata"], svc.get("spec") or {}
-        if not _has_cluster_ip(spec):
+        cluster_ip = cluster_ip_of(spec, family)
+        if cluster_ip is None:
             continue
         ns, name = meta.get("namespace", "default"), meta["name"]
         affinity = None
@@ -81,7 +94,7 @@ def service_ports(services: Iterable[dict], slices: Iterable[dict]) -> list[Serv
                     if (ep.get("conditions") or {}).get("ready") is False:
                         continue
                     eps.update(Endpoint(ip, int(target)) for ip in ep.get("addresses") or [])
-            out.append(ServicePort(ns, name, pname, proto, spec["clusterIP"], int(port["port"]),
+            out.append(ServicePort(ns, name, pname, proto, cluster_ip, int(port["port"]),
                                    port.get("nodePort") if spec.get("type") in
                                    ("NodePort", "LoadBalancer") else None,
                                    affinity, tuple(sorted(eps, key=str))))

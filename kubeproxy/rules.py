@@ -15,6 +15,8 @@ Chain names: the prefix + the first 16 characters of base32(sha256(...)), of
 "<ns>/<svc>:<port name>" + lower-case protocol (KUBE-SVC / KUBE-EXT), + "ip:port" (KUBE-SEP).
 A service port without ready endpoints gets no nat rules (kube-proxy rejects it in the
 filter table, which calinet does not write: such traffic finds no DNAT and is not answered).
+The IPv6 table (ip6tables, ``family=6``) has the same chains; addresses are /128 and DNAT
+targets "[ip]:port", as the IPv6 proxier writes them.
 """
 
 from __future__ import annotations
@@ -71,8 +73,10 @@ def _probability(n: int) -> str:
     return f"{1.0 / n:0.10f}"
 
 
-def compile_nat(ports: list[ServicePort], cluster_cidr: str | None = None) -> NatTable:
-    """The whole set of KUBE- nat chains for ``ports`` (the same on every node).
+def compile_nat(ports: list[ServicePort], cluster_cidr: str | None = None,
+                family: int = 4) -> NatTable:
+    """The whole set of KUBE- nat chains for ``ports`` (the same on every node), for the
+    iptables (``family`` 4) or the ip6tables (6) nat table.
 
     ``cluster_cidr``: the pod network (kube-proxy's --cluster-cidr): traffic to a ClusterIP
     from outside it (a node's own processes) is masqueraded so replies come back through
@@ -85,18 +89,19 @@ def compile_nat(ports: list[ServicePort], cluster_cidr: str | None = None) -> Na
     t.add(POSTROUTING, '-m comment --comment "kubernetes service traffic requiring SNAT" '
                        "-j MASQUERADE --random-fully")
     t.add(MARK_MASQ, f"-j MARK --or-mark {MASQ_MARK}")
+    host = "/128" if family == 6 else "/32"
     for sp in ports:
         if sp.endpoints:
-            _service(t, sp, cluster_cidr)
+            _service(t, sp, cluster_cidr, host)
     t.add(SERVICES, '-m comment --comment "kubernetes service nodeports; NOTE: this must be '
                     f'the last rule in this chain" -m addrtype --dst-type LOCAL -j {NODEPORTS}')
     return t
 
 
-def _service(t: NatTable, sp: ServicePort, cluster_cidr: str | None) -> None:
+def _service(t: NatTable, sp: ServicePort, cluster_cidr: str | None, host: str) -> None:
     name, proto = sp.svc_port_name, sp.protocol.lower()
     svc = service_chain(name, proto)
-    match = f"-m {proto} -p {proto} -d {sp.cluster_ip}/32 --dport {sp.port}"
+    match = f"-m {proto} -p {proto} -d {sp.cluster_ip}{host} --dport {sp.port}"
     t.add(SERVICES, f'-m comment --comment "{name} cluster IP" {match} -j {svc}')
     if sp.node_port:
         ext = external_chain(name, proto)
@@ -120,12 +125,12 @@ def _service(t: NatTable, sp: ServicePort, cluster_cidr: str | None) -> None:
                 if i < n - 1 else "")
         t.add(svc, f'-m comment --comment "{name} -> {ep}" {stat}-j {sep}')
     for ep, sep in seps:
-        _endpoint(t, sp, ep, sep)
+        _endpoint(t, sp, ep, sep, host)
 
 
-def _endpoint(t: NatTable, sp: ServicePort, ep: Endpoint, sep: str) -> None:
+def _endpoint(t: NatTable, sp: ServicePort, ep: Endpoint, sep: str, host: str) -> None:
     name, proto = sp.svc_port_name, sp.protocol.lower()
-    t.add(sep, f"-m comment --comment {name} -s {ep.ip}/32 -j {MARK_MASQ}")
+    t.add(sep, f"-m comment --comment {name} -s {ep.ip}{host} -j {MARK_MASQ}")
     recent = f"-m recent --name {sep} --set " if sp.affinity_seconds else ""
     t.add(sep, f"-m comment --comment {name} {recent}-m {proto} -p {proto} "
                f"-j DNAT --to-destination {ep}")

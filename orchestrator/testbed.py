@@ -28,6 +28,7 @@ from orchestrator.controllers.common import pod_ready
 from orchestrator.controllers.manager import ControllerManager
 from orchestrator.dns.cluster import SYSTEM_NAMESPACE, ClusterDNS
 from orchestrator.dns.cluster import manifests as dns_manifests
+from orchestrator.dns.resolvconf import kube_dns_ip
 from orchestrator.errors import CalinetError, NotFound, SupervisorTimeout, ValidationError
 from orchestrator.host import naming
 from orchestrator.host.cleanup import clean_state_dir, owned_links, owned_netns
@@ -237,7 +238,8 @@ class Testbed:
                                         if self.bgp else [])
                              + pool_admissions(bgp=self.bgp, families=self.spec.families)
                              + [FabricASAdmission(self.spec)],
-                             allocators=[ServiceIPAllocator()], peer_scope=scope)
+                             allocators=[ServiceIPAllocator(families=self.spec.families)],
+                             peer_scope=scope)
         with open(os.path.join(self.state_dir, "testbed.json"), "w") as f:
             import json
             json.dump({"id": self.id, "topology": self.spec.name, "owner": os.getpid(),
@@ -287,9 +289,10 @@ class Testbed:
         self.ipam = IPAM(self.store)
         self._reconcile_previous_state()
         if self.dns:
-            self.cluster_dns = ClusterDNS(self.state_dir)
+            dns_ip = kube_dns_ip(self.spec.families[0])
+            self.cluster_dns = ClusterDNS(self.state_dir, dns_ip)
             self.applied += self.client.apply(
-                dns_manifests(os.path.join(self.state_dir, "state.db")))
+                dns_manifests(os.path.join(self.state_dir, "state.db"), dns_ip))
         for source in self.manifests:
             self.applied += self.client.apply(source)
         self.runtime = ContainerRuntime(
@@ -326,7 +329,8 @@ class Testbed:
         self.kubeproxy = KubeProxyAgent(self.store,
                                         {n: h.pid for n, h in self.cluster.nodes.items()},
                                         self.runner, sessions=self.policy.sessions,
-                                        fresh=True)
+                                        sessions6=self.policy.sessions6, fresh=True,
+                                        families=self.spec.families)
         pollers.insert(1, self.kubeproxy.poll)
         for kubelet in self.kubelets.values():
             kubelet.policy = self.policy
@@ -591,8 +595,9 @@ class Testbed:
                        f'{", ".join(a.get("ip", "") for a in st.get("podIPs") or [])}; the '
                        f'cluster\'s ipFamilies are {", ".join(f"IPv{f}" for f in self.spec.families)})')
 
-    def service_ip(self, key: str) -> str:
-        """The ClusterIP of Service "ns/name" (NotFound for a headless Service)."""
+    def service_ip(self, key: str, family: int | None = None) -> str:
+        """The ClusterIP of Service "ns/name" (NotFound for a headless Service); ``family`` 4
+        or 6: its ClusterIP of that family (spec.clusterIPs), NotFound without one."""
         ns, name = split_key(key)
         svc = self.store.get("Service", name, ns)
         if svc is None:
@@ -600,7 +605,16 @@ class Testbed:
         ip = svc["spec"].get("clusterIP")
         if not ip or ip == "None":
             raise NotFound(f'service "{ns}/{name}" is headless: it has no ClusterIP')
-        return ip
+        if family is None:
+            return ip
+        if family not in (4, 6):
+            raise ValidationError(f"family {family!r}: use 4 or 6", field="family")
+        for cip in svc["spec"].get("clusterIPs") or [ip]:
+            if (":" in cip) == (family == 6):
+                return cip
+        raise NotFound(f'service "{ns}/{name}" has no IPv{family} ClusterIP (ipFamilies '
+                       f'{", ".join(svc["spec"].get("ipFamilies") or ["IPv4"])}, '
+                       f'ipFamilyPolicy {svc["spec"].get("ipFamilyPolicy", "SingleStack")})')
 
     def pod_node(self, key: str) -> str:
         node = self._pod(key)["spec"].get("nodeName")
@@ -680,8 +694,18 @@ class Testbed:
     def nodes(self) -> list[str]:
         return [n.name for n in self.spec.nodes]
 
-    def node_ip(self, node: str) -> str:
-        return self._node(node).ip
+    def node_ip(self, node: str, family: int = 4) -> str:
+        """The node's underlay address (``family`` 6: its IPv6 one, underlay.cidr6)."""
+        handle = self._node(node)
+        if family == 4:
+            return handle.ip
+        if family != 6:
+            raise ValidationError(f"family {family!r}: use 4 or 6", field="family")
+        ip6 = self.spec.node(node).ip6
+        if not ip6:
+            raise NotFound(f'node "{node}" has no IPv6 address (the topology has no '
+                           "underlay.cidr6)")
+        return ip6
 
     def _node(self, node: str):
         try:

@@ -67,15 +67,20 @@ STANDARD_RESOURCES = ("cpu", "memory", "ephemeral-storage")
 _QOS_RESOURCES = ("cpu", "memory")
 
 
-def pod_ipv4(pod: dict) -> str | None:
-    """The pod's IPv4 address (status.podIPs, else status.podIP), None without one: what
-    IPv4-only consumers (EndpointSlices of addressType IPv4, DNS A records) take, whatever
-    the pod's primary family."""
+def pod_ip_of(pod: dict, family: int) -> str | None:
+    """The pod's address of ``family`` (4 or 6; status.podIPs, else status.podIP), None
+    without one: what a consumer of one family (an EndpointSlice of addressType IPv6, a DNS
+    AAAA record) takes, whatever the pod's primary family."""
     st = pod.get("status") or {}
     for ip in [a.get("ip", "") for a in st.get("podIPs") or []] + [st.get("podIP") or ""]:
-        if ip and ":" not in ip:
+        if ip and (":" in ip) == (family == 6):
             return ip
     return None
+
+
+def pod_ipv4(pod: dict) -> str | None:
+    """The pod's IPv4 address, None without one."""
+    return pod_ip_of(pod, 4)
 
 
 def normalize_pod_spec(spec: Any, path: str) -> dict:

@@ -6,7 +6,11 @@ targetPort = port, port names are DNS labels (required and unique once there are
 a port+protocol appears once, nodePort only on NodePort Services, clusterIP "None" (headless)
 only on ClusterIP Services, sessionAffinity None or ClientIP (timeoutSeconds 10800 by default,
 1..86400). Allocating clusterIP and nodePort is orchestrator.control.serviceips' job, at apply time;
-here clusterIP is only checked to be "", "None" or an IPv4 address.
+here the dual-stack fields are checked as ValidateServiceClusterIPsRelatedFields does, without
+knowing the cluster: clusterIPs hold at most one address per family ("None" alone), clusterIPs[0]
+is clusterIP, ipFamilies are IPv4/IPv6 once each and agree with clusterIPs index by index,
+SingleStack has one of each. Defaulting ipFamilyPolicy and ipFamilies needs the cluster's
+service families, so it is the allocator's too.
 
 Endpoints and EndpointSlices carry their data at the top level (subsets; addressType,
 endpoints, ports), not in a spec: normalize_endpoints / normalize_endpointslice return those
@@ -46,6 +50,8 @@ TRAFFIC_POLICIES = ("Cluster", "Local")
 DEFAULT_AFFINITY_SECONDS = 10800
 MAX_AFFINITY_SECONDS = 86400
 HEADLESS = "None"
+IP_FAMILIES = ("IPv4", "IPv6")
+IP_FAMILY_POLICIES = ("SingleStack", "PreferDualStack", "RequireDualStack")
 SPEC_FIELDS = frozenset({
     "type", "clusterIP", "clusterIPs", "ports", "selector", "sessionAffinity",
     "sessionAffinityConfig", "publishNotReadyAddresses", "externalTrafficPolicy",
@@ -62,15 +68,6 @@ _SLICE_EP_FIELDS = frozenset({"addresses", "conditions", "hostname", "nodeName",
 _CONDITIONS = frozenset({"ready", "serving", "terminating"})
 ADDRESS_TYPES = ("IPv4", "IPv6", "FQDN")
 MAX_SLICE_ENDPOINTS = 1000
-
-
-def _ipv4(value: Any, path: str) -> str:
-    text = as_str(value, path, required=True)
-    try:
-        ipaddress.IPv4Address(text)
-    except ValueError:
-        fail(path, f"Invalid value: {text!r}: must be a valid IPv4 address")
-    return text
 
 
 def _port_number(value: Any, path: str, *, required: bool = True) -> int | None:
@@ -105,11 +102,12 @@ def normalize_service_spec(spec: Any) -> dict:
                               "ExternalName)")
         one_of(stype, "spec.type", SERVICE_TYPES)
     out: dict = {"type": stype}
-    cip = ""
+    ips: list[str] = []
     with guard():
-        cip = _cluster_ip(spec, stype)
-    if cip:
-        out["clusterIP"], out["clusterIPs"] = cip, [cip]
+        ips = _cluster_ips(spec, stype)
+    if ips:
+        out["clusterIP"], out["clusterIPs"] = ips[0], ips
+    cip = ips[0] if ips else ""
     with guard():
         raw = as_list(spec.get("ports"), "spec.ports")
         ports = each(raw, "spec.ports", lambda p, at: _service_port(p, at, stype, len(raw)))
@@ -139,37 +137,84 @@ def normalize_service_spec(spec: Any) -> dict:
             fail("spec.externalTrafficPolicy", "Invalid value: may only be set for externally-"
                                                "accessible services")
     with guard():
-        fams = as_list(spec.get("ipFamilies", ["IPv4"]), "spec.ipFamilies")
-        if fams != ["IPv4"]:
-            fail("spec.ipFamilies", f"Unsupported value: {fams!r}: only [\"IPv4\"] is supported")
-    out["ipFamilies"] = ["IPv4"]
+        fams = _ip_families(spec.get("ipFamilies"))
+        if fams:
+            out["ipFamilies"] = fams
+        for i, (fam, ip) in enumerate(zip(fams, ips)):
+            if ip != HEADLESS and _family_of(ip) != fam:
+                fail(f"spec.clusterIPs[{i}]", f"Invalid value: {ip!r}: expected an {fam} value "
+                                              f"as indicated by `ipFamilies[{i}]`")
     with guard():
-        out["ipFamilyPolicy"] = one_of(spec.get("ipFamilyPolicy", "SingleStack"),
-                                       "spec.ipFamilyPolicy", ("SingleStack",))
+        policy = spec.get("ipFamilyPolicy")
+        if policy is not None:
+            out["ipFamilyPolicy"] = one_of(policy, "spec.ipFamilyPolicy", IP_FAMILY_POLICIES)
+            if policy == "SingleStack":
+                if len(ips) == 2:
+                    fail("spec.ipFamilyPolicy", "Invalid value: \"SingleStack\": must be "
+                         "'RequireDualStack' or 'PreferDualStack' when multiple cluster IPs are "
+                         "specified")
+                if len(out.get("ipFamilies") or ()) == 2:
+                    fail("spec.ipFamilyPolicy", "Invalid value: \"SingleStack\": must be "
+                         "'RequireDualStack' or 'PreferDualStack' when multiple IP families "
+                         "are specified")
     return out
 
 
-def _cluster_ip(spec: dict, stype: str) -> str:
-    """clusterIP and clusterIPs, which must agree: the one address ("" or "None")."""
+def _family_of(ip: str) -> str:
+    return "IPv6" if ipaddress.ip_address(ip).version == 6 else "IPv4"
+
+
+def _ip(value: Any, path: str, version: int | None = None) -> str:
+    """An IP address (of ``version`` 4 or 6 when given), as text."""
+    text = as_str(value, path, required=True)
+    try:
+        ip = ipaddress.ip_address(text)
+    except ValueError:
+        ip = None
+    if ip is None or version not in (None, ip.version):
+        fail(path, f"Invalid value: {text!r}: must be a valid "
+                   f"{f'IPv{version} ' if version else 'IP '}address")
+    return text
+
+
+def _cluster_ips(spec: dict, stype: str) -> list[str]:
+    """clusterIP and clusterIPs, which must agree: [] (allocate), ["None"], or one address per
+    family, primary first."""
     cip = as_str(spec.get("clusterIP"), "spec.clusterIP") or ""
     if cip and cip != HEADLESS:
-        _ipv4(cip, "spec.clusterIP")
-    if cip == HEADLESS and stype != "ClusterIP":
-        fail("spec.clusterIP", f"Invalid value: \"None\": may not be set to 'None' for "
-                               f"{stype} services")
+        _ip(cip, "spec.clusterIP")
     ips = [as_str(v, item("spec.clusterIPs", i)) for i, v in
            enumerate(as_list(spec.get("clusterIPs"), "spec.clusterIPs"))]
-    if ips:
+    if not ips:
+        ips = [cip] if cip else []
+    elif cip and ips[0] != cip:
+        fail("spec.clusterIPs[0]", f"Invalid value: {ips[0]!r}: must match `spec.clusterIP` "
+                                   f"{cip!r}")
+    if len(ips) > 2:
+        fail("spec.clusterIPs", "Invalid value: may only hold up to 2 values")
+    if HEADLESS in ips:
         if len(ips) > 1:
-            fail("spec.clusterIPs", "Invalid value: only single-stack IPv4 Services are "
-                                    "supported (one ClusterIP)")
-        if cip and ips[0] != cip:
-            fail("spec.clusterIPs[0]", f"Invalid value: {ips[0]!r}: must match "
-                                       f"`spec.clusterIP` {cip!r}")
-        cip = ips[0]
-        if cip != HEADLESS:
-            _ipv4(cip, "spec.clusterIPs[0]")
-    return cip
+            fail("spec.clusterIPs", "Invalid value: must not have \"None\" alongside another "
+                                    "IP")
+        if stype != "ClusterIP":
+            fail("spec.clusterIP", f"Invalid value: \"None\": may not be set to 'None' for "
+                                   f"{stype} services")
+        return ips
+    for i, ip in enumerate(ips):
+        _ip(ip, "spec.clusterIP" if i == 0 and cip else item("spec.clusterIPs", i))
+    if len(ips) == 2 and _family_of(ips[0]) == _family_of(ips[1]):
+        fail("spec.clusterIPs[1]", f"Invalid value: {ips[1]!r}: may specify no more than one "
+                                   "IP for each IP family")
+    return ips
+
+
+def _ip_families(value: Any) -> list[str]:
+    fams = as_list(value, "spec.ipFamilies")
+    for i, fam in enumerate(fams):
+        one_of(fam, item("spec.ipFamilies", i), IP_FAMILIES)
+        if fam in fams[:i]:
+            fail(item("spec.ipFamilies", i), f"Duplicate value: {fam!r}")
+    return list(fams)
 
 
 def _affinity(spec: dict, out: dict) -> None:
@@ -291,7 +336,7 @@ def _subset(s: Any, path: str) -> dict:
 def _address(a: Any, apath: str) -> dict:
     a = as_map(a, apath, required=True)
     check_known(a, _ADDRESS_FIELDS, apath)
-    addr = {"ip": _ipv4(a.get("ip"), child(apath, "ip"))}
+    addr = {"ip": _ip(a.get("ip"), child(apath, "ip"))}
     for k in ("hostname", "nodeName"):
         if a.get(k) is not None:
             addr[k] = as_str(a[k], child(apath, k))
@@ -320,15 +365,10 @@ def normalize_endpointslice(obj: dict) -> dict:
             fail(child(path, "addresses"), "Invalid value: must contain 1 to 100 addresses")
         for j, a in enumerate(addrs):
             apath = item(child(path, "addresses"), j)
-            if atype == "IPv4":
-                _ipv4(a, apath)
-            elif atype == "FQDN":
+            if atype == "FQDN":
                 check_dns1123_subdomain(as_str(a, apath, required=True), apath)
             else:
-                try:
-                    ipaddress.IPv6Address(as_str(a, apath, required=True))
-                except ValueError:
-                    fail(apath, f"Invalid value: {a!r}: must be a valid IPv6 address")
+                _ip(a, apath, 6 if atype == "IPv6" else 4)
         e: dict = {"addresses": list(addrs)}
         cond = as_map(ep.get("conditions"), child(path, "conditions"))
         check_known(cond, _CONDITIONS, child(path, "conditions"))

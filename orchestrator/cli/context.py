@@ -73,6 +73,6 @@ def open_context(explicit: str | None) -> Context:
         from orchestrator.node.encap_agent import pool_admissions
         admission += pool_admissions(bgp=bgp, families=families)
     # Services applied from here get their ClusterIP / nodePorts like the testbed's own.
+    allocators = [ServiceIPAllocator(families=families)]
     return Context(state_dir, store, Client(store, reserved=reserved, admission=admission,
-                                            peer_scope=scope,
-                                            allocators=[ServiceIPAllocator()]), tid, live)
+                                            peer_scope=scope, allocators=allocators), tid, live)

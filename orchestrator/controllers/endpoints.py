@@ -11,6 +11,10 @@ different slices, as with Kubernetes' EndpointSlice controller, and a port a pod
 serve is left out for that pod. Services without a selector are left alone (their
 Endpoints and slices are the user's). Slices and Endpoints are owned by their Service
 (ownerReferences) and go when it goes.
+
+Dual stack as upstream: one set of slices per family of the Service's spec.ipFamilies
+(addressType IPv4 / IPv6, each endpoint the pod's address of that family; a pod without one
+is no endpoint there); the v1 Endpoints object carries the primary family only.
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ from __future__ import annotations
 import logging
 
 from orchestrator.api.labels import label_selector_matches
-from orchestrator.api.pod import pod_ipv4
+from orchestrator.api.pod import pod_ip_of
 from orchestrator.controllers.common import is_deleting, owner_ref, pod_ready, safe_encode
 
 log = logging.getLogger(__name__)
@@ -41,10 +45,16 @@ def resolve_port(pod: dict, target, protocol: str) -> int | None:
     return None
 
 
-def _pods_for(svc: dict, pods: list[dict]) -> list[dict]:
+def service_families(spec: dict) -> list[int]:
+    """The families a Service's slices are of (spec.ipFamilies; IPv4 for one written before
+    the allocator set them)."""
+    return [6 if f == "IPv6" else 4 for f in spec.get("ipFamilies") or ["IPv4"]]
+
+
+def _pods_for(svc: dict, pods: list[dict], family: int) -> list[dict]:
     ns, sel = svc["metadata"]["namespace"], svc["spec"]["selector"]
     out = [p for p in pods if p["metadata"]["namespace"] == ns
-           and pod_ipv4(p)    # slices are addressType IPv4 (Services are IPv4 only so far)
+           and pod_ip_of(p, family)
            and (p.get("status") or {}).get("phase") not in ("Succeeded", "Failed")
            and label_selector_matches({"matchLabels": sel}, p["metadata"].get("labels") or {})]
     return sorted(out, key=lambda p: p["metadata"]["name"])
@@ -55,7 +65,8 @@ def desired(svc: dict, pods: list[dict]) -> tuple[list[dict], dict]:
     meta, spec = svc["metadata"], svc["spec"]
     ns, name = meta["namespace"], meta["name"]
     groups: dict[tuple, list[tuple[dict, bool]]] = {}
-    for pod in _pods_for(svc, pods):
+    families = service_families(spec)
+    for family, pod in ((f, p) for f in families for p in _pods_for(svc, pods, f)):
         ports = []
         for sp in spec.get("ports") or []:
             num = resolve_port(pod, sp.get("targetPort", sp["port"]), sp["protocol"])
@@ -63,15 +74,16 @@ def desired(svc: dict, pods: list[dict]) -> tuple[list[dict], dict]:
                 ports.append((sp.get("name", ""), num, sp["protocol"]))
         ready = (pod_ready(pod) or bool(spec.get("publishNotReadyAddresses"))) \
             and not is_deleting(pod)
-        groups.setdefault(tuple(ports), []).append((pod, ready))
+        groups.setdefault((family, tuple(ports)), []).append((pod, ready))
     labels = {**(meta.get("labels") or {}), SERVICE_NAME: name, MANAGED_BY: CONTROLLER}
     if spec.get("clusterIP") == "None":
         labels[HEADLESS_LABEL] = ""
     slices, subsets = [], []
-    for ports, members in sorted(groups.items()):
+    for (family, ports), members in sorted(groups.items(), key=lambda g: (
+            families.index(g[0][0]), g[0][1])):
         endpoints, ready_addrs, not_ready = [], [], []
         for pod, ready in members:
-            pm, ip = pod["metadata"], pod_ipv4(pod)
+            pm, ip = pod["metadata"], pod_ip_of(pod, family)
             ref = {"kind": "Pod", "namespace": ns, "name": pm["name"], "uid": pm["uid"]}
             ep = {"addresses": [ip],
                   "conditions": {"ready": ready, "serving": pod_ready(pod),
@@ -83,13 +95,17 @@ def desired(svc: dict, pods: list[dict]) -> tuple[list[dict], dict]:
             addr = {"ip": ip, "nodeName": pod["spec"].get("nodeName"), "targetRef": ref}
             (ready_addrs if ready else not_ready).append(addr)
         slice_ports = [{"name": n, "port": p, "protocol": proto} for n, p, proto in ports]
-        suffix = safe_encode(f"{meta['uid']}/{ports}".encode(), 5)
+        # IPv4 slices keep the names they had before dual stack.
+        key = f"{meta['uid']}/{ports}" if family == 4 else f"{meta['uid']}/IPv6/{ports}"
+        suffix = safe_encode(key.encode(), 5)
         slices.append({
             "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
             "metadata": {"name": f"{name}-{suffix}", "namespace": ns,
                          "generateName": f"{name}-", "labels": labels,
                          "ownerReferences": [owner_ref(svc)]},
-            "addressType": "IPv4", "endpoints": endpoints, "ports": slice_ports})
+            "addressType": f"IPv{family}", "endpoints": endpoints, "ports": slice_ports})
+        if family != families[0]:
+            continue
         subset: dict = {}
         if ready_addrs:
             subset["addresses"] = ready_addrs

@@ -12,6 +12,13 @@ import os
 from orchestrator.dns.records import DOMAIN, search_list
 
 KUBE_DNS_IP = "10.96.0.10"    # kube-dns's ClusterIP in kubeadm clusters (10th of the range)
+# ... and in IPv6-primary clusters (kind's fd00:10:96::/112 service subnet, 10th address).
+KUBE_DNS_IP6 = "fd00:10:96::a"
+
+
+def kube_dns_ip(primary_family: int) -> str:
+    """kube-dns's ClusterIP: in the primary service family, as kubeadm picks it."""
+    return KUBE_DNS_IP6 if primary_family == 6 else KUBE_DNS_IP
 
 
 def render(namespace: str, nameserver: str = KUBE_DNS_IP, domain: str = DOMAIN) -> str:

@@ -25,7 +25,7 @@ import dns.rdataclass
 import dns.rdatatype
 import dns.rrset
 
-from orchestrator.dns.records import DOMAIN, zone
+from orchestrator.dns.records import DOMAIN, canonical_pod_name, zone
 
 TTL = 5
 
@@ -42,7 +42,7 @@ def answer(wire: bytes, records: dict, domain: str = DOMAIN) -> bytes | None:
         r.set_rcode(dns.rcode.FORMERR)
         return r.to_wire()
     question = q.question[0]
-    name = question.name.to_text().rstrip(".").lower()
+    name = canonical_pod_name(question.name.to_text().rstrip(".").lower(), domain)
     if not (name == domain or name.endswith("." + domain)):
         r.flags &= ~dns.flags.AA
         r.set_rcode(dns.rcode.REFUSED)
@@ -114,12 +114,32 @@ def serve(udp: socket.socket, tcp: socket.socket, records_of, domain: str = DOMA
                     conn.close()
 
 
-def sockets(port: int, host: str = "0.0.0.0") -> tuple[socket.socket, socket.socket]:
-    udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    udp.bind((host, port))
-    tcp = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    tcp.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    tcp.bind((host, port))
+def _bound(kind: int, port: int, host: str | None) -> socket.socket:
+    """A socket on ``port``: IPv6 with V6ONLY off (IPv4 clients arrive as ::ffff:a.b.c.d),
+    so an IPv6-only or dual-stack coredns pod answers both families; IPv4 only where the
+    namespace has IPv6 disabled (an IPv4-only pod may) or ``host`` is an IPv4 address."""
+    if host is None or ":" in host:
+        try:
+            sock = socket.socket(socket.AF_INET6, kind)
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+            if kind == socket.SOCK_STREAM:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind((host or "::", port))
+            return sock
+        except OSError:
+            if host is not None:
+                raise
+            sock.close()
+    sock = socket.socket(socket.AF_INET, kind)
+    if kind == socket.SOCK_STREAM:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host or "0.0.0.0", port))
+    return sock
+
+
+def sockets(port: int, host: str | None = None) -> tuple[socket.socket, socket.socket]:
+    udp = _bound(socket.SOCK_DGRAM, port, host)
+    tcp = _bound(socket.SOCK_STREAM, port, host)
     tcp.listen(16)
     return udp, tcp
 

@@ -21,3 +21,17 @@ for _ in range(n):
         out.append("-")
 print(" ".join(out))
 """
+
+
+def fetch(tb, pod, host, port, n):
+    """FETCH run in ``pod``: the n answers ("-" for each failed connection)."""
+    import sys
+    r = tb.exec(pod, [sys.executable, "-c", FETCH, host, str(port), str(n)], timeout=60)
+    assert r.returncode == 0, r.stderr
+    return r.stdout.split()
+
+
+def backends(tb, ns="svc", prefix="web-"):
+    """The names of the pods in ``ns`` whose names start with ``prefix``."""
+    return {p["metadata"]["name"] for p in tb.list("Pod", ns)
+            if p["metadata"]["name"].startswith(prefix)}

@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
-from hostname_fetch import FETCH
+from hostname_fetch import FETCH, backends, fetch
 
 from orchestrator.errors import NotFound
 from orchestrator.testbed import Testbed
@@ -96,15 +96,6 @@ def tb(tmp_path_factory):
         t.stop()
 
 
-def fetch(tb, pod, host, port, n):
-    r = tb.exec(pod, [sys.executable, "-c", FETCH, host, str(port), str(n)], timeout=60)
-    assert r.returncode == 0, r.stderr
-    return r.stdout.split()
-
-
-def backends(tb):
-    return {p["metadata"]["name"] for p in tb.list("Pod", "svc")
-            if p["metadata"]["name"].startswith("web-")}
 
 
 def ready_endpoints(tb, svc="web"):

@@ -27,8 +27,9 @@ def test_defaults():
     assert out["spec"] == {
         "type": "ClusterIP", "ports": [{"protocol": "TCP", "port": 80, "targetPort": 80}],
         "selector": {"app": "web"}, "sessionAffinity": "None",
-        "internalTrafficPolicy": "Cluster", "ipFamilies": ["IPv4"],
-        "ipFamilyPolicy": "SingleStack"}
+        "internalTrafficPolicy": "Cluster"}
+    # ipFamilies / ipFamilyPolicy default at allocation, from the cluster's families
+    # (test_serviceips).
     assert "status" not in out
 
 
@@ -59,7 +60,7 @@ def test_headless_needs_no_ports():
     ({"ports": None}, "spec.ports", "Required value"),
     ({"type": "Foo"}, "spec.type", "Unsupported value"),
     ({"type": "LoadBalancer"}, "spec.type", "ClusterIP and NodePort"),
-    ({"clusterIP": "10.96.0.300"}, "spec.clusterIP", "valid IPv4"),
+    ({"clusterIP": "10.96.0.300"}, "spec.clusterIP", "valid IP address"),
     ({"type": "NodePort", "clusterIP": "None"}, "spec.clusterIP", "may not be set to 'None'"),
     ({"ports": [{"port": 0}]}, "spec.ports[0].port", "greater than or equal to 1"),
     ({"ports": [{"port": 80, "protocol": "tcp"}]}, "spec.ports[0].protocol", "Unsupported"),
