@@ -161,7 +161,9 @@ def configuration_from_manifest(doc: Mapping | None) -> BGPConfiguration:
 
 
 def _service_cidrs(spec: Mapping, key: str, obj: str) -> tuple:
-    """Calico's [{cidr: 10.96.0.0/12}, ...] form, each an IPv4 CIDR."""
+    """Calico's [{cidr: 10.96.0.0/12}, {cidr: fd00:10:96::/112}, ...] form: IPv4 or IPv6
+    CIDRs (a dual-stack cluster advertises both service ranges, each over its family's
+    sessions)."""
     raw = spec.get(key)
     if raw is None:
         return ()
@@ -174,9 +176,9 @@ def _service_cidrs(spec: Mapping, key: str, obj: str) -> tuple:
             raise ValidationError(f"must be a mapping with only cidr, got {item!r}", obj=obj,
                                   field=f"spec.{key}[{i}]")
         try:
-            out.append(str(ipaddress.IPv4Network(str(item["cidr"]), strict=False)))
+            out.append(str(ipaddress.ip_network(str(item["cidr"]), strict=False)))
         except ValueError as exc:
-            raise ValidationError(f"not an IPv4 CIDR: {exc}", obj=obj, field=fld) from None
+            raise ValidationError(f"not an IP CIDR: {exc}", obj=obj, field=fld) from None
     return tuple(out)
 
 

@@ -114,6 +114,18 @@ class BGPAdmission:
     def __call__(self, store, objs: list[dict]) -> None:
         if not any(o["kind"] in self.KINDS for o in objs) or not os.path.isdir(self.bgp_dir):
             return   # not BGP, or a testbed without speakers: nothing runs to protect
+        if not self.ipv6:
+            for o in objs:
+                if o["kind"] != "BGPConfiguration":
+                    continue
+                for key in ("serviceClusterIPs", "serviceExternalIPs"):
+                    for i, item in enumerate((o.get("spec") or {}).get(key) or []):
+                        if ":" in str((item or {}).get("cidr", "")):
+                            raise ValidationError(
+                                f"{item['cidr']}: an IPv6 range needs IPv6 BGP sessions, and "
+                                "this cluster's pods are IPv4 only (topology ipFamilies)",
+                                obj=f"BGPConfiguration {o['metadata']['name']}",
+                                field=f"spec.{key}[{i}].cidr")
         inputs = node_inputs_from_store(store, self.ipv6)
         nodes, config, _table, texts = render_configs(store, inputs, self.underlay,
                                                       self.bgp_dir)

@@ -9,6 +9,8 @@ from __future__ import annotations
 import io
 import json
 
+import pytest
+
 from bgp import codec
 from bgp.agent import COALESCE, Agent, SpeakerConfig, parse_announce, parse_config
 from bgp.fib import Fib
@@ -141,3 +143,19 @@ def test_node_status_has_an_ipv6_table():
     assert A in v4 and A6 not in v4 and A6 in v6 and "No IPv6 peers found" not in text
     only4 = render_node_status({"running": True, "peers": st["peers"][:1]}, 10.0)
     assert only4.endswith("IPv6 BGP status\nNo IPv6 peers found.\n")
+
+
+def test_ipv6_service_ranges_are_advertisable_on_ipv6_clusters_only(tmp_path):
+    from bgp.model import configuration_from_manifest
+    from orchestrator.errors import ValidationError
+    from orchestrator.node.routing import BGPAdmission
+    cfg = {"apiVersion": "projectcalico.org/v3", "kind": "BGPConfiguration",
+           "metadata": {"name": "default"},
+           "spec": {"serviceClusterIPs": [{"cidr": "10.96.0.0/12"},
+                                          {"cidr": "fd00:10:96::/112"}]}}
+    assert configuration_from_manifest(cfg).serviceClusterIPs == ("10.96.0.0/12",
+                                                                  "fd00:10:96::/112")
+    (tmp_path / "bgp").mkdir()
+    with pytest.raises(ValidationError) as ei:
+        BGPAdmission(str(tmp_path), "172.18.0.0/16", families=(4,))(None, [cfg])
+    assert ei.value.field == "spec.serviceClusterIPs[1].cidr" and "IPv4 only" in str(ei.value)
