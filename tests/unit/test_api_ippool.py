@@ -110,3 +110,11 @@ def test_overlapping_pools_in_one_apply():
     assert "IPPool(c) CIDR overlaps with IPPool(a) CIDR 10.0.0.0/16" in err.message
     assert len(normalize_all([pool("a", cidr="10.0.0.0/16"), pool("b", cidr="fd00::/48")],
                              now=NOW)) == 2
+
+
+def test_overlapping_ipv6_pools_refused():
+    with pytest.raises(ValidationError) as exc:
+        normalize_all([pool("a", cidr="fd00:10:244::/56"), pool("b", cidr="fd00:10:244:80::/64")],
+                      now=NOW)
+    assert exc.value.index == 1 and exc.value.field == "spec.cidr"
+    assert "IPPool(b) CIDR overlaps with IPPool(a) CIDR fd00:10:244::/56" in exc.value.message
