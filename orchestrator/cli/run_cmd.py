@@ -85,6 +85,10 @@ def _summary(rec) -> str:
         return ""
     m = rec.get("measurements") or {}
     if rec["type"] == "probe-matrix" and m:
+        by = m.get("by_family") or {}
+        if len(by) > 1:   # one count per family: IPv4 and IPv6 may differ (policy per family)
+            return ", ".join(f"{fam} {c['allowed_pairs']}/{c['pairs']}"
+                             for fam, c in by.items()) + " pairs allowed"
         return f"{m['allowed_pairs']}/{m['pairs']} pairs allowed"
     if rec["type"] == "ping" and m.get("rtt_ms"):
         return f"rtt avg {m['rtt_ms']['avg']:.3f} ms, loss {m['loss'] * 100:.0f}%"

@@ -21,7 +21,7 @@ from datetime import datetime, timezone
 
 from orchestrator.errors import CalinetError
 from orchestrator.experiment import steps as S
-from orchestrator.experiment.schema import OPS, Experiment
+from orchestrator.experiment.schema import FAMILY_NAMES, MATRIX_KEY, OPS, TRAFFIC_STEPS, Experiment
 
 _COMPARE = {"==": lambda a, b: a == b, "!=": lambda a, b: a != b, "<": lambda a, b: a < b,
             "<=": lambda a, b: a <= b, ">": lambda a, b: a > b, ">=": lambda a, b: a >= b}
@@ -42,7 +42,7 @@ def check_expect(step, measurements: dict) -> list[dict]:
     out = []
     for key, cond in (step.expect or {}).items():
         if step.type == "probe-matrix":
-            out.append(_check_matrix(step, measurements, key, cond))
+            out += _check_matrices(step, measurements, key, cond)
             continue
         for op, want in cond.items():
             expr = f"{key} {op} {want}"
@@ -59,15 +59,31 @@ def check_expect(step, measurements: dict) -> list[dict]:
     return out
 
 
-def _check_matrix(step, measurements: dict, key: str, cond) -> dict:
-    proto, port = key.split("/")
-    m = next((m for m in measurements.get("matrices", [])
-              if m["protocol"] == proto and m["port"] == int(port)), None)
-    expr = f"matrix {key} {cond if isinstance(cond, str) else next(iter(cond))}"
-    if m is None:
-        return {"step": step.index, "name": step.name, "expr": expr, "ok": False,
-                "actual": None, "expected": cond,
-                "message": f"the step did not probe {key}"}
+def _check_matrices(step, measurements: dict, key: str, cond) -> list[dict]:
+    """One assertion per matrix the key names: "TCP/80" holds in every family the step
+    probed (one assertion each), "IPv6 TCP/80" in that family's matrix only."""
+    fam_name, proto, port = MATRIX_KEY.match(key).groups()
+    fam = int(fam_name[-1]) if fam_name else None
+    found = [m for m in measurements.get("matrices", [])
+             if m["protocol"] == proto and m["port"] == int(port)
+             and (fam is None or m.get("family") == fam)]
+    if not found:
+        return [{"step": step.index, "name": step.name, "family": fam,
+                 "expr": f"matrix {key} {_cond_word(cond)}", "ok": False, "actual": None,
+                 "expected": cond, "message": f"the step did not probe {key}"}]
+    return [_check_matrix(step, m, cond) for m in found]
+
+
+def _cond_word(cond) -> str:
+    return cond if isinstance(cond, str) else next(iter(cond))
+
+
+def _check_matrix(step, m: dict, cond) -> dict:
+    fam = m.get("family")
+    what = f"{m['protocol']}/{m['port']}"
+    if fam in FAMILY_NAMES:
+        what = f"{FAMILY_NAMES[fam]} {what}"
+    expr = f"matrix {what} {_cond_word(cond)}"
     pods = m["pods"]
     have = {(s, d): m["allowed"][i][j] for i, s in enumerate(pods) for j, d in enumerate(pods)
             if s != d}
@@ -80,12 +96,12 @@ def _check_matrix(step, measurements: dict, key: str, cond) -> dict:
         listed = {tuple(p.split(" -> ")) for p in pairs}
         unknown = sorted(p for p in listed if p not in have)
         if unknown:
-            return {"step": step.index, "name": step.name, "expr": expr, "ok": False,
-                    "actual": None, "expected": cond,
+            return {"step": step.index, "name": step.name, "family": fam, "expr": expr,
+                    "ok": False, "actual": None, "expected": cond,
                     "message": f"pairs not probed: {', '.join(' -> '.join(p) for p in unknown)}"}
         want = {k: ((k in listed) == (kind == "allowed")) for k in have}
     diff = sorted(k for k in have if have[k] != want[k])
-    return {"step": step.index, "name": step.name, "expr": expr, "ok": not diff,
+    return {"step": step.index, "name": step.name, "family": fam, "expr": expr, "ok": not diff,
             "actual": {"denied": [f"{s} -> {d}" for (s, d), ok in sorted(have.items())
                                   if not ok]},
             "expected": cond,
@@ -173,10 +189,15 @@ def versions() -> dict:
 def topology_summary(tb) -> dict:
     spec = tb.spec
     out = {"name": spec.name, "underlay": spec.underlay.cidr,
+           "ipFamilies": [FAMILY_NAMES[f] for f in spec.families],
            "nodes": [{"name": n.name, "ip": tb.node_ip(n.name), "rack": n.rack,
                       "role": n.role, "labels": dict(n.labels)} for n in spec.nodes],
            "racks": [{"name": r.name, "nodes": list(r.nodes), "subnet": r.subnet, "tor": r.tor}
                      for r in spec.racks]}
+    if spec.underlay.cidr6:
+        out["underlay6"] = spec.underlay.cidr6
+        for node, n in zip(out["nodes"], spec.nodes):
+            node["ip6"] = n.ip6
     if spec.fabric is not None:
         out["fabric"] = {
             "routers": [{"name": r.name, "role": r.role, "asNumber": r.asNumber,
@@ -200,8 +221,10 @@ def pods_summary(tb) -> list[dict]:
     out = []
     for key in tb.pods():
         pod = tb.get("Pod", key)
+        st = pod.get("status") or {}
         out.append({"key": key, "node": pod["spec"].get("nodeName"),
-                    "ip": (pod.get("status") or {}).get("podIP"),
+                    "ip": st.get("podIP"),
+                    "ips": [a["ip"] for a in st.get("podIPs") or [] if a.get("ip")],
                     "labels": pod["metadata"].get("labels") or {},
                     "phase": (pod.get("status") or {}).get("phase")})
     return out
@@ -216,7 +239,8 @@ def run(exp: Experiment, out_dir: str, *, on_step=None, on_progress=None) -> dic
     started = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
     results: dict = {"format": 1,
                      "experiment": {"name": exp.name, "path": exp.path,
-                                    "description": exp.description, "seed": exp.seed},
+                                    "description": exp.description, "seed": exp.seed,
+                                    "family": exp.family},
                      "versions": versions(), "host": {"notes": []}, "started": started,
                      "steps": [], "assertions": [], "bgp_timeline": [], "pcaps": [],
                      "passed": False, "error": None}
@@ -234,6 +258,8 @@ def run(exp: Experiment, out_dir: str, *, on_step=None, on_progress=None) -> dic
             rec = {"index": step.index, "type": step.type, "name": step.name,
                    "t": round(time.monotonic() - t0, 3), "params": _jsonable(step.raw.get(
                        step.type)), "ok": True, "error": None, "measurements": {}}
+            if step.type in TRAFFIC_STEPS:   # also when the step fails: the report says which
+                rec["families"] = step.params.get("families") or [step.params["family"]]
             st = time.monotonic()
             try:
                 if step.type in ("fail-node", "restore-node", "link-down", "link-up",

@@ -4,6 +4,11 @@ Pure apart from reading the experiment file and the files it names. An experimen
 topology, optional manifests, and ordered steps. Each step is a mapping with exactly one step
 key (its type), plus optional `name` and `expect`. Every error names the file, the step
 number (1-based) and the field. The format is documented in docs/EXPERIMENTS.md.
+
+The steps that send pod traffic (TRAFFIC_STEPS) choose an IP family, 4 or 6: their own
+`family`, else the experiment's, else the pods' primary one (the topology's first
+ipFamilies entry). The family is resolved here, against the families the topology's pods
+have, so a run never starts with a step that asks for addresses no pod will get.
 """
 
 from __future__ import annotations
@@ -22,8 +27,13 @@ STEP_TYPES = ("apply", "delete", "label", "wait", "probe-matrix", "ping", "iperf
               "fail-node", "restore-node", "link-down", "link-up", "kill-speaker", "bandwidth",
               "capture", "routes", "iperf-baseline", "fabric-link-down", "fabric-link-up",
               "fail-router", "restore-router", "fabric-link-failure")
-TOP_FIELDS = {"name", "description", "seed", "topology", "bgp", "dns", "manifests", "steps"}
+TOP_FIELDS = {"name", "description", "seed", "topology", "bgp", "dns", "manifests", "steps",
+              "family"}
 PROTOCOLS = ("TCP", "UDP", "SCTP")
+FAMILY_NAMES = {4: "IPv4", 6: "IPv6"}
+TRAFFIC_STEPS = ("probe-matrix", "ping", "iperf", "http")   # the steps with a `family`
+# A probe-matrix expectation key: "TCP/80" (every family the step probes) or "IPv6 TCP/80".
+MATRIX_KEY = re.compile(r"^(?:(IPv4|IPv6) )?(TCP|UDP|SCTP)/([0-9]+)$")
 OPS = ("==", "!=", "<", "<=", ">", ">=")
 _POD_KEY = re.compile(r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?/[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
 _RATE = re.compile(r"^[0-9]+(\.[0-9]+)?(bit|kbit|mbit|gbit|bps|kbps|mbps|gbps)$")
@@ -68,6 +78,8 @@ class Experiment:
     steps: list[Step]
     pods_defined: set[str] = field(default_factory=set)
     dns: bool = True
+    family: int = 4                 # the traffic steps' default (explicit or the primary)
+    families: tuple = (4,)          # the families the topology's pods have, primary first
 
 
 class _At:
@@ -120,6 +132,8 @@ def parse(doc: Any, path: Path) -> Experiment:
         spec = load_spec(topo_path)
     except ValidationError as exc:
         at.fail("topology", f"invalid topology {topo_path}: {exc}")
+    fams = tuple(spec.families)
+    default_family = _family(doc["family"], at, "family", fams) if "family" in doc else fams[0]
     nodes = {n.name for n in spec.nodes}
     fabric = spec.fabric
     routers = set(fabric.router_names) if fabric else set()
@@ -140,13 +154,14 @@ def parse(doc: Any, path: Path) -> Experiment:
         at.fail("steps", "required: a non-empty list of steps")
     steps = []
     for i, raw in enumerate(steps_doc, start=1):
-        step = _step(raw, i, path, nodes, routers, links)
+        step = _step(raw, i, path, nodes, routers, links, fams=fams, family=default_family)
         if step.type == "apply":
             for j, src in enumerate(step.params["sources"]):
                 defined |= _pods_in(src, _At(str(path), i), f"apply[{j}]")
         steps.append(step)
     exp = Experiment(name, str(doc.get("description") or ""), str(path), seed, topo_path, bgp,
-                     manifest_paths, steps, defined, dns=dns)
+                     manifest_paths, steps, defined, dns=dns, family=default_family,
+                     families=fams)
     _check_pod_refs(exp)
     return exp
 
@@ -168,7 +183,7 @@ def _pods_in(source, at: _At, where: str) -> set[str]:
 
 
 def _step(raw: Any, index: int, path: Path, nodes: set[str], routers: set = frozenset(),
-          links: set = frozenset()) -> Step:
+          links: set = frozenset(), *, fams: tuple = (4,), family: int = 4) -> Step:
     at = _At(str(path), index)
     if not isinstance(raw, dict):
         at.fail("", "a step must be a mapping with one step key (e.g. `ping: {...}`)")
@@ -186,10 +201,56 @@ def _step(raw: Any, index: int, path: Path, nodes: set[str], routers: set = froz
         params = _fabric_params(kind, raw[kind], at, routers, links)
     else:
         params = _params(kind, raw[kind], at, path, nodes)
+    if kind in TRAFFIC_STEPS:
+        _step_family(kind, raw[kind], params, at, fams, family)
     expect = raw.get("expect")
     if expect is not None:
-        _check_expect(kind, expect, at)
+        _check_expect(kind, expect, at, params)
     return Step(index, kind, name, params, expect, raw)
+
+
+def _family(value: Any, at: _At, fieldp: str, fams: tuple) -> int:
+    """4 or 6, from 4, 6, "IPv4" or "IPv6" (any case); it must be a family the pods have."""
+    if isinstance(value, int) and not isinstance(value, bool) and value in FAMILY_NAMES:
+        fam = value
+    elif isinstance(value, str) and value.lower() in ("ipv4", "ipv6"):
+        fam = int(value[-1])
+    else:
+        at.fail(fieldp, f"{value!r} is not an IP family: use 4 or 6 (or IPv4, IPv6)")
+    if fam not in fams:
+        have = ", ".join(FAMILY_NAMES[f] for f in fams)
+        at.fail(fieldp, f"the pods have no {FAMILY_NAMES[fam]} addresses: the topology's "
+                        f"ipFamilies are [{have}] (a dual-stack cluster has underlay.cidr6 "
+                        "and ipFamilies [IPv4, IPv6], as topologies/examples/dual-stack.yaml)")
+    return fam
+
+
+def _step_family(kind: str, v: Any, params: dict, at: _At, fams: tuple, default: int) -> None:
+    """params["family"] (ping, iperf, http) or params["families"] (probe-matrix: one family
+    or a list of them, a matrix per family)."""
+    raw = v.get("family") if isinstance(v, dict) else None
+    if kind != "probe-matrix":
+        params["family"] = default if raw is None else _family(raw, at, f"{kind}.family", fams)
+        return
+    if raw is None:
+        params["families"] = [default]
+    elif isinstance(raw, list):
+        if not raw:
+            at.fail(f"{kind}.family", "must be a family (4 or 6) or a non-empty list of them")
+        out = []
+        for i, item in enumerate(raw):
+            fam = _family(item, at, f"{kind}.family[{i}]", fams)
+            if fam in out:
+                at.fail(f"{kind}.family[{i}]", f"{FAMILY_NAMES[fam]} is listed twice")
+            out.append(fam)
+        params["families"] = out
+    else:
+        params["families"] = [_family(raw, at, f"{kind}.family", fams)]
+    if 6 in params["families"] and "SCTP" in params["protocols"]:
+        # The prober crafts SCTP INITs on an IPv4 raw socket (orchestrator.traffic.probe).
+        at.fail(f"{kind}.protocols[{params['protocols'].index('SCTP')}]",
+                "SCTP probes are IPv4 only, and this step probes IPv6: probe SCTP in a step "
+                "with family 4")
 
 
 def _need(value: Any, at: _At, fieldp: str, kinds, what: str):
@@ -331,7 +392,7 @@ def _params(kind: str, v: Any, at: _At, path: Path, nodes: set[str]) -> dict:
     if kind == "probe-matrix":
         v = v or {}
         _need(v, at, "probe-matrix", dict, "a mapping")
-        _known(v, {"ports", "protocols", "pods", "timeout"}, at, "probe-matrix")
+        _known(v, {"ports", "protocols", "pods", "timeout", "family"}, at, "probe-matrix")
         ports = v.get("ports", [80])
         if not isinstance(ports, list) or not ports or not all(
                 isinstance(p, int) and 1 <= p <= 65535 for p in ports):
@@ -356,7 +417,8 @@ def _params(kind: str, v: Any, at: _At, path: Path, nodes: set[str]) -> dict:
         allowed = {"ping": {"from", "to", "count", "interval"},
                    "iperf": {"from", "to", "protocol", "duration", "parallel", "port",
                              "bitrate"},
-                   "http": {"from", "to", "port", "path", "requests", "timeout"}}[kind]
+                   "http": {"from", "to", "port", "path", "requests", "timeout"}}[kind] | {
+                       "family"}
         _known(v, allowed, at, kind)
         for key in ("from", "to"):
             if key not in v:
@@ -435,15 +497,20 @@ def _params(kind: str, v: Any, at: _At, path: Path, nodes: set[str]) -> dict:
     raise AssertionError(kind)
 
 
-def _check_expect(kind: str, expect: Any, at: _At) -> None:
+def _check_expect(kind: str, expect: Any, at: _At, params: dict | None = None) -> None:
     if not isinstance(expect, dict) or not expect:
         at.fail("expect", "must be a non-empty mapping")
     for key, cond in expect.items():
         fieldp = f"expect.{key}"
         if kind == "probe-matrix":
-            m = re.match(r"^(TCP|UDP|SCTP)/([0-9]+)$", str(key))
+            m = MATRIX_KEY.match(str(key))
             if not m:
-                at.fail(fieldp, "keys are PROTO/PORT, like TCP/80")
+                at.fail(fieldp, "keys are PROTO/PORT, like TCP/80, or FAMILY PROTO/PORT, "
+                                "like IPv6 TCP/80")
+            probed = (params or {}).get("families")
+            if m.group(1) and probed and int(m.group(1)[-1]) not in probed:
+                at.fail(fieldp, f"the step probes {', '.join(FAMILY_NAMES[f] for f in probed)} "
+                                f"only (probe-matrix.family), not {m.group(1)}")
             if cond in ("all-allowed", "all-denied"):
                 continue
             if not isinstance(cond, dict) or set(cond) - {"denied", "allowed"} or len(cond) != 1:

@@ -3,6 +3,8 @@
 Side effects: those of the step (applies, probes, ping/iperf3/http from inside pods, faults on
 nodes and links, tc on a node's underlay interface, tcpdump captures). Each executor returns
 the step's measurements as a JSON-ready dict (docs/EXPERIMENTS.md lists them per type).
+The traffic steps record the IP family they used (`family`, 4 or 6; a probe matrix per
+family), resolved by the schema, so IPv4 and IPv6 results of one run stay apart.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import subprocess
 import time
 
 from orchestrator.errors import CalinetError
-from orchestrator.experiment.schema import PodRef
+from orchestrator.experiment.schema import FAMILY_NAMES, PodRef
 
 _PING_RTT = re.compile(r"rtt min/avg/max/mdev = ([\d.]+)/([\d.]+)/([\d.]+)/([\d.]+) ms")
 _PING_TIME = re.compile(r"time=([\d.]+) ms")
@@ -61,6 +63,13 @@ class Context:
 
     def pod(self, ref: PodRef) -> str:
         return self.pods(ref)[0]
+
+    def target(self, key: str, p: dict) -> tuple[str, int]:
+        """(address, family) of pod ``key`` for a traffic step: its address of the step's
+        family. Without one (a caller building params by hand, as bench/ does): the pod's
+        primary address, and the family it is of."""
+        ip = self.tb.pod_ip(key, p.get("family"))
+        return ip, 6 if ":" in ip else 4
 
 
 # -- control -----------------------------------------------------------------------------
@@ -118,32 +127,41 @@ def probe_matrix(ctx: Context, p: dict) -> dict:
         pods = sorted(k for k in tb.workload_pods()
                       if (tb.get("Pod", k).get("status") or {}).get("podIP"))
     matrices = []
+    # Families innermost: a port's IPv4 and IPv6 matrices sit side by side in the report.
     for proto in p["protocols"]:
         for port in p["ports"]:
-            t = time.monotonic()
-            res = tb.matrix(port, proto, pods=pods, timeout=p["timeout"])
-            matrices.append({"port": port, "protocol": proto, "pods": pods,
-                             "allowed": [[None if s == d else res[(s, d)] for d in pods]
-                                         for s in pods],
-                             "seconds": round(time.monotonic() - t, 4)})
+            for fam in p.get("families") or [tb.spec.families[0]]:
+                t = time.monotonic()
+                res = tb.matrix(port, proto, pods=pods, timeout=p["timeout"], family=fam)
+                matrices.append({"port": port, "protocol": proto, "family": fam, "pods": pods,
+                                 "allowed": [[None if s == d else res[(s, d)] for d in pods]
+                                             for s in pods],
+                                 "seconds": round(time.monotonic() - t, 4)})
+    fams = list(dict.fromkeys(m["family"] for m in matrices))
+    out = {"families": fams, **_pair_counts(matrices), "by_family": {
+        FAMILY_NAMES[f]: _pair_counts([m for m in matrices if m["family"] == f]) for f in fams}}
+    return {"matrices": matrices, **out}
+
+
+def _pair_counts(matrices: list[dict]) -> dict:
     allowed = sum(v for m in matrices for row in m["allowed"] for v in row if v)
     total = sum(1 for m in matrices for row in m["allowed"] for v in row if v is not None)
-    return {"matrices": matrices, "allowed_pairs": allowed, "pairs": total,
-            "all_allowed": allowed == total}
+    return {"allowed_pairs": allowed, "pairs": total, "all_allowed": allowed == total}
 
 
 def ping(ctx: Context, p: dict) -> dict:
     src, dst = ctx.pod(p["from"]), ctx.pod(p["to"])
-    ip = ctx.tb.pod_ip(dst)
-    r = ctx.tb.exec(src, ["ping", "-n", "-c", str(p["count"]), "-i", str(p["interval"]), "-W", "1",
-                          ip], timeout=p["count"] * (p["interval"] + 1) + 5)
+    ip, fam = ctx.target(dst, p)
+    r = ctx.tb.exec(src, ["ping", "-n", f"-{fam}", "-c", str(p["count"]), "-i",
+                          str(p["interval"]), "-W", "1", ip],
+                    timeout=p["count"] * (p["interval"] + 1) + 5)
     sent, received = 0, 0
     if (m := _PING_TX.search(r.stdout)):
         sent, received = int(m.group(1)), int(m.group(2))
     samples = [float(x) for x in _PING_TIME.findall(r.stdout)]
-    out = {"src": src, "dst": dst, "dst_ip": ip, "count": p["count"], "sent": sent,
-           "received": received, "loss": round(1 - received / sent, 4) if sent else 1.0,
-           "samples_ms": samples}
+    out = {"src": src, "dst": dst, "dst_ip": ip, "family": fam, "count": p["count"],
+           "sent": sent, "received": received,
+           "loss": round(1 - received / sent, 4) if sent else 1.0, "samples_ms": samples}
     if (m := _PING_RTT.search(r.stdout)):
         out["rtt_ms"] = dict(zip(("min", "avg", "max", "mdev"), map(float, m.groups())))
     else:
@@ -156,7 +174,7 @@ def iperf(ctx: Context, p: dict) -> dict:
     netns (so any pod works), the client in the source pod's; JSON output parsed."""
     tb = ctx.tb
     src, dst = ctx.pod(p["from"]), ctx.pod(p["to"])
-    ip = tb.pod_ip(dst)
+    ip, fam = ctx.target(dst, p)
     server = tb.runner.spawn(["iperf3", "-s", "-1", "-p", str(p["port"])],
                              netns=tb.pod_netns(dst), stdout=subprocess.DEVNULL,
                              stderr=subprocess.DEVNULL)
@@ -185,7 +203,8 @@ def iperf(ctx: Context, p: dict) -> dict:
         intervals = [{"t": round(iv["sum"]["end"], 3),
                       "gbps": round(iv["sum"]["bits_per_second"] / 1e9, 4)}
                      for iv in data.get("intervals", [])]
-        out = {"src": src, "dst": dst, "protocol": p["protocol"], "duration": p["duration"],
+        out = {"src": src, "dst": dst, "dst_ip": ip, "family": fam,
+               "protocol": p["protocol"], "duration": p["duration"],
                "parallel": p["parallel"], "gbps": round(summary["bits_per_second"] / 1e9, 4),
                "intervals": intervals}
         if "sum_sent" in end:
@@ -206,7 +225,7 @@ def http(ctx: Context, p: dict) -> dict:
 
     from orchestrator.host.netns import netns_path, run_in
     src, dst = ctx.pod(p["from"]), ctx.pod(p["to"])
-    ip = ctx.tb.pod_ip(dst)
+    ip, fam = ctx.target(dst, p)
 
     def requests():
         codes, lat, errors = {}, [], []
@@ -228,7 +247,9 @@ def http(ctx: Context, p: dict) -> dict:
                                 timeout=p["requests"] * (p["timeout"] + 1) + 5)
     lat.sort()
     ok = sum(n for c, n in codes.items() if c.startswith("2"))
-    return {"src": src, "dst": dst, "url": f"http://{ip}:{p['port']}{p['path']}",
+    host = f"[{ip}]" if ":" in ip else ip     # an IPv6 literal in a URL is bracketed
+    return {"src": src, "dst": dst, "family": fam,
+            "url": f"http://{host}:{p['port']}{p['path']}",
             "requests": p["requests"], "ok": ok, "codes": codes, "errors": len(errors),
             "first_error": errors[0] if errors else None,
             "latency_ms": {"p50": round(statistics.median(lat), 3),

@@ -6,6 +6,7 @@ Pure: one `measurements.matrices[]` entry of a probe-matrix step in, one SVG str
 
 from __future__ import annotations
 
+from orchestrator.report import families
 from orchestrator.report import svg as S
 
 LABEL_CHARS = 28      # longer pod keys are clipped (the cell tooltips carry them in full)
@@ -17,10 +18,13 @@ def _cell_size(n: int) -> int:
 
 
 def matrix_label(matrix: dict) -> str:
-    """"TCP/80" (protocol/port), as the step's assertions name the matrix."""
+    """"TCP/80" (protocol/port), "IPv6 TCP/80" with a recorded family: as the step's
+    assertions name the matrix."""
     proto = str(matrix.get("protocol") or "?")
     port = matrix.get("port")
-    return f"{proto}/{port}" if port not in (None, "") else proto
+    what = f"{proto}/{port}" if port not in (None, "") else proto
+    fam = families.label(matrix.get("family"))
+    return f"{fam} {what}" if fam else what
 
 
 def cell_state(value, same: bool) -> tuple[str, str, str]:

@@ -3,8 +3,10 @@
 Pure: `render(results)` returns text and touches nothing. The page loads nothing (inline CSS,
 inline SVG pictures, no scripts, no fonts) and says so to the browser with a
 Content-Security-Policy, so it opens the same from file://, a mail attachment or a CI artifact.
-Sections, in order: header, topology, assertions, steps, reachability heatmaps, ping RTT,
-iperf throughput, HTTP, BGP timeline, packet captures; a section with no data is left out.
+Sections, in order: header, topology, assertions, steps, IPv4 and IPv6 side by side,
+reachability heatmaps, ping RTT, iperf throughput, HTTP, BGP timeline, packet captures; a
+section with no data is left out. Measurements that record their IP family are labelled with
+it (IPv4, IPv6) wherever they appear.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import json
 from urllib.parse import quote
 
 from orchestrator.errors import ValidationError
-from orchestrator.report import charts, heatmap, timeline, topology
+from orchestrator.report import charts, families, heatmap, timeline, topology
 from orchestrator.report import svg as S
 from orchestrator.report.style import CSS
 
@@ -88,6 +90,8 @@ def _header(r: dict, steps: list, assertions: list) -> str:
             ("duration", f"{S.fmt(r.get('seconds'))} s" if S.num(r.get("seconds")) is not None else None),
             ("seed", exp.get("seed")), ("experiment", exp.get("path")),
             ("topology", _dict(r.get("topology")).get("name")),
+            ("pod families", ", ".join(str(f) for f in _dict(r.get("topology")).get("ipFamilies")
+                                       or [])),
             ("steps", f"{len(steps)} ({failed_steps} failed)" if steps else None),
             ("assertions", f"{len(assertions)} ({failed_asserts} failed)" if assertions else None)]
     facts = "".join(f'<span class="kv"><span class="k">{S.esc(k)}</span> <b>{S.esc(v)}</b></span>'
@@ -120,8 +124,11 @@ def _topology(r: dict) -> str:
         return ""
     nodes, pods = _dicts(topo.get("nodes")), _dicts(r.get("pods"))
     racks = {str(n.get("rack")) for n in nodes if n.get("rack")}
+    underlay = " and ".join(str(topo[k]) for k in ("underlay", "underlay6") if topo.get(k))
+    fams = ", ".join(str(f) for f in topo.get("ipFamilies") or [])
     caption = (f"{len(nodes)} nodes" + (f" in {len(racks)} racks" if racks else "")
-               + f", {len(pods)} pods" + (f"; underlay {topo['underlay']}" if topo.get("underlay") else ""))
+               + f", {len(pods)} pods" + (f" ({fams})" if fams else "")
+               + (f"; underlay {underlay}" if underlay else ""))
     return f'<p class="caption">{S.esc(caption)}</p>{_figure(picture)}'
 
 
@@ -140,12 +147,16 @@ def _assertions(assertions: list) -> str:
 def _steps(steps: list) -> str:
     if not steps:
         return ""
+    # A family column once any step records one (results.json from before dual stack: none).
+    fam = any(families.labels(s.get("families")) for s in steps)
     rows = [f"<tr{_row_class(s.get('ok'))}><td>{S.esc(s.get('index', ''))}</td>"
             f"<td><code>{S.esc(s.get('type', ''))}</code></td><td>{S.esc(s.get('name') or '')}</td>"
-            f'<td class="num">{S.fmt(s.get("t"))}</td><td class="num">{S.fmt(s.get("seconds"))}</td>'
+            + (f"<td>{S.esc(families.labels(s.get('families')))}</td>" if fam else "")
+            + f'<td class="num">{S.fmt(s.get("t"))}</td><td class="num">{S.fmt(s.get("seconds"))}</td>'
             f"{_ok_cell(s.get('ok'))}<td class=\"error\">{S.esc(s.get('error') or '')}</td></tr>"
             for s in steps]
-    return _table(["#", "type", "name", "t (s)", "seconds", "ok", "error"], rows, "steps")
+    return _table(["#", "type", "name"] + (["family"] if fam else [])
+                  + ["t (s)", "seconds", "ok", "error"], rows, "steps")
 
 
 def _matrices(steps: list) -> str:
@@ -153,13 +164,24 @@ def _matrices(steps: list) -> str:
     for s in steps:
         if s.get("type") != "probe-matrix":
             continue
-        for m in _dicts(_dict(s.get("measurements")).get("matrices")):
+        matrices = _dicts(_dict(s.get("measurements")).get("matrices"))
+        for m in matrices:
             what = heatmap.matrix_label(m)
             heading = f"step {_step_name(s)} \u00b7 {what}"
             took = f" \u00b7 probed in {S.fmt(m.get('seconds'))} s" if S.num(m.get("seconds")) is not None else ""
             out.append(f'<div class="matrix"><h3>{S.esc(heading)}{S.esc(took)}</h3>'
                        f"{_figure(heatmap.heatmap_svg(m, heading))}</div>")
+        # A step that probed several families: do they agree, pair by pair?
+        for line in families.step_diffs(matrices):
+            out.append(f'<p class="caption family-diff">step {S.esc(_step_name(s))} \u00b7 '
+                       f"{S.esc(line)}</p>")
     return f'<div class="matrices">{"".join(out)}</div>' if out else ""
+
+
+def _fam_prefix(m: dict) -> str:
+    """"IPv6 " before a chart label when the measurement records its family."""
+    fam = families.label(m.get("family"))
+    return f"{fam} " if fam else ""
 
 
 def _pair(m: dict) -> str:
@@ -173,8 +195,10 @@ def _rtt(steps: list) -> str:
         if s.get("type") != "ping" or not m:
             continue
         rtt = _dict(m.get("rtt_ms"))
-        pings.append({"label": f"#{s.get('index', '?')} {m.get('dst', '')}",
-                      "tip": f"{_step_name(s)}: {_pair(m)}, {m.get('received', '?')}/{m.get('sent', '?')} replies",
+        dst_ip = f" ({m['dst_ip']})" if m.get("dst_ip") else ""
+        pings.append({"label": f"#{s.get('index', '?')} {_fam_prefix(m)}{m.get('dst', '')}",
+                      "tip": f"{_step_name(s)}: {_fam_prefix(m)}{_pair(m)}{dst_ip}, "
+                             f"{m.get('received', '?')}/{m.get('sent', '?')} replies",
                       "min": rtt.get("min"), "avg": rtt.get("avg"), "max": rtt.get("max"),
                       "loss": m.get("loss")})
     return _figure(charts.rtt_svg(pings)) if pings else ""
@@ -190,8 +214,8 @@ def _throughput(steps: list) -> str:
             label = f"#{s.get('index', '?')} baseline"
             tip = f"{_step_name(s)}: {m.get('what', 'baseline')}"
         else:
-            label = f"#{s.get('index', '?')} {m.get('dst', '')}"
-            tip = f"{_step_name(s)}: {_pair(m)} {m.get('protocol', '')}"
+            label = f"#{s.get('index', '?')} {_fam_prefix(m)}{m.get('dst', '')}"
+            tip = f"{_step_name(s)}: {_fam_prefix(m)}{_pair(m)} {m.get('protocol', '')}"
         tip += (f", {m.get('duration', '?')} s, {m.get('parallel', 1)} streams"
                 + (f", {m['retransmits']} retransmits" if "retransmits" in m else ""))
         runs.append({"label": label, "tip": tip, "baseline": s.get("type") == "iperf-baseline",
@@ -201,6 +225,8 @@ def _throughput(steps: list) -> str:
 
 def _http(steps: list) -> str:
     rows = []
+    fam = any(families.label(_dict(s.get("measurements")).get("family"))
+              for s in steps if s.get("type") == "http")
     for s in steps:
         m = _dict(s.get("measurements"))
         if s.get("type") != "http" or not m:
@@ -211,11 +237,13 @@ def _http(steps: list) -> str:
         cells = [S.esc(_step_name(s)), S.esc(m.get("src", "")), f"<code>{S.esc(m.get('url', ''))}</code>",
                  S.fmt(m.get("requests")), S.fmt(m.get("ok")), S.esc(code_text),
                  S.fmt(lat.get("p50")), S.fmt(lat.get("p95")), S.fmt(lat.get("max"))]
+        if fam:
+            cells.insert(2, S.esc(families.label(m.get("family"))))
         rows.append(f"<tr{_row_class(ok)}>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
     if not rows:
         return ""
-    return _table(["step", "from", "url", "requests", "ok", "codes", "p50 ms", "p95 ms",
-                   "max ms"], rows, "http")
+    return _table(["step", "from"] + (["family"] if fam else []) + [
+        "url", "requests", "ok", "codes", "p50 ms", "p95 ms", "max ms"], rows, "http")
 
 
 def _faults(events: list, steps: list) -> list[tuple[float, str]]:
@@ -279,6 +307,7 @@ def render(results: dict) -> str:
     bodies = [("topology", "Topology", _topology(results)),
               ("assertions", "Assertions", _assertions(assertions)),
               ("steps", "Steps", _steps(steps)),
+              ("families", "IPv4 and IPv6", families.table(steps)),
               ("reachability", "Reachability", _matrices(steps)),
               ("rtt", "Ping round-trip time", _rtt(steps)),
               ("throughput", "Throughput", _throughput(steps)),

@@ -41,7 +41,8 @@ tr.fail td{background:var(--badbg)}tr.ok td:first-child{box-shadow:inset 3px 0 v
 tr.fail td:first-child{box-shadow:inset 3px 0 var(--bad)}
 table.assertions tr.ok td{background:var(--okbg)}
 td.num{text-align:right;font-variant-numeric:tabular-nums}td.error{color:var(--bad)}
-td.muted{color:var(--muted)}
+td.muted,span.muted{color:var(--muted)}
+.matrices .family-diff{flex-basis:100%;margin-top:0}
 footer{margin-top:30px;color:var(--muted);font-size:12px}
 svg text{font-family:system-ui,"DejaVu Sans",sans-serif;font-size:11px;fill:var(--ink)}
 svg .node-name{font-weight:700;font-size:12px}svg .node-ip{fill:var(--muted)}

@@ -62,7 +62,11 @@ def _node_height(pod_count: int) -> float:
 def _chip(x: float, y: float, pod: dict) -> str:
     key, ip = str(pod.get("key", "?")), str(pod.get("ip") or "no IP")
     labels = pod.get("labels") if isinstance(pod.get("labels"), dict) else {}
-    tip = f"pod {key}\nIP {ip}" + "".join(f"\n{k}={v}" for k, v in sorted(labels.items()))
+    # A dual-stack pod's other addresses (podIPs) in the tooltip: the chip has room for one.
+    ips = pod.get("ips") if isinstance(pod.get("ips"), list) else []
+    others = [str(a) for a in ips if str(a) != ip]
+    tip = (f"pod {key}\nIP {ip}" + "".join(f"\nIP {a}" for a in others)
+           + "".join(f"\n{k}={v}" for k, v in sorted(labels.items())))
     w = NODE_W - 12
     # Name left, IP right: the IP always shows in full, the name gives way.
     room = int((w - 10 - len(ip) * S.CHAR_W_10) / S.CHAR_W_10) - 1
@@ -84,7 +88,8 @@ def _node(x: float, y: float, h: float, node: dict, pods: list) -> str:
     name, ip = _name(node), str(node.get("ip") or "")
     role = str(node.get("role") or "")
     cp = "control" in role
-    tip = f"node {name}\nIP {ip}" + (f"\nrole {role}" if role else "") + (
+    tip = f"node {name}\nIP {ip}" + (f"\nIP {node['ip6']}" if node.get("ip6") else "") + (
+        f"\nrole {role}" if role else "") + (
         f"\nrack {node.get('rack')}" if node.get("rack") else "") + f"\n{len(pods)} pods"
     parts = [S.rect(x, y, NODE_W, h, rx=6, fill="#ffffff",
                     stroke=S.BLUE_DARK if cp else S.MUTED, stroke_width=2 if cp else 1),

@@ -16,7 +16,7 @@ import pytest
 REPO = Path(__file__).resolve().parents[2]
 pytestmark = [pytest.mark.root, pytest.mark.mininet]
 SHIPPED = ["quickstart", "policy-isolation", "node-failure", "bgp-convergence", "throughput",
-           "fabric-failover", "encapsulation", "encapsulation-ipip"]
+           "fabric-failover", "encapsulation", "encapsulation-ipip", "dual-stack"]
 NEEDS = {"encapsulation-ipip": "ipip"}    # kernel features (encap.features) an experiment needs
 
 

@@ -15,7 +15,7 @@ from orchestrator.experiment.schema import STEP_TYPES, load
 REPO = Path(__file__).resolve().parents[2]
 EXPERIMENTS = REPO / "experiments"
 SHIPPED = ["quickstart", "policy-isolation", "node-failure", "bgp-convergence", "throughput",
-           "fabric-failover", "encapsulation", "encapsulation-ipip"]
+           "fabric-failover", "encapsulation", "encapsulation-ipip", "dual-stack"]
 
 
 @pytest.mark.parametrize("name", SHIPPED)
