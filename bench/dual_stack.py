@@ -3,7 +3,8 @@
 Side effects: real Mininet clusters, ExaBGP speakers and namespaces (root), all removed
 before exit.
 
-For each size (default 3 nodes / 30 pods and 50 / 500) it brings the cluster up with BGP (Testbed
+For each size (default 3 nodes / 30 pods and 50 / 500 in a full mesh, 50 / 500 with two
+route reflectors) it brings the cluster up with BGP (Testbed
 defaults, cluster DNS off: its own cost is bench/bringup.py's) and a Deployment of P agnhost
 pods until every pod is Running with its addresses and every node routes every block, once
 with an IPv4 underlay and once with `underlay.cidr6` (dual stack: IPv6 pools, IPv6 BGP
@@ -13,7 +14,8 @@ which separates the second set of BGP sessions from the pods' own IPv6 work. The
 announcement to its route on every other node of a ``--block-nodes`` dual-stack cluster
 (default 50, full mesh; p50 over ``--blocks`` blocks; goal under 0.5 s), IPv4 blocks
 alternating with them as the baseline.
-Usage: sudo .venv/bin/python bench/dual_stack.py [--sizes 3x30,50x500] [--no-bgp-sizes
+Usage: sudo .venv/bin/python bench/dual_stack.py [--sizes 3x30,50x500,50x500:rr]
+       [--no-bgp-sizes
        50x500] [--runs 3]
        [--blocks 10] [--block-nodes 50] [--json OUT]
 """
@@ -38,23 +40,30 @@ from common import DEPLOY, installed_everywhere, withdrawn_somewhere_not, write_
 
 from orchestrator.testbed import Testbed  # noqa: E402
 
+RR_MANIFEST = REPO / "experiments" / "manifests" / "route-reflectors-bgp.yaml"
 
-def topology(nodes: int, dual: bool) -> str:
+
+def topology(nodes: int, dual: bool, rr: bool = False) -> str:
     topo = {"name": f"bench-{'dual' if dual else 'v4'}-{nodes}",
             "underlay": {"cidr": "172.18.0.0/16",
                          **({"cidr6": "fd00:172:18::/64"} if dual else {})},
             "nodes": [{"name": f"node-{i + 1}",
                        "capacity": {"pods": 500, "cpu": "64", "memory": "64Gi"}}
                       for i in range(nodes)]}
+    if rr:  # node-1 and node-2 reflect for everyone (as bench/bgp_convergence.py)
+        for n in topo["nodes"][:2]:
+            n["labels"] = {"route-reflector": "true"}
+            n["routeReflectorClusterID"] = "224.0.0.1"
     with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as f:
         json.dump(topo, f)
     return f.name
 
 
-def bringup(nodes: int, pods: int, dual: bool, bgp: bool = True) -> float:
-    path = topology(nodes, dual)
+def bringup(nodes: int, pods: int, dual: bool, bgp: bool = True, rr: bool = False) -> float:
+    path = topology(nodes, dual, rr)
     t0 = time.monotonic()
-    tb = Testbed(path, dns=False, keep_state=False, bgp=bgp)
+    tb = Testbed(path, dns=False, keep_state=False, bgp=bgp,
+                 manifests=[str(RR_MANIFEST)] if rr else [])
     try:
         tb.start()
         tb.apply(DEPLOY % pods)
@@ -63,6 +72,9 @@ def bringup(nodes: int, pods: int, dual: bool, bgp: bool = True) -> float:
         if dual:   # sanity: the pods really are dual stack and reach each other over IPv6
             some = tb.pods()[:3]
             assert all(len(tb.get("Pod", k)["status"]["podIPs"]) == 2 for k in some)
+            if not bgp:   # without BGP only pods on one node reach each other
+                node = tb.pod_node(some[0])
+                some = [k for k in tb.pods() if tb.pod_node(k) == node][:3]
             assert all(tb.matrix(80, pods=some, family=6).values())
     finally:
         tb.stop()
@@ -106,7 +118,8 @@ def block_convergence(trials: int, nodes: int) -> dict[int, list[float]]:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--sizes", default="3x30,50x500")
+    ap.add_argument("--sizes", default="3x30,50x500,50x500:rr",
+                    help="NODESxPODS[:rr] (rr: mesh off, two route reflectors)")
     ap.add_argument("--no-bgp-sizes", default="50x500",
                     help="sizes measured again without BGP (pods, CNI and policy only)")
     ap.add_argument("--runs", type=int, default=3)
@@ -118,17 +131,22 @@ def main() -> int:
     plan = [(size, True) for size in args.sizes.split(",") if size] + \
         [(size, False) for size in args.no_bgp_sizes.split(",") if size]
     for size, bgp in plan:
+        size, _, shape = size.partition(":")
+        rr = shape == "rr"
         nodes, pods = (int(x) for x in size.split("x"))
         v4, dual = [], []
         for _ in range(args.runs):
-            v4.append(bringup(nodes, pods, False, bgp))
-            dual.append(bringup(nodes, pods, True, bgp))
+            v4.append(bringup(nodes, pods, False, bgp, rr))
+            dual.append(bringup(nodes, pods, True, bgp, rr))
         m4, m6 = statistics.median(v4), statistics.median(dual)
-        row = {"kind": "bringup" if bgp else "bringup-no-bgp", "nodes": nodes, "pods": pods,
+        kind = ("bringup-rr" if rr else "bringup") if bgp else "bringup-no-bgp"
+        row = {"kind": kind, "nodes": nodes, "pods": pods,
                "runs": args.runs, "ipv4_s": v4, "dual_s": dual, "ipv4_median_s": m4,
                "dual_median_s": m6, "ratio": m6 / m4}
         rows.append(row)
-        print(f"{nodes} nodes / {pods} pods{'' if bgp else ' (no BGP)'}: IPv4 median "
+        write_json(args.json, rows)      # a later size failing keeps what was measured
+        print(f"{nodes} nodes / {pods} pods{'' if bgp else ' (no BGP)'}"
+              f"{' (2 route reflectors)' if rr else ''}: IPv4 median "
               f"{m4:.2f}s, dual stack median {m6:.2f}s, ratio {m6 / m4:.2f}x (goal <= 1.3x); "
               f"runs IPv4 {[round(x, 2) for x in v4]} dual {[round(x, 2) for x in dual]}",
               flush=True)
