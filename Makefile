@@ -65,6 +65,7 @@ bench: setup
 	$(PY) bench/services.py --json docs/bench-services.json
 	$(PY) bench/fabric.py --json docs/bench-fabric.json
 	$(PY) bench/dual_stack.py --json docs/bench-dual-stack.json
+	$(PY) bench/conformance_ipv6.py --json docs/bench-conformance-ipv6.json
 
 lint: setup
 	$(VENV)/bin/ruff check .

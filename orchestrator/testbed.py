@@ -671,23 +671,40 @@ class Testbed:
                            protocol.upper(), timeout)
         return {(s, d): bool(res[(netns[s], ips[d])]) for s, d in pairs}
 
-    # -- scapy packets from inside pods (orchestrator.traffic.packets; IP source defaults to the pod's)
+    # -- scapy packets from inside pods (orchestrator.traffic.packets; IP source defaults to the
+    # pod's address of the packet's family)
 
     def send(self, pod: str, *pkts) -> None:
-        """Send crafted packets (IPv4 layer first) out of the pod's eth0."""
+        """Send crafted packets (IPv4 or IPv6 layer first, families mixed as you like) out of
+        the pod's eth0; one without a source gets the pod's address of its family."""
         from orchestrator.traffic import packets
-        packets.send(self.pod_netns(pod), *pkts, src=self.pod_ip(pod))
+        packets.send(self.pod_netns(pod), *pkts, src=self._packet_sources(pod, pkts))
 
     def sr1(self, pod: str, pkt, timeout: float = 1.0):
         """Send one packet from the pod -> the packet answering it, or None after timeout."""
         from orchestrator.traffic import packets
-        return packets.sr1(self.pod_netns(pod), pkt, timeout, src=self.pod_ip(pod))
+        return packets.sr1(self.pod_netns(pod), pkt, timeout,
+                           src=self._packet_sources(pod, [pkt]))
 
     def sniff(self, pod: str, timeout: float = 1.0, count: int | None = None,
               lfilter=None) -> list:
-        """Packets arriving at the pod during the next ``timeout`` s (stops at ``count``)."""
+        """Packets (IPv4 and IPv6) arriving at the pod during the next ``timeout`` s (stops
+        at ``count``)."""
         from orchestrator.traffic import packets
         return packets.sniff(self.pod_netns(pod), timeout, count, lfilter)
+
+    def sniffing(self, pod: str):
+        """Capture at the pod from the moment the block starts (to catch what a send causes):
+        ``with tb.sniffing(b) as s: tb.send(a, ...); got = s.capture(0.5, match=...)``."""
+        from orchestrator.traffic import packets
+        return packets.sniffing(self.pod_netns(pod))
+
+    def _packet_sources(self, pod: str, pkts) -> dict[int, str]:
+        """The pod's address of each family some packet leaves its source unset in. Only
+        those are looked up: an IPv4-only pod may still send IPv6 with an explicit source,
+        and an IPv6 packet without one from it fails naming the pod's addresses."""
+        from orchestrator.traffic import packets
+        return {f: self.pod_ip(pod, f) for f in sorted(packets.unsourced_families(pkts))}
 
     # -- nodes ---------------------------------------------------------------------------
 

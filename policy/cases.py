@@ -3,7 +3,8 @@
 Reads the case files it is given (YAML, the schema of conformance/README.md); everything
 else is pure. A case is policies plus the expected reachability of the x/y/z model, in one
 step or several; errors name the file, the step and the field so a typo in a corpus of a
-hundred files is found from the message alone.
+hundred files is found from the message alone. The same files run in IPv4 and IPv6: the
+placeholders take the run's family (substitute).
 """
 
 from __future__ import annotations
@@ -32,9 +33,14 @@ _STEP_FIELDS = frozenset({"description", "delete", "apply", "add_pod_labels",
 _PROBE_KEY_RE = re.compile(r"^(TCP|UDP|SCTP)/([0-9]+)$")
 _PAIR_RE = re.compile(r"^([a-z0-9][-a-z0-9.]*/[a-z0-9][-a-z0-9.]*) -> "
                       r"([a-z0-9][-a-z0-9.]*/[a-z0-9][-a-z0-9.]*)$")
-_PLACEHOLDER_RE = re.compile(r"\{\{(.*?)\}\}")
+# A placeholder and the prefix length written right after it ("{{ip x/b}}/32").
+_PLACEHOLDER_RE = re.compile(r"\{\{(.*?)\}\}(?:/([0-9]+))?")
 _IP_PLACEHOLDER_RE = re.compile(r"^\s*ip\s+(\S+)\s*$")
 _PODCIDR_RE = re.compile(r"^\s*podcidr\s*$")
+# Cases are written for IPv4: a prefix length after {{ip ns/pod}} counts IPv4 bits. An IPv6
+# run keeps the number of host bits: /32 (one pod) -> /128, /24 -> /120, /0 -> /96.
+V6_PREFIX_OFFSET = 128 - 32
+DEFAULT_PODCIDR = {4: "10.244.0.0/16", 6: "fd00:10:244::/56"}
 
 
 @dataclass(frozen=True)
@@ -299,17 +305,29 @@ def _strings(obj: Any) -> Iterator[str]:
 def _check_placeholders(manifest: dict, path: str, where: _Where, pods: frozenset[str]) -> None:
     # Checked at load so a typo ({{ip x/d}}) fails before any cluster is built.
     for text in _strings(manifest):
-        for inner in _PLACEHOLDER_RE.findall(text):
+        for inner, prefix in _PLACEHOLDER_RE.findall(text):
             m = _IP_PLACEHOLDER_RE.match(inner)
             if m and m.group(1) not in pods:
                 where.fail(path, f"placeholder {{{{{inner}}}}} names unknown pod {m.group(1)!r}")
             if not m and not _PODCIDR_RE.match(inner):
                 where.fail(path, f"unknown placeholder {{{{{inner}}}}}: "
                                  "use {{ip ns/pod}} or {{podcidr}}")
+            if prefix and not m:
+                where.fail(path, f"{{{{{inner}}}}}/{prefix}: {{{{podcidr}}}} is a CIDR already "
+                                 "(no prefix length after it)")
+            if prefix and int(prefix) > 32:
+                where.fail(path, f"{{{{{inner}}}}}/{prefix}: the prefix length after "
+                                 "{{ip ns/pod}} is an IPv4 one, 0-32 (an IPv6 run adds "
+                                 f"{V6_PREFIX_OFFSET}: /32 is /128)")
 
 
 def substitute(obj: Any, ips: Mapping[str, str], podcidr: str) -> Any:
-    """A copy of ``obj`` with ``{{ip ns/pod}}`` and ``{{podcidr}}`` replaced in every string."""
+    """A copy of ``obj`` with ``{{ip ns/pod}}`` and ``{{podcidr}}`` replaced in every string.
+
+    The family is the addresses': with IPv6 ``ips`` (an IPv6 run), a prefix length written
+    after ``{{ip ns/pod}}`` -- an IPv4 one, as cases are written -- becomes the IPv6 one with
+    as many host bits (``{{ip x/b}}/32`` -> ``<x/b's IPv6 address>/128``); ``podcidr`` is
+    given in the run's family (the IPv6 pool)."""
     if isinstance(obj, dict):
         return {k: substitute(v, ips, podcidr) for k, v in obj.items()}
     if isinstance(obj, list):
@@ -318,13 +336,22 @@ def substitute(obj: Any, ips: Mapping[str, str], podcidr: str) -> Any:
         return obj
 
     def one(m: re.Match) -> str:
-        inner = m.group(1)
+        inner, prefix = m.group(1), m.group(2)
         ip = _IP_PLACEHOLDER_RE.match(inner)
         if ip:
             if ip.group(1) not in ips:
                 raise ValidationError(f"no IP for pod {ip.group(1)!r} in placeholder {m.group(0)}")
-            return ips[ip.group(1)]
+            addr = ips[ip.group(1)]
+            if prefix is None:
+                return addr
+            bits = int(prefix)
+            if bits > 32:
+                raise ValidationError(f"{m.group(0)}: the prefix length after {{{{ip ns/pod}}}} "
+                                      "is an IPv4 one, 0-32")
+            return f"{addr}/{bits + V6_PREFIX_OFFSET if ':' in addr else bits}"
         if _PODCIDR_RE.match(inner):
+            if prefix is not None:
+                raise ValidationError(f"{m.group(0)}: {{{{podcidr}}}} is a CIDR already")
             return podcidr
         raise ValidationError(f"unknown placeholder {m.group(0)}: use {{{{ip ns/pod}}}} or "
                               "{{podcidr}}")
@@ -343,7 +370,9 @@ def expected_matrix(step: Step, probe: Probe | str,
 
 def x_y_z_model(ips: Mapping[str, str] | None = None) -> Model:
     """The README's model: namespaces x/y/z, pods a/b/c in each, ports 80/81 on TCP/UDP/SCTP
-    named ``serve-<port>-<proto>``; pod IPs from ``ips`` ("ns/pod" -> address) or None."""
+    named ``serve-<port>-<proto>``; pod IPs from ``ips`` ("ns/pod" -> address) or None. The
+    addresses are those of the family probed (IPv6 ones for an IPv6 run): they are what
+    ipBlocks see."""
     namespaces = {ns: {"ns": ns, "kubernetes.io/metadata.name": ns} for ns in NAMESPACES}
     ports = [{"name": f"serve-{port}-{proto.lower()}", "port": port, "protocol": proto}
              for port in SERVED_PORTS for proto in PROTOCOLS]

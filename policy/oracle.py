@@ -5,6 +5,11 @@ netpol suite, cyclonus), not from the iptables compiler, so the two can check ea
 Input is a model (namespaces with labels, pods with labels, IP and container ports) and
 NetworkPolicy dicts in manifest form *after* API defaulting (every port has a protocol,
 policyTypes is set); the oracle refuses undefaulted input rather than guess.
+
+A pod's ``ip`` is the address of the family being evaluated, IPv4 or IPv6 (a dual-stack pod
+is modelled once per family): an ipBlock matches it only within its own family, so an IPv4
+block never matches IPv6 traffic and the other way round, as Calico renders each block into
+its family's dataplane only.
 """
 
 from __future__ import annotations
@@ -218,6 +223,8 @@ def _in_block(block: Mapping, ip: str | None, where: tuple[str, str]) -> bool:
     if not ip:
         return False
     addr = ipaddress.ip_address(ip)
+    # An address is never in a network of the other family (``in`` is False, not an error):
+    # an IPv4 cidr or except says nothing about an IPv6 pod.
     try:
         if addr not in ipaddress.ip_network(block["cidr"], strict=False):
             return False

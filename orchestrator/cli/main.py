@@ -143,15 +143,22 @@ def _parser() -> argparse.ArgumentParser:
                             "compile to on a node (no root)")
     comp.add_argument("-f", "--filename", action="append", required=True)
     comp.add_argument("--node", help="the node to compile for (default: the first with pods)")
+    comp.add_argument("--family", type=int, choices=(4, 6), default=4,
+                      help="IP family: 4 the iptables dataplane (default), 6 the ip6tables one "
+                      "(cali60 sets of the pods' IPv6 addresses)")
 
     plog = pcsub.add_parser("log", help="packets the policies' Log rules recorded")
     plog.add_argument("node", nargs="?")
 
     xp = sub.add_parser("explain", help="which policy and rule allow or deny SRC -> DST "
                         "PORT/PROTO, on the egress and the ingress side")
-    xp.add_argument("src", help="pod (name in -n, or ns/name) or IPv4 address")
-    xp.add_argument("dst", help="pod (name in -n, or ns/name) or IPv4 address")
+    xp.add_argument("src", help="pod (name in -n, or ns/name) or IPv4 / IPv6 address")
+    xp.add_argument("dst", help="pod (name in -n, or ns/name) or IPv4 / IPv6 address")
     xp.add_argument("port", metavar="PORT/PROTO", help="e.g. 80/TCP (protocol default TCP)")
+    xp.add_argument("--family", type=int, choices=(4, 6), default=None,
+                    help="IP family of the flow between pods: 6 uses their IPv6 addresses and "
+                    "the ip6tables rules (default: the family of an address given, else 4 "
+                    "when both pods have an IPv4 address, else 6)")
     _ns(xp)
 
     ro = sub.add_parser("rollout", help="status, undo or history of a Deployment's rollout")
@@ -191,6 +198,10 @@ def _parser() -> argparse.ArgumentParser:
     cf.add_argument("--timeout", type=float, default=0.5,
                     help="seconds a probe waits before calling the pair denied")
     cf.add_argument("-k", help="only cases whose name or file name contains this")
+    cf.add_argument("--family", type=int, choices=(4, 6), default=4,
+                    help="IP family of the probes and placeholders: 6 probes the pods' IPv6 "
+                         "addresses, {{ip ns/pod}} and {{podcidr}} in IPv6 (default topology "
+                         "dual-stack)")
     return p
 
 
@@ -277,12 +288,14 @@ def _dispatch(args) -> int:
             pctx = open_context(args.state_dir)
         except CalinetError:
             pctx = None      # no testbed: the conformance model
-        print(compile_text(args.filename, node=args.node, ctx=pctx), end="")
+        print(compile_text(args.filename, node=args.node, ctx=pctx, family=args.family),
+              end="")
         return 0
     ctx = open_context(args.state_dir)
     if verb == "explain":
         from orchestrator.cli.policy_cmd import explain_text
-        print(explain_text(ctx, args.src, args.dst, args.port, args.namespace))
+        print(explain_text(ctx, args.src, args.dst, args.port, args.namespace,
+                           family=args.family))
         return 0
     if verb == "get":
         print(commands.get(ctx, args.kind, args.name, namespace=args.namespace,

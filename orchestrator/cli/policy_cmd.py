@@ -3,10 +3,14 @@
 Side effects: reads manifests and, when a testbed is found, its state store. Needs no root:
 both work on the model, not on the kernel. Without a testbed, `policy compile` compiles against
 the conformance model (namespaces x/y/z, pods a/b/c spread over node-1..3, ports 80/81 named
-serve-<port>-<proto>), with addresses from 10.244.0.0/16.
+serve-<port>-<proto>), dual-stack: addresses from 10.244.0.0/16 and from the default IPv6
+pool fd00:10:244::/56. Both commands take an IP family: `--family 6` compiles the ip6tables
+dataplane (Felix's second one) and explains a flow with the pods' IPv6 addresses.
 """
 
 from __future__ import annotations
+
+import ipaddress
 
 from orchestrator import api
 from orchestrator.errors import CalinetError, ValidationError
@@ -17,6 +21,16 @@ from policy.model import from_object
 from policy.render import render_full, render_ipsets_full
 
 POLICY_KIND_KEYS = frozenset(POLICY_KINDS)
+FAMILIES = (4, 6)
+
+
+def check_family(family) -> int:
+    """4 or 6, else a ValidationError naming --family (argparse's choices say the same for the
+    CLI; this is for callers of compile_text / explain_text)."""
+    if family not in FAMILIES:
+        raise ValidationError(f"{family!r} is not an IP family: use 4 (iptables) or 6 "
+                              "(ip6tables)", field="--family")
+    return family
 
 
 def xyz_endpoints():
@@ -26,9 +40,12 @@ def xyz_endpoints():
         for j, pod in enumerate("abc"):
             ports = [(f"serve-{port}-{proto}", proto, port) for port in (80, 81)
                      for proto in ("tcp", "udp", "sctp")]
-            # cali + 11 hex, as naming.veth_name makes them
+            # cali + 11 hex, as naming.veth_name makes them. The IPv6 address mirrors the
+            # IPv4 one (node j's pods in fd00:10:244:j::/64, within the default IPv6 pool),
+            # spelled canonically as IPAM writes addresses (fd00:10:244::a, not :0::a).
+            ip6 = str(ipaddress.IPv6Address(f"fd00:10:244:{j}::{10 + i:x}"))
             eps.append(endpoint(ns, pod, f"node-{j + 1}", f"cali{i:02x}{j:02x}0000000",
-                                f"10.244.{j}.{10 + i}", {"pod": pod}, ports))
+                                f"10.244.{j}.{10 + i}", {"pod": pod}, ports, ip6))
     return eps, namespaces
 
 
@@ -43,7 +60,10 @@ def store_policies(store):
     return [from_object(o) for kind in POLICY_KINDS for o in store.list(kind)]
 
 
-def compile_text(sources: list[str], *, node: str | None, ctx=None) -> str:
+def compile_text(sources: list[str], *, node: str | None, ctx=None, family: int = 4) -> str:
+    """The iptables-restore (family 6: ip6tables-restore) and ipset restore text of the
+    policies in ``sources`` on ``node``."""
+    check_family(family)
     objs = []
     for src in sources:
         objs += api.normalize_all(api.load_documents(src), now="1970-01-01T00:00:00Z")
@@ -65,31 +85,54 @@ def compile_text(sources: list[str], *, node: str | None, ctx=None) -> str:
     elif node not in nodes:
         raise CalinetError(f"node {node!r} has no pods here; nodes with pods: "
                            f"{', '.join(nodes) or 'none'}")
-    dp = compile_node(node, eps, namespaces, policies)
+    if family == 6 and not any(e.ip6 for e in eps):
+        # An IPv4-only testbed has no ip6tables dataplane: its output would be chains for
+        # pods that cannot send IPv6 and empty sets, which reads like a policy bug.
+        raise CalinetError(f"--family 6: no pod of {where} has an IPv6 address (an IPv4-only "
+                           "cluster; topology ipFamilies with IPv6 and underlay.cidr6 give "
+                           "pods one)")
+    dp = compile_node(node, eps, namespaces, policies, family=family)
+    tool = "ip6tables-restore" if family == 6 else "iptables-restore"
     head = (f"# {len(policies)} policy(ies) compiled for {node} against {where}\n"
             f"# {dp.rule_count()} rules, {len(dp.ipsets)} ipsets; "
-            "iptables-restore --noflush input:\n")
+            f"{tool} --noflush input:\n")
     return head + render_full(dp) + "\n# ipset restore input:\n" + render_ipsets_full(dp.ipsets)
 
 
-def explain_text(ctx, src: str, dst: str, port_proto: str, namespace: str) -> str:
+def explain_text(ctx, src: str, dst: str, port_proto: str, namespace: str,
+                 family: int | None = None) -> str:
+    """``family`` None: the flow's family follows the addresses given (policy.explain)."""
     port_s, _, proto = port_proto.partition("/")
     proto = (proto or "TCP").upper()
     if not port_s.isdigit() or not 1 <= int(port_s) <= 65535:
         raise CalinetError(f"PORT/PROTO: {port_proto!r} is not like 80/TCP")
     if proto not in ("TCP", "UDP", "SCTP"):
         raise CalinetError(f"PORT/PROTO: protocol {proto!r} is not TCP, UDP or SCTP")
+    if family is not None:
+        check_family(family)
     eps, namespaces = store_endpoints(ctx.store)
 
     def key(what: str) -> str:
-        if "/" in what or what.replace(".", "").isdigit():
+        if "/" in what or _is_ip(what):
             return what
         return f"{namespace}/{what}"
     try:
         return explain(key(src), key(dst), int(port_s), proto, eps, namespaces,
-                       store_policies(ctx.store)).text()
+                       store_policies(ctx.store), family=family).text()
     except KeyError as exc:
         raise CalinetError(str(exc.args[0])) from None
+    except ValueError as exc:
+        # A flow that cannot be: addresses of two families, a pod without an address of
+        # the family asked for.
+        raise CalinetError(str(exc)) from None
+
+
+def _is_ip(what: str) -> bool:
+    try:
+        ipaddress.ip_address(what)
+    except ValueError:
+        return False
+    return True
 
 
 def log_text(ctx, node: str | None) -> str:

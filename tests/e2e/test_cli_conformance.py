@@ -1,7 +1,7 @@
-"""`calinet conformance DIR [--json OUT] [-k TEXT]` as a user runs it: its own testbed, PASS and
-FAIL lines, the expected-vs-observed truth table of a failing case, the JSON report, the exit
-codes (0 all passed, 1 any failed or unusable case files, 2 nothing matched) and nothing left
-behind."""
+"""`calinet conformance DIR [--json OUT] [-k TEXT] [--family 6]` as a user runs it: its own
+testbed (dual-stack for --family 6), PASS, FAIL and SKIP lines, the expected-vs-observed truth
+table of a failing case, the JSON report, the exit codes (0 all passed, 1 any failed or
+unusable case files or topology, 2 nothing matched) and nothing left behind."""
 
 from __future__ import annotations
 
@@ -80,4 +80,31 @@ def test_an_unusable_case_file_is_named_and_nothing_starts(tmp_path):
     r = conformance(str(cases), timeout=60)
     assert r.returncode == 1, (r.stdout, r.stderr)
     assert "001-bad.yaml" in r.stderr and "protocol" in r.stderr
+    assert "building the x/y/z model" not in r.stderr
+
+
+def test_family_6_on_its_default_dual_stack_testbed(tmp_path):
+    # --family 6 without --topology: the dual-stack example; IPv6 probes and placeholders,
+    # SCTP probes skipped and named, a case of SCTP probes only reported as SKIP (exit 0).
+    cases = tmp_path / "cases"
+    cases.mkdir()
+    for name in ("032-ipblock-except-egress.yaml", "035-sctp-is-not-tcp.yaml",
+                 "083-endport-range-lower-bound-sctp.yaml"):
+        shutil.copy(CORPUS / name, cases)
+    out = tmp_path / "results.json"
+    r = conformance(str(cases), "--family", "6", "--json", str(out))
+    assert r.returncode == 0, (r.stdout, r.stderr)
+    assert "cluster 'dual-stack'" in r.stderr and "{{podcidr}} = fd00:10:244::/56" in r.stderr
+    assert "PASS ipblock-except-egress" in r.stdout and "PASS sctp-is-not-tcp" in r.stdout
+    assert "SKIP endport-range-lower-bound-sctp" in r.stdout
+    assert "2/2 cases passed, 1 skipped (4 probe(s) skipped in IPv6)" in r.stdout
+    assert "SCTP probes skipped: SCTP probes are IPv4 only" in r.stdout
+    report = json.loads(out.read_text())
+    assert [(c["family"], c["passed"], c["skipped"]) for c in report] == [
+        (6, True, False), (6, True, False), (6, False, True)]
+    assert report[0]["steps"][0]["probes"][0]["observed_denied"] == ["x/a -> x/b"]
+
+    r = conformance(str(cases), "--family", "6", "--topology",
+                    str(REPO / "topologies" / "examples" / "three-node.yaml"), timeout=60)
+    assert r.returncode == 1 and "ipFamilies" in r.stderr and "dual-stack" in r.stderr
     assert "building the x/y/z model" not in r.stderr

@@ -28,14 +28,15 @@ PLACEMENT = {"a": "node-1", "peer": "node-1", "near": "node-1", "far": "node-2",
              "other": "node-3"}
 
 
-def manifests() -> list[dict]:
+def manifests(placement: dict[str, str] = PLACEMENT) -> list[dict]:
+    """Namespace pk and one agnhost pod per name of ``placement``, pinned to its node."""
     ports = [{"name": f"{proto.lower()}-{port}", "containerPort": port, "protocol": proto}
              for proto, nums in (("TCP", (TCP_ALLOWED, TCP_DENIED)),
                                  ("UDP", (UDP_ECHO, UDP_OTHER)),
                                  ("SCTP", (SCTP_ALLOWED, SCTP_DENIED)))
              for port in nums]
     objs = [{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NS}}]
-    for name, node in PLACEMENT.items():
+    for name, node in placement.items():
         objs.append({"apiVersion": "v1", "kind": "Pod",
                      "metadata": {"name": name, "namespace": NS, "labels": {"pod": name}},
                      "spec": {"nodeName": node, "terminationGracePeriodSeconds": 0,

@@ -1,5 +1,5 @@
-"""policy.cases: case loading and validation, placeholders, the x/y/z model, and every case of
-the project corpus agreeing with the oracle."""
+"""policy.cases: case loading and validation, placeholders (IPv4 and IPv6), the x/y/z model,
+and every case of the project corpus agreeing with the oracle in both families."""
 
 import copy
 import re
@@ -20,6 +20,12 @@ PODCIDR = "10.244.0.0/16"
 IPS = {"x/a": "10.244.0.2", "x/b": "10.244.0.3", "x/c": "10.244.0.4",
        "y/a": "10.244.0.66", "y/b": "10.244.0.67", "y/c": "10.244.0.68",
        "z/a": "10.244.0.130", "z/b": "10.244.0.131", "z/c": "10.244.0.132"}
+# The same pods' IPv6 addresses: one /122 block of the default IPv6 pool per node.
+PODCIDR6 = "fd00:10:244::/56"
+IPS6 = {"x/a": "fd00:10:244::2", "x/b": "fd00:10:244::3", "x/c": "fd00:10:244::4",
+        "y/a": "fd00:10:244::42", "y/b": "fd00:10:244::43", "y/c": "fd00:10:244::44",
+        "z/a": "fd00:10:244::82", "z/b": "fd00:10:244::83", "z/c": "fd00:10:244::84"}
+FAMILY = {4: (IPS, PODCIDR), 6: (IPS6, PODCIDR6)}
 
 
 def _api_serves_networkpolicy() -> bool:
@@ -46,22 +52,27 @@ def _files(directory: Path) -> list[Path]:
     return sorted(directory.glob("*.yaml")) if directory.is_dir() else []
 
 
-def _check_against_oracle(path: Path) -> None:
+def _check_against_oracle(path: Path, family: int = 4) -> None:
     case = cases.load_case(path)
-    for n, step, model, policies in cases.replay(case, cases.x_y_z_model(IPS), ips=IPS,
-                                                 podcidr=PODCIDR, normalize=defaulted):
+    ips, podcidr = FAMILY[family]
+    for n, step, model, policies in cases.replay(case, cases.x_y_z_model(ips), ips=ips,
+                                                 podcidr=podcidr, normalize=defaulted):
         for probe in step.probes:
             got = oracle.matrix(model, policies, probe.port, probe.protocol)
             want = cases.expected_matrix(step, probe, model)
             wrong = [f"{s} -> {d}: expected {'allowed' if want[(s, d)] else 'denied'}\n"
                      + str(oracle.explain(model, policies, s, d, probe.port, probe.protocol))
                      for (s, d) in want if got[(s, d)] != want[(s, d)]]
-            assert not wrong, f"{path.name} step {n} {probe.key}:\n" + "\n".join(wrong)
+            assert not wrong, (f"{path.name} IPv{family} step {n} {probe.key}:\n"
+                               + "\n".join(wrong))
 
 
+@pytest.mark.parametrize("family", [4, 6], ids=["ipv4", "ipv6"])
 @pytest.mark.parametrize("path", _files(CORPUS), ids=lambda p: p.name)
-def test_corpus_case_agrees_with_oracle(path):
-    _check_against_oracle(path)
+def test_corpus_case_agrees_with_oracle(path, family):
+    # In IPv6 the placeholders are the pods' IPv6 addresses (/32 -> /128) and the IPv6 pool;
+    # the expectations are the same files' (a host prefix left at /32 would cover the pool).
+    _check_against_oracle(path, family)
 
 
 def test_corpus_shape():
@@ -88,11 +99,45 @@ def test_corpus_covers_the_required_topics():
 
 
 @pytest.mark.skipif(not _api_serves_networkpolicy(), reason="API has no NetworkPolicy kind yet")
-def test_corpus_manifests_pass_api_validation():
+@pytest.mark.parametrize("family", [4, 6], ids=["ipv4", "ipv6"])
+def test_corpus_manifests_pass_api_validation(family):
+    ips, podcidr = FAMILY[family]
     for case in cases.load_dir(CORPUS):
         for step in case.steps:
             for manifest in step.apply:
-                api.normalize(cases.substitute(manifest, IPS, PODCIDR), now=NOW)
+                api.normalize(cases.substitute(manifest, ips, podcidr), now=NOW)
+
+
+def test_corpus_ipblocks_are_ipv6_in_an_ipv6_run():
+    # Every address-valued ipBlock string the placeholders make is of the run's family, and
+    # every host prefix is the family's full length.
+    import ipaddress
+
+    def strings(obj):
+        if isinstance(obj, dict):
+            obj = list(obj.values())
+        if isinstance(obj, list):
+            return [s for v in obj for s in strings(v)]
+        return [obj] if isinstance(obj, str) else []
+
+    seen = 0
+    for case in cases.load_dir(CORPUS):
+        for step in case.steps:
+            for manifest in step.apply:
+                done_all = strings(cases.substitute(manifest, IPS6, PODCIDR6))
+                for text, done in zip(strings(manifest), done_all, strict=True):
+                    if "{{" not in text:
+                        assert text == done
+                        continue
+                    net = ipaddress.ip_network(done)
+                    seen += 1
+                    assert net.version == 6, (case.name, done)
+                    if "{{ip" in text:
+                        assert net.prefixlen == 128 and str(net.network_address) in \
+                            IPS6.values(), (case.name, done)
+                    else:
+                        assert done == PODCIDR6
+    assert seen >= 15
 
 
 def test_x_y_z_model():
@@ -120,6 +165,38 @@ def test_substitute():
         cases.substitute("{{ip x/d}}", IPS, PODCIDR)
     with pytest.raises(ValidationError, match="unknown placeholder"):
         cases.substitute("{{nodecidr}}", IPS, PODCIDR)
+
+
+def test_substitute_ipv6_keeps_the_host_bits_of_an_ipv4_prefix():
+    obj = {"cidr": "{{ip x/b}}/32", "except": ["{{ podcidr }}", "{{ip  z/c}}/24", "{{ip y/a}}"],
+           "wide": "{{ip y/c}}/0", "two": "{{ip x/a}}/32,{{ip x/c}}/31"}
+    assert cases.substitute(obj, IPS6, PODCIDR6) == {
+        "cidr": "fd00:10:244::3/128",
+        "except": ["fd00:10:244::/56", "fd00:10:244::84/120", "fd00:10:244::42"],
+        "wide": "fd00:10:244::44/96", "two": "fd00:10:244::2/128,fd00:10:244::4/127"}
+    # the same text in IPv4 is left as written
+    assert cases.substitute(obj, IPS, PODCIDR)["cidr"] == "10.244.0.3/32"
+    assert cases.substitute(obj, IPS, PODCIDR)["except"][1] == "10.244.0.132/24"
+    with pytest.raises(ValidationError, match="0-32"):
+        cases.substitute("{{ip x/a}}/128", IPS6, PODCIDR6)
+    with pytest.raises(ValidationError, match="CIDR already"):
+        cases.substitute("{{podcidr}}/64", IPS6, PODCIDR6)
+
+
+def test_x_y_z_model_in_ipv6_and_its_ipblocks():
+    model = cases.x_y_z_model(IPS6)
+    assert model.pod("y/b")["ip"] == "fd00:10:244::43"
+    allow_x_b = {"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+                 "metadata": {"name": "p", "namespace": "x"},
+                 "spec": {"podSelector": {"matchLabels": {"pod": "a"}},
+                          "ingress": [{"from": [{"ipBlock": {"cidr": "{{ip x/b}}/32"}}]}]}}
+    v6 = defaulted(cases.substitute(allow_x_b, IPS6, PODCIDR6))
+    m = oracle.matrix(model, [v6], 80, "TCP")
+    assert {s for (s, d), ok in m.items() if d == "x/a" and ok} == {"x/b"}
+    # The IPv4 policy says nothing about IPv6 traffic: x/a is closed to every IPv6 source.
+    v4 = defaulted(cases.substitute(allow_x_b, IPS, PODCIDR))
+    m = oracle.matrix(model, [v4], 80, "TCP")
+    assert not any(ok for (s, d), ok in m.items() if d == "x/a")
 
 
 def test_single_step_form_and_expected_matrix(tmp_path):
@@ -197,6 +274,10 @@ GOOD_STEP = {"probes": [{"port": 80, "protocol": "TCP"}], "expect": {"TCP/80": [
      "policies[0]", "unknown pod 'x/q'"),
     ({"name": "t", "policies": [{"spec": {"cidr": "{{iP x/a}}"}}], **GOOD_STEP},
      "policies[0]", "unknown placeholder"),
+    ({"name": "t", "policies": [{"spec": {"cidr": "{{ip x/a}}/128"}}], **GOOD_STEP},
+     "policies[0]", "is an IPv4 one, 0-32 (an IPv6 run adds 96: /32 is /128)"),
+    ({"name": "t", "steps": [{**GOOD_STEP, "apply": [{"spec": {"cidr": "{{podcidr}}/16"}}]}]},
+     "steps[0].apply[0]", "{{podcidr}} is a CIDR already"),
     ({"name": "t", "steps": [{**GOOD_STEP, "add_pod_labels": [{"pod": "x/q",
                                                                 "labels": {"a": "b"}}]}]},
      "steps[0].add_pod_labels[0].pod", "unknown pod"),

@@ -99,6 +99,70 @@ def test_ipblock_never_matches_a_pod_without_ip():
     assert not oracle.allowed(model, [p], WEB, DB, 80, "TCP")
 
 
+# The same pods in IPv6 (a dual-stack pod is modelled once per family).
+MODEL6 = oracle.Model(MODEL.namespaces, [
+    dict(p, ip=ip) for p, ip in zip(MODEL.pods, ("fd00:10:244::1", "fd00:10:244::2",
+                                                 "fd00:10:244:0:1::1"))])
+
+
+def denied6(policies, port=80, protocol="TCP"):
+    return {pair for pair, ok in oracle.matrix(MODEL6, policies, port, protocol).items()
+            if not ok}
+
+
+def test_ipblock_with_ipv6_pod_addresses_cidr_and_except():
+    p = pol("ns1", "p", {"matchLabels": {"app": "db"}}, ["Ingress"],
+            [{"from": [{"ipBlock": {"cidr": "fd00:10:244::/48",
+                                    "except": ["fd00:10:244:0:1::/80"]}}]}])
+    assert denied6([p]) == {(CLIENT, DB)}
+    one = pol("ns2", "p", {}, ["Egress"],
+              egress=[{"to": [{"ipBlock": {"cidr": "fd00:10:244::1/128"}}]}])
+    assert denied6([one]) == {(CLIENT, DB)}
+    # a /128 is one address: the neighbour ::2 is not in it
+    assert oracle.explain(MODEL6, [one], CLIENT, WEB, 80, "TCP").egress.rules == (
+        "ns2/p egress[0]",)
+    # written differently, the same address matches (parsed, not compared as text)
+    spelled = pol("ns2", "p", {}, ["Egress"],
+                  egress=[{"to": [{"ipBlock": {"cidr": "FD00:10:244:0:0:0:0:1/128"}}]}])
+    assert denied6([spelled]) == {(CLIENT, DB)}
+
+
+def test_an_ipblock_never_matches_the_other_family():
+    v4_any = pol("ns1", "p", {"matchLabels": {"app": "db"}}, ["Ingress"],
+                 [{"from": [{"ipBlock": {"cidr": "0.0.0.0/0"}}]}])
+    v6_any = pol("ns1", "p", {"matchLabels": {"app": "db"}}, ["Ingress"],
+                 [{"from": [{"ipBlock": {"cidr": "::/0"}}]}])
+    # 0.0.0.0/0 allows every IPv4 source and no IPv6 one; ::/0 the other way round
+    assert denied([v4_any]) == set() and denied6([v4_any]) == {(WEB, DB), (CLIENT, DB)}
+    assert denied6([v6_any]) == set() and denied([v6_any]) == {(WEB, DB), (CLIENT, DB)}
+    # an except of the other family removes nothing
+    v6_except_v4 = pol("ns1", "p", {"matchLabels": {"app": "db"}}, ["Ingress"],
+                       [{"from": [{"ipBlock": {"cidr": "::/0", "except": ["10.0.0.0/8"]}}]}])
+    assert denied6([v6_except_v4]) == set()
+    # both families in one rule (two peers, as dual-stack policies are written)
+    both = pol("ns1", "p", {"matchLabels": {"app": "db"}}, ["Ingress"],
+               [{"from": [{"ipBlock": {"cidr": "10.0.1.0/24"}},
+                          {"ipBlock": {"cidr": "fd00:10:244:0:1::/80"}}]}])
+    assert denied([both]) == denied6([both]) == {(WEB, DB)}
+
+
+def test_ipv6_selectors_and_ports_are_the_ipv4_ones():
+    # Only ipBlocks look at addresses: every other verdict is the same in both families.
+    ps = [pol("ns1", "deny", {}, ["Ingress"]),
+          pol("ns1", "allow", {"matchLabels": {"app": "web"}}, ["Ingress"],
+              [{"from": [{"namespaceSelector": {"matchLabels": {"team": "b"}}}],
+                "ports": [{"port": "http", "protocol": "TCP"}]}])]
+    for port, proto in ((80, "TCP"), (53, "UDP")):
+        assert oracle.matrix(MODEL6, ps, port, proto) == oracle.matrix(MODEL, ps, port, proto)
+
+
+def test_a_bad_ipv6_block_names_the_field():
+    bad = pol("ns1", "p", {}, ["Ingress"], [{"from": [{"ipBlock": {"cidr": "fd00::/129"}}]}])
+    with pytest.raises(ValidationError) as exc:
+        oracle.matrix(MODEL6, [bad], 80, "TCP")
+    assert exc.value.field == "spec.ingress[0].from[0].ipBlock"
+
+
 def test_named_port_resolves_on_destination_with_rule_protocol():
     http = pol("ns1", "p", {}, ["Ingress"], [{"ports": [{"port": "http", "protocol": "TCP"}]}])
     assert oracle.allowed(MODEL, [http], CLIENT, WEB, 80, "TCP")
