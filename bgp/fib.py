@@ -9,10 +9,12 @@ one batch per call, so a burst of BGP updates costs two forks.
 Next hops are resolved as BIRD's `gateway recursive` (Calico's bgp_template sets it): a BGP
 next hop on one of the node's own subnets is used as it is; one beyond them (a node in another
 routed rack, reached through the node-to-node mesh) is installed via the node's default
-gateway, its ToR. The node's connected subnets and gateway are read once, and only once a
-batch has met such a next hop (the kernel refuses it: "Nexthop has invalid gateway"): on an
-L2 underlay every next hop is on-link, and nothing extra is ever read. A `dev tunl0 onlink`
-route (IPIP) keeps its next hop: that is the outer destination, which the kernel routes itself.
+gateway, its ToR (per family: an IPv6 next hop via the IPv6 default gateway, on a
+dual-stack fabric). The node's connected subnets and gateway of a family are read once, and
+only once a batch has met such a next hop (the kernel refuses it: "Nexthop has invalid
+gateway", in IPv6 "No route to host"): on an L2 underlay every next hop is on-link, and
+nothing extra is ever read. A `dev tunl0 onlink` route (IPIP) keeps its next hop: that is
+the outer destination, which the kernel routes itself.
 """
 
 from __future__ import annotations
@@ -27,6 +29,10 @@ from orchestrator.errors import ApplyError, CommandError
 from orchestrator.host.naming import RTPROT_BIRD
 from orchestrator.host.runner import DEFAULT, Runner
 
+# What the kernel answers a route whose next hop is on none of the node's links: IPv4 says
+# "Nexthop has invalid gateway", IPv6 "No route to host".
+REFUSED_NEXT_HOP = ("invalid gateway", "No route to host")
+
 
 class Fib:
     """The node's proto-12 routes. ``runner`` runs `ip` here (tests pass a RecordingRunner)."""
@@ -35,42 +41,45 @@ class Fib:
         self.runner = runner
         self.applied = 0      # batches written (for logs and benchmarks)
         self.recursive = recursive   # resolve next hops (set once the kernel refused one)
-        self._links: tuple[list, str | None] | None = None   # (connected nets, gateway)
+        # family -> (connected nets, gateway)
+        self._links: dict[int, tuple[list, str | None]] = {}
 
-    def _link_facts(self) -> tuple[list, str | None]:
-        if self._links is None:
+    def _link_facts(self, version: int = 4) -> tuple[list, str | None]:
+        if version not in self._links:
             nets, gateway = [], None
+            flag = ["-6"] if version == 6 else []
             try:
                 conn = json.loads(self.runner.run(
-                    ["ip", "-j", "route", "show", "table", "main", "proto", "kernel"]).stdout
-                    or "[]")
+                    ["ip", *flag, "-j", "route", "show", "table", "main", "proto",
+                     "kernel"]).stdout or "[]")
                 dflt = json.loads(self.runner.run(
-                    ["ip", "-j", "route", "show", "table", "main", "default"]).stdout or "[]")
+                    ["ip", *flag, "-j", "route", "show", "table", "main", "default"]).stdout
+                    or "[]")
             except (CommandError, ValueError):
                 return [], None   # unresolved: next hops are written as they came
             for r in conn:
                 try:
-                    nets.append(ipaddress.IPv4Network(r.get("dst", "")))
+                    net = ipaddress.ip_network(r.get("dst", ""))
                 except ValueError:
                     continue
+                if net.version == version and not net.is_link_local:
+                    nets.append(net)
             gateway = next((r["gateway"] for r in dflt if r.get("gateway")), None)
-            self._links = (nets, gateway)
-        return self._links
+            self._links[version] = (nets, gateway)
+        return self._links[version]
 
     def resolve(self, routes: list[Route]) -> list[Route]:
-        """Recursive next hops: an off-subnet next hop becomes the default gateway."""
+        """Recursive next hops: an off-subnet next hop becomes its family's default
+        gateway."""
         if not self.recursive or not any(r.type == UNICAST and r.via and not r.dev
                                          for r in routes):
             return routes
-        nets, gateway = self._link_facts()
-        if not gateway:
-            return routes
         out = []
         for r in routes:
-            if r.type == UNICAST and r.via and not r.dev and ":" not in r.via:
-                # IPv6 has no routed fabric: its next hops are always on the node's link.
-                addr = ipaddress.IPv4Address(r.via)
-                if not any(addr in n for n in nets):
+            if r.type == UNICAST and r.via and not r.dev:
+                addr = ipaddress.ip_address(r.via)
+                nets, gateway = self._link_facts(addr.version)
+                if gateway and not addr.is_link_local and not any(addr in n for n in nets):
                     r = replace(r, via=gateway)
             out.append(r)
         return out
@@ -99,7 +108,8 @@ class Fib:
         try:
             self.runner.run(["ip", "-force", "-batch", "-"], input=text)
         except CommandError as exc:
-            if self.recursive or "invalid gateway" not in f"{exc.stderr}{exc.stdout}":
+            said = f"{exc.stderr}{exc.stdout}"
+            if self.recursive or not any(m in said for m in REFUSED_NEXT_HOP):
                 raise ApplyError(f"programming proto {RTPROT_BIRD} routes: {exc}",
                                  text) from exc
             # A next hop beyond our subnets (a meshed node in another routed rack): from now

@@ -240,8 +240,8 @@ def node_from_manifest(doc: Mapping) -> NodeBGP:
 def peer_from_manifest(doc: Mapping, *, node_names: Iterable[str],
                        underlay: str | ipaddress.IPv4Network | Mapping[str, str]) -> BGPPeer:
     """A BGPPeer, checked against the cluster: known node, peer IP inside the underlay (a
-    CIDR), or one of the addresses a routed fabric's nodes and routers own (a mapping of
-    address -> owner)."""
+    CIDR, or a list of one CIDR per family), or one of the addresses a routed fabric's nodes
+    and routers own (a mapping of address -> owner). The peerIP may be IPv6."""
     name, spec = _meta(doc, "BGPPeer")
     obj = f"BGPPeer {name}"
     node = spec.get("node") or None
@@ -275,23 +275,34 @@ def _peer_ip(value, underlay, obj: str) -> str:
         raise ValidationError(f"peerIP with a port is not supported: {text!r}", obj=obj,
                               field="spec.peerIP")
     try:
-        addr = ipaddress.IPv4Address(text)
+        # An IPv6 peerIP is an IPv6 session (Calico's bird6.cfg), for nodes with IPv6.
+        addr = ipaddress.ip_address(text)
     except ValueError:
-        raise ValidationError(f"not an IPv4 address: {text!r}", obj=obj,
+        raise ValidationError(f"not an IPv4 or IPv6 address: {text!r}", obj=obj,
                               field="spec.peerIP") from None
     if isinstance(underlay, Mapping):
         # A routed fabric: only addresses something owns (a node, a router interface).
         if str(addr) not in underlay:
             routers = sorted({v.split(" (")[0] + " " + k for k, v in underlay.items()
-                              if v.startswith("router ")})
+                              if v.startswith("router ")
+                              and ipaddress.ip_address(k).version == addr.version})
             raise ValidationError(f"{addr} is no address of a node or fabric router, so no "
                                   f"BGP speaker could answer there (routers: "
                                   f"{', '.join(routers[:8]) or 'none'})", obj=obj,
                                   field="spec.peerIP")
         return str(addr)
-    net = ipaddress.IPv4Network(underlay, strict=False)
-    if addr not in net:
-        raise ValidationError(f"{addr} is outside the underlay {net}", obj=obj,
+    # A CIDR, or the CIDRs of a dual-stack underlay (underlay.cidr, underlay.cidr6).
+    nets = [ipaddress.ip_network(u, strict=False)
+            for u in (underlay if isinstance(underlay, (list, tuple)) else [underlay])]
+    mine = [n for n in nets if n.version == addr.version]
+    if not mine:
+        raise ValidationError(f"{addr} is an IPv{addr.version} address and the underlay "
+                              f"{', '.join(map(str, nets))} is IPv{nets[0].version} only"
+                              + (" (set the topology's underlay.cidr6)"
+                                 if addr.version == 6 else ""),
+                              obj=obj, field="spec.peerIP")
+    if not any(addr in n for n in mine):
+        raise ValidationError(f"{addr} is outside the underlay {mine[0]}", obj=obj,
                               field="spec.peerIP")
     return str(addr)
 

@@ -15,7 +15,9 @@ Pure. Rules (confd bird.cfg.template / bgp_processor.go):
 - IPv6 (Calico's bird6 twin of each file): between nodes that both have an IPv6 address, the
   mesh and every peerSelector peering get an IPv6 session too, between the nodes' IPv6
   addresses, with the same type, AS, route-reflector role and passive rule (string order of the
-  IPv6 addresses); a BGPPeer with an IPv4 peerIP stays IPv4 only, as in bird.cfg.
+  IPv6 addresses); a BGPPeer with an IPv4 peerIP stays IPv4 only, as in bird.cfg, and one
+  with an IPv6 peerIP (a dual-stack fabric's ToR, fd00:172:18:1::1) is an IPv6 session of
+  the nodes it selects that have an IPv6 address (bird6.cfg), after their IPv6 twins.
 """
 
 from __future__ import annotations
@@ -75,12 +77,15 @@ def peerings(nodes: Iterable[NodeBGP], config: BGPConfiguration,
              peers: Iterable[BGPPeer]) -> dict[str, list[Neighbor]]:
     """node name -> its BGP neighbors, sorted by address."""
     nodes = sorted(nodes, key=lambda n: n.name)
-    by_ip: dict[str, NodeBGP] = {}
+    by_ip: dict[str, NodeBGP] = {}     # the nodes by IPv4 and by IPv6 address
     for n in nodes:
-        if n.ip in by_ip:
-            raise ValidationError(f"address {n.ip} also used by node {by_ip[n.ip].name}",
-                                  obj=f"Node {n.name}", field="spec.bgp.ipv4Address")
-        by_ip[n.ip] = n
+        for ip, fld in ((n.ip, "spec.bgp.ipv4Address"), (n.ip6, "spec.bgp.ipv6Address")):
+            if ip is None:
+                continue
+            if ip in by_ip:
+                raise ValidationError(f"address {ip} also used by node {by_ip[ip].name}",
+                                      obj=f"Node {n.name}", field=fld)
+            by_ip[ip] = n
     peers = sorted(peers, key=lambda p: p.name)
     raw: dict[str, dict[str, Neighbor]] = {}
     twins: dict[str, set[str]] = {}     # node -> peer IPv4 addresses with an IPv6 twin
@@ -96,8 +101,10 @@ def peerings(nodes: Iterable[NodeBGP], config: BGPConfiguration,
         for peer in peers:
             kind = GLOBAL if peer.is_global else NODE_SPECIFIC
             for ip, asn, other, has_twin in _targets(peer, local, nodes, by_ip):
-                if ip == local.ip or ip in chosen:
+                if ip in (local.ip, local.ip6) or ip in chosen:
                     continue
+                if ":" in ip and not local.ip6:
+                    continue   # an IPv6 peerIP: only nodes with an IPv6 address run bird6
                 if asn is None:
                     asn = other.as_number(config)
                 chosen[ip] = Neighbor(ip, asn, kind, node=other.name if other else None)
@@ -108,7 +115,8 @@ def peerings(nodes: Iterable[NodeBGP], config: BGPConfiguration,
     for local in nodes:
         mine = raw[local.name]
         v4 = [replace(nb, passive=_passive(local, nb, by_ip, raw))
-              for nb in sorted(mine.values(), key=lambda nb: ipaddress.IPv4Address(nb.ip))]
+              for nb in sorted((nb for nb in mine.values() if nb.family == 4),
+                               key=lambda nb: ipaddress.IPv4Address(nb.ip))]
         v6 = []
         if local.ip6:
             for nb in v4:
@@ -119,6 +127,12 @@ def peerings(nodes: Iterable[NodeBGP], config: BGPConfiguration,
                     # Its reverse exists exactly when the IPv4 one's does (same rules).
                     passive = local.ip in raw[other.name] and other.ip6 > local.ip6
                     v6.append(replace(nb, ip=other.ip6, passive=passive, router_id=other.ip))
+            twinned = {nb.ip for nb in v6}
+            for nb in mine.values():
+                if nb.family == 6 and nb.ip not in twinned:   # BGPPeers with an IPv6 peerIP
+                    other = by_ip.get(nb.ip)
+                    v6.append(replace(nb, passive=_passive(local, nb, by_ip, raw),
+                                      router_id=other.ip if other else None))
             v6.sort(key=lambda nb: ipaddress.IPv6Address(nb.ip))
         out[local.name] = v4 + v6
     return out
@@ -138,9 +152,10 @@ def _rr(local: NodeBGP, nb: Neighbor, config: BGPConfiguration,
 def _passive(local: NodeBGP, nb: Neighbor, by_ip: dict[str, NodeBGP],
              raw: dict[str, dict[str, Neighbor]]) -> bool:
     other = by_ip.get(nb.ip)
-    if other is None or local.ip not in raw[other.name]:
+    me = local.ip6 if nb.family == 6 else local.ip
+    if other is None or me not in raw[other.name]:
         return False  # an outside router, or a node that does not peer back: we must connect
-    return nb.ip > local.ip  # string comparison, exactly as Calico's template
+    return nb.ip > me  # string comparison, exactly as Calico's template
 
 
 def why_no_peer(node: NodeBGP, config: BGPConfiguration) -> str:

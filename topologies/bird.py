@@ -15,6 +15,15 @@ What a data-centre operator would configure (RFC 7938 style, and the peerings of
   reflected to its nodes with the ToR as next hop (the spine's /31 is not on the rack's L2),
   while rack-internal routes keep the originating node as next hop;
 - nodes may only announce prefixes outside the underlay (their pod blocks).
+
+Dual stack (underlay.cidr6, topologies.fabric6): every IPv4 piece gets an IPv6 twin beside
+it, never a change to the IPv4 text: `UNDERLAY6`, a `protocol direct` for the rack's /64, a
+second `protocol kernel` (ipv6, merge paths), and an IPv6 session (`<peer>_v6`, `ipv6`
+channel, the same filters and `next hop self ebgp`) beside every router-router session,
+between the two ends' /127 addresses, and (when the pods have IPv6, ipFamilies) beside every
+ToR-node session, to the node's IPv6 address. The routers' interfaces have no link-local
+address (topologies.net), so BIRD's next hops are the global addresses: nodes' ExaBGP reads
+one next hop per route, and `ip -6 route` shows the /127 peers.
 """
 
 from __future__ import annotations
@@ -39,6 +48,17 @@ def protocol_name(peer: str) -> str:
     return name if name[:1].isalpha() else "n_" + name
 
 
+def protocol_name6(peer: str) -> str:
+    """The IPv6 session's name: tor-a -> tor_a_v6."""
+    return protocol_name(peer) + "_v6"
+
+
+def node_sessions6(spec) -> bool:
+    """Whether ToRs peer with their nodes over IPv6 too: IPv6 pods (ipFamilies) on IPv6
+    nodes, as the node speakers only run IPv6 sessions then (orchestrator.node.routing)."""
+    return spec.fabric is not None and spec.fabric.ipv6 and 6 in spec.families
+
+
 def _timers(fabric: FabricSpec) -> list[str]:
     return [f"\thold time {fabric.hold_time};",
             f"\tkeepalive time {max(1, fabric.hold_time // 3)};",
@@ -47,19 +67,61 @@ def _timers(fabric: FabricSpec) -> list[str]:
             f"\terror wait time {ERROR_WAIT};"]
 
 
+def _kernel(family: str, name: str | None = None) -> list[str]:
+    return [f"protocol kernel {name + ' ' if name else ''}{{",
+            f"\t{family} {{",
+            "\t\timport none;",
+            "\t\texport where source = RTS_BGP;",
+            "\t};",
+            "\tmerge paths on;",
+            "}",
+            ""]
+
+
+def _fabric_template(router: RouterSpec, fabric: FabricSpec, v6: bool) -> list[str]:
+    out = [f"template bgp fabric_peer{'6' if v6 else ''} {{",
+           f"\tlocal as {router.asNumber};",
+           *_timers(fabric)]
+    if fabric.bfd:
+        out.append("\tbfd on;")
+    return out + [f"\t{'ipv6' if v6 else 'ipv4'} {{",
+                  "\t\timport all;",
+                  "\t\texport where source ~ [ RTS_BGP, RTS_DEVICE ];",
+                  "\t};",
+                  "}",
+                  ""]
+
+
+def _rack_template(router: RouterSpec, fabric: FabricSpec, v6: bool) -> list[str]:
+    underlay = "UNDERLAY6" if v6 else "UNDERLAY"
+    return [f"template bgp rack_node{'6' if v6 else ''} {{",
+            f"\tlocal as {router.asNumber};",
+            *_timers(fabric),
+            f"\t{'ipv6' if v6 else 'ipv4'} {{",
+            f"\t\timport where !(net ~ {underlay});",
+            f"\t\texport where source = RTS_BGP && !(net ~ {underlay});",
+            "\t\tnext hop self ebgp;",
+            "\t};",
+            "}",
+            ""]
+
+
 def render(router: RouterSpec, fabric: FabricSpec, spec) -> str:
     """bird.conf for ``router``; ``spec`` is the ClusterSpec (rack nodes and their AS)."""
     underlay = spec.underlay.cidr
+    v6 = fabric.ipv6
     out = [f"# BIRD 2 configuration of {router.role} {router.name} (AS {router.asNumber})"
            + (f", rack {router.rack}" if router.rack else "") + "; rendered by calinet.",
            f"router id {router.router_id};",
            "",
-           f"define UNDERLAY = [ {underlay}+ ];",
-           "",
-           "protocol device {",
-           "\tscan time 10;",
-           "}",
-           ""]
+           f"define UNDERLAY = [ {underlay}+ ];"]
+    if v6:
+        out.append(f"define UNDERLAY6 = [ {spec.underlay.cidr6}+ ];")
+    out += ["",
+            "protocol device {",
+            "\tscan time 10;",
+            "}",
+            ""]
     if router.role == "tor":
         out += ["# The rack subnet, announced to the spines.",
                 "protocol direct rack_subnet {",
@@ -67,6 +129,13 @@ def render(router: RouterSpec, fabric: FabricSpec, spec) -> str:
                 f'\tinterface "{router.interfaces[0].name}";',
                 "}",
                 ""]
+        if v6:
+            out += ["# The rack's IPv6 subnet, announced to the spines.",
+                    "protocol direct rack_subnet6 {",
+                    "\tipv6;",
+                    f'\tinterface "{router.interfaces[0].name}";',
+                    "}",
+                    ""]
     for intf in router.interfaces:
         if intf.peer.startswith("external "):
             out += [f"# The outside world ({intf.peer[len('external '):]}), announced into the "
@@ -76,14 +145,9 @@ def render(router: RouterSpec, fabric: FabricSpec, spec) -> str:
                     f'\tinterface "{intf.name}";',
                     "}",
                     ""]
-    out += ["protocol kernel {",
-            "\tipv4 {",
-            "\t\timport none;",
-            "\t\texport where source = RTS_BGP;",
-            "\t};",
-            "\tmerge paths on;",
-            "}",
-            ""]
+    out += _kernel("ipv4")
+    if v6:
+        out += _kernel("ipv6", "kernel6")
     if fabric.bfd:
         out += ["protocol bfd {",
                 '\tinterface "eth*" {',
@@ -92,48 +156,42 @@ def render(router: RouterSpec, fabric: FabricSpec, spec) -> str:
                 "\t};",
                 "}",
                 ""]
-    out += ["template bgp fabric_peer {",
-            f"\tlocal as {router.asNumber};",
-            *_timers(fabric)]
-    if fabric.bfd:
-        out.append("\tbfd on;")
-    out += ["\tipv4 {",
-            "\t\timport all;",
-            "\t\texport where source ~ [ RTS_BGP, RTS_DEVICE ];",
-            "\t};",
-            "}",
-            ""]
+    out += _fabric_template(router, fabric, False)
+    if v6:
+        out += _fabric_template(router, fabric, True)
     by_name = {r.name: r for r in fabric.routers}
     for intf in router.interfaces:
         peer = by_name.get(intf.peer)
         if peer is None:
             continue
-        peer_ip = peer.interface(next(i.name for i in peer.interfaces
-                                      if i.peer == router.name)).ip
+        far = peer.interface(next(i.name for i in peer.interfaces if i.peer == router.name))
         out += [f"protocol bgp {protocol_name(peer.name)} from fabric_peer {{",
                 f'\tdescription "{peer.role} {peer.name}";',
-                f"\tneighbor {peer_ip} as {peer.asNumber};",
+                f"\tneighbor {far.ip} as {peer.asNumber};",
                 "}",
                 ""]
+        if v6:
+            out += [f"protocol bgp {protocol_name6(peer.name)} from fabric_peer6 {{",
+                    f'\tdescription "{peer.role} {peer.name} (IPv6)";',
+                    f"\tneighbor {far.ip6} as {peer.asNumber};",
+                    "}",
+                    ""]
     if router.role == "tor":
         rack = next(r for r in spec.racks if r.name == router.rack)
-        out += ["template bgp rack_node {",
-                f"\tlocal as {router.asNumber};",
-                *_timers(fabric),
-                "\tipv4 {",
-                "\t\timport where !(net ~ UNDERLAY);",
-                "\t\texport where source = RTS_BGP && !(net ~ UNDERLAY);",
-                "\t\tnext hop self ebgp;",
-                "\t};",
-                "}",
-                ""]
+        nodes6 = node_sessions6(spec)
+        out += _rack_template(router, fabric, False)
+        if nodes6:
+            out += _rack_template(router, fabric, True)
         for name in rack.nodes:
             node = spec.node(name)
             asn = node.as_number if node.as_number is not None else spec.cluster_as
+            rr = ["\trr client;   # iBGP: the ToR reflects the rack's routes"] \
+                if asn == router.asNumber else []
             out += [f"protocol bgp {protocol_name(name)} from rack_node {{",
                     f'\tdescription "node {name}";',
-                    f"\tneighbor {node.ip} as {asn};"]
-            if asn == router.asNumber:
-                out.append("\trr client;   # iBGP: the ToR reflects the rack's routes")
-            out += ["}", ""]
+                    f"\tneighbor {node.ip} as {asn};", *rr, "}", ""]
+            if nodes6 and node.ip6:
+                out += [f"protocol bgp {protocol_name6(name)} from rack_node6 {{",
+                        f'\tdescription "node {name} (IPv6)";',
+                        f"\tneighbor {node.ip6} as {asn};", *rr, "}", ""]
     return "\n".join(out).rstrip("\n") + "\n"

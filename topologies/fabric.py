@@ -14,6 +14,8 @@ underlay" rule covers the whole fabric:
   .2, .3, ... as on a flat underlay;
 - router links are /31s from `fabric.linkCidr` (default: the underlay's last /24), ToR side
   first.
+
+With underlay.cidr6 topologies.fabric6 adds the IPv6 half of the plan to this one.
 """
 
 from __future__ import annotations
@@ -53,6 +55,8 @@ class Interface:
     ip: str
     prefixlen: int
     peer: str          # the router at the other end, or "rack <name>"
+    ip6: str | None = None          # underlay.cidr6: the interface's IPv6 address
+    prefixlen6: int | None = None
 
 
 @dataclass(frozen=True)
@@ -82,14 +86,18 @@ class FabricLink:
     delay: str | None = None      # WAN links: netem delay ("20ms"), where the kernel has netem
     loss: float | None = None     # WAN links: netem loss in percent
     wan: bool = False
+    a_ip6: str | None = None      # underlay.cidr6: a /127 per link (topologies.fabric6)
+    b_ip6: str | None = None
 
 
 @dataclass(frozen=True)
 class RackNet:
-    """A routed rack's subnet; the ToR owns ``gateway``."""
+    """A routed rack's subnet; the ToR owns ``gateway`` (and ``gateway6`` of ``subnet6``)."""
     subnet: str
     gateway: str
     tor: str
+    subnet6: str | None = None
+    gateway6: str | None = None
 
 
 @dataclass(frozen=True)
@@ -100,6 +108,12 @@ class FabricSpec:
     hold_time: int = DEFAULT_HOLD
     bfd: bool = False
     sites: tuple = ()       # (site name, (spine names)) of a multi-site fabric
+    link_cidr6: str | None = None   # underlay.cidr6: the router links' /64 (dual stack)
+
+    @property
+    def ipv6(self) -> bool:
+        """Whether the routers have IPv6 addresses and sessions (underlay.cidr6)."""
+        return self.link_cidr6 is not None
 
     @property
     def router_names(self) -> list[str]:
@@ -118,8 +132,10 @@ class FabricSpec:
         return [r for r in self.routers if r.role == "spine"]
 
     def addresses(self) -> dict[str, str]:
-        """Every router address -> "router <name> (<interface>)", for peerIP checks."""
-        return {i.ip: f"router {r.name} ({i.name})" for r in self.routers for i in r.interfaces}
+        """Every router address (IPv6 ones too) -> "router <name> (<interface>)", for peerIP
+        checks."""
+        return {ip: f"router {r.name} ({i.name})" for r in self.routers for i in r.interfaces
+                for ip in (i.ip, i.ip6) if ip}
 
 
 

@@ -363,13 +363,19 @@ def render_node_batch(spec: ClusterSpec, name: str) -> str:
                      f"dev {NODE_INTF} nud permanent")
     if me.ip6:
         # IPv6 beside it (underlay.cidr6): `nodad`, or the address stays tentative for a
-        # second of duplicate address detection and nothing can bind to it; the same on-link
-        # default and permanent neighbours (same MACs) as IPv4. The family of each line comes
-        # from its address (`ip -batch` takes no -6 per line).
+        # second of duplicate address detection and nothing can bind to it; the same default
+        # route (on-link, or via the ToR's ::1 in a routed rack) and permanent neighbours
+        # (same MACs) as IPv4. The family of each line comes from its address (`ip -batch`
+        # takes no -6 per line).
         lines += [f"addr add {me.ip6}/{me.prefixlen6} dev {NODE_INTF} nodad",
-                  f"route add ::/0 dev {NODE_INTF}"]
+                  f"route add ::/0 via {me.gateway6} dev {NODE_INTF}" if me.gateway6
+                  else f"route add ::/0 dev {NODE_INTF}"]
         lines += [f"neigh replace {n.ip6} lladdr {node_mac(n.ip)} dev {NODE_INTF} nud permanent"
-                  for n in spec.nodes if n.name != name and n.ip6]
+                  for n in spec.nodes if n.name != name and n.ip6
+                  and (not me.gateway or n.rack == me.rack)]
+        if me.gateway6:
+            lines.append(f"neigh replace {me.gateway6} lladdr {node_mac(me.gateway)} "
+                         f"dev {NODE_INTF} nud permanent")
     return "\n".join(lines) + "\n"
 
 
@@ -382,11 +388,21 @@ def render_router_batch(spec: ClusterSpec, name: str) -> str:
     lines = ["link set dev lo up"]
     for intf in router.interfaces:
         lines += [f"link set dev {intf.name} address {node_mac(intf.ip)}",
-                  f"addr add {intf.ip}/{intf.prefixlen} dev {intf.name}",
-                  f"link set dev {intf.name} up"]
+                  f"addr add {intf.ip}/{intf.prefixlen} dev {intf.name}"]
+        if fabric.ipv6:
+            # Dual stack: no link-local address (set before the link comes up), so BIRD
+            # announces one global next hop, not global + link-local (which ExaBGP would
+            # read as two routes); `nodad` as on the nodes.
+            lines.append(f"link set dev {intf.name} addrgenmode none")
+            if intf.ip6:
+                lines.append(f"addr add {intf.ip6}/{intf.prefixlen6} dev {intf.name} nodad")
+        lines.append(f"link set dev {intf.name} up")
     if router.role == "tor":
         lines += [f"neigh replace {n.ip} lladdr {node_mac(n.ip)} dev {router.interfaces[0].name}"
                   " nud permanent" for n in spec.nodes if n.rack == router.rack]
+        lines += [f"neigh replace {n.ip6} lladdr {node_mac(n.ip)} "
+                  f"dev {router.interfaces[0].name} nud permanent"
+                  for n in spec.nodes if n.rack == router.rack and n.ip6]
     ext = spec.external
     if ext is not None and ext.attach == name:
         lines.append(f"neigh replace {ext.ip} lladdr {node_mac(ext.ip)} dev {ext.attach_intf} "
@@ -397,6 +413,10 @@ def render_router_batch(spec: ClusterSpec, name: str) -> str:
             intf, peer_ip = (link.a_intf, link.b_ip) if mine_a else (link.b_intf, link.a_ip)
             lines.append(f"neigh replace {peer_ip} lladdr {node_mac(peer_ip)} dev {intf} "
                          "nud permanent")
+            peer_ip6 = link.b_ip6 if mine_a else link.a_ip6
+            if peer_ip6:
+                lines.append(f"neigh replace {peer_ip6} lladdr {node_mac(peer_ip)} dev {intf} "
+                             "nud permanent")
     return "\n".join(lines) + "\n"
 
 
@@ -415,12 +435,20 @@ def _configure_nodes(spec: ClusterSpec, net: Mininet, deadline: float) -> None:
             from topologies.external import render_batch as external_batch
             batches.append((spec.external.name,
                             external_batch(spec.external, spec.underlay.cidr, node_mac), None))
+        # IPv6 forwarding on IPv6 nodes and on dual-stack routers. Routers keep their IPv6
+        # addresses while a port is down (as IPv4 does, and a router's configuration does):
+        # the kernel's default drops them, so a cable cut (fabric_link_down, fail-router)
+        # would take them for good.
+        routers6 = {r.name for r in spec.fabric.routers} if spec.fabric and spec.fabric.ipv6 \
+            else set()
         for name, text, n in batches:
             host = net[name]
             batch = Path(tmp) / f"{name}.ip"
             batch.write_text(text)
             v6 = (" && echo 1 > /proc/sys/net/ipv6/conf/all/forwarding"
-                  if n is not None and n.ip6 else "")
+                  if (n is not None and n.ip6) or name in routers6 else "")
+            if name in routers6:
+                v6 += " && echo 1 > /proc/sys/net/ipv6/conf/all/keep_addr_on_down"
             host.sendCmd(f"ip -batch {batch} && echo 1 > /proc/sys/net/ipv4/ip_forward{v6};"
                          f" echo {_RC_MARK}$?")
             hosts.append((name, n, host))

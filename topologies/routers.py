@@ -188,9 +188,11 @@ class FabricRouters:
         return out
 
     def fabric_sessions_down(self) -> list[str]:
-        """Router-to-router sessions not Established (node sessions depend on the user's
-        BGPPeers and are waited for by the node speakers)."""
+        """Router-to-router sessions (IPv4 and, dual stack, IPv6) not Established (node
+        sessions depend on the user's BGPPeers and are waited for by the node speakers)."""
         routers = {bird.protocol_name(r) for r in self.texts}
+        if self.spec.fabric.ipv6:
+            routers |= {bird.protocol_name6(r) for r in self.texts}
         return [f"{s.router}/{s.name} ({s.info or s.state})" for s in self.sessions()
                 if s.name in routers and not s.info.startswith("Established")]
 

@@ -5,7 +5,9 @@ Pure (reads the file it is given, nothing else). Schema (see topologies/README.m
     name: three-node                  # cluster name, RFC 1123 label
     underlay:                         # optional
       cidr: 172.18.0.0/16             # default; node IPs .2, .3, ... in node order (like docker)
-      cidr6: fd00:172:18::/64         # optional: nodes get IPv6 addresses too (::2, ::3, ...)
+      cidr6: fd00:172:18::/64         # optional: nodes get IPv6 addresses too (::2, ::3, ...);
+                                      # with fabric: rack i the i-th /64 (ToR ::1), router
+                                      # links /127s from the last /64 (topologies.fabric6)
       bandwidth: 1000                 # Mbit/s on every node link (0 < bw <= 1000), optional
     racks:                            # optional; absent = one L2 switch for all nodes
       - {name: rack-a, nodes: [node-1, node-2]}
@@ -21,7 +23,7 @@ Pure (reads the file it is given, nothing else). Schema (see topologies/README.m
         capacity: {cpu: "4", memory: 8Gi, pods: 110}   # defaults 2, 4Gi, 110
         taints: [{key: k, value: v, effect: NoSchedule}]
         ip: 172.18.0.10               # optional, inside the underlay
-        ip6: fd00:172:18::10          # optional, inside underlay.cidr6
+        ip6: fd00:172:18::10          # optional, inside underlay.cidr6 (its rack's /64)
         bandwidth: 100                # optional per-node override, Mbit/s
         routeReflectorClusterID: 224.0.0.1               # optional dotted quad
         asNumber: 65101               # optional: Calico Node spec.bgp.asNumber
@@ -129,6 +131,7 @@ class NodeSpec:
     as_number: int | None = None            # Calico Node spec.bgp.asNumber; None = cluster's
     ip6: str | None = None                  # IPv6 address (underlay.cidr6); None = IPv4 only
     prefixlen6: int | None = None
+    gateway6: str | None = None             # routed rack with cidr6: its ToR's ::1
 
     @property
     def is_control_plane(self) -> bool:
@@ -141,6 +144,7 @@ class RackSpec:
     nodes: tuple
     subnet: str | None = None   # routed racks (fabric) only
     tor: str | None = None
+    subnet6: str | None = None  # routed racks with underlay.cidr6 (topologies.fabric6)
 
 
 @dataclass(frozen=True)
@@ -185,11 +189,15 @@ class ClusterSpec:
         return (4, 6) if self.underlay.cidr6 else (4,)
 
     def peer_scope(self):
-        """Where a BGPPeer's peerIP may point: the underlay CIDR on an L2 underlay; on a
-        routed fabric exactly the addresses nodes and routers own (address -> owner)."""
+        """Where a BGPPeer's peerIP may point: the underlay CIDR on an L2 underlay (a list
+        [cidr, cidr6] on a dual-stack one); on a routed fabric exactly the addresses nodes and
+        routers own (address -> owner), IPv6 ones too."""
         if self.fabric is None:
-            return self.underlay.cidr
-        return {**{n.ip: f"node {n.name}" for n in self.nodes}, **self.fabric.addresses()}
+            return [self.underlay.cidr, self.underlay.cidr6] if self.underlay.cidr6 \
+                else self.underlay.cidr
+        return {**{n.ip: f"node {n.name}" for n in self.nodes},
+                **{n.ip6: f"node {n.name}" for n in self.nodes if n.ip6},
+                **self.fabric.addresses()}
 
     @property
     def node_names(self) -> list[str]:
@@ -273,6 +281,9 @@ def _build(d, source: str, base: Path | None = None) -> ClusterSpec:
             {"name": r.name, "path": f"racks[{i}]", "subnet": r.subnet,
              "tor": (d["racks"][i] or {}).get("tor"), "site": (d["racks"][i] or {}).get("site")}
             for i, r in enumerate(racks)])
+        if underlay.cidr6 is not None:
+            from topologies.fabric6 import plan6
+            fabric, nets = plan6(fabric, nets, [r.name for r in racks], underlay.cidr6)
         clash = set(fabric.router_names) & set(seen)
         if clash:
             name = sorted(clash)[0]
@@ -281,9 +292,10 @@ def _build(d, source: str, base: Path | None = None) -> ClusterSpec:
                           or ((d["racks"][i] or {}).get("tor") or {}).get("name") == name),
                          "fabric.spines")
             raise _err(f"router name {name!r} is also a node name", where)
-        racks = tuple(RackSpec(r.name, r.nodes, nets[r.name].subnet, nets[r.name].tor)
+        racks = tuple(RackSpec(r.name, r.nodes, nets[r.name].subnet, nets[r.name].tor,
+                               nets[r.name].subnet6)
                       for r in racks)
-        ips = {}
+        ips, ips6 = {}, {}
         for r in racks:
             # Like a flat underlay, with the ToR as .1: nodes get .2, .3, ... of their rack.
             members = [dr for dr in drafts if rack_of[dr["name"]] == r.name]
@@ -293,10 +305,13 @@ def _build(d, source: str, base: Path | None = None) -> ClusterSpec:
                                dr["path"] + ".ip")
             ips.update(assign_node_ips(
                 [(dr["name"], dr["ip"], dr["path"] + ".ip") for dr in members], r.subnet))
+            if r.subnet6 is not None:
+                ips6.update(_rack_ips6(members, r, nets[r.name].gateway6))
+        _no_ip6(drafts, underlay)
     else:
         ips = assign_node_ips([(dr["name"], dr["ip"], dr["path"] + ".ip") for dr in drafts],
                               underlay.cidr)
-    ips6 = _node_ips6(drafts, underlay, routed)
+        ips6 = _node_ips6(drafts, underlay)
     nodes = tuple(_finish(dr, ips[dr["name"]], rack_of.get(dr["name"]), underlay,
                           nets.get(rack_of.get(dr["name"])), ips6.get(dr["name"]))
                   for dr in drafts)
@@ -332,20 +347,38 @@ def _ip_families(raw, underlay: UnderlaySpec) -> tuple[int, ...]:
     return tuple(out)
 
 
-def _node_ips6(drafts, underlay: UnderlaySpec, routed: bool) -> dict[str, str]:
-    """Node name -> IPv6 address, from underlay.cidr6 (none without it)."""
+def _no_ip6(drafts, underlay: UnderlaySpec) -> None:
+    """Without underlay.cidr6 no node may ask for an IPv6 address."""
     if underlay.cidr6 is None:
         for dr in drafts:
             if dr.get("ip6") is not None:
                 raise _err("an IPv6 address needs an IPv6 underlay: set underlay.cidr6",
                            dr["path"] + ".ip6")
+
+
+def _node_ips6(drafts, underlay: UnderlaySpec) -> dict[str, str]:
+    """Node name -> IPv6 address on an L2 underlay, from underlay.cidr6 (none without it)."""
+    _no_ip6(drafts, underlay)
+    if underlay.cidr6 is None:
         return {}
-    if routed:
-        # Racks, ToRs and BIRD would need IPv6 subnets and sessions of their own.
-        raise _err("IPv6 on a routed fabric is not supported yet: use an L2 underlay "
-                   "(no fabric:) for IPv6 nodes", "underlay.cidr6")
     return assign_node_ips([(dr["name"], dr.get("ip6"), dr["path"] + ".ip6") for dr in drafts],
                            underlay.cidr6, field="underlay.cidr6")
+
+
+def _rack_ips6(members, rack: RackSpec, gateway6: str) -> dict[str, str]:
+    """A routed rack's nodes' IPv6 addresses: ::2, ::3, ... of its /64 (the ToR is ::1)."""
+    for dr in members:
+        want = dr.get("ip6")
+        try:
+            tor = want is not None and ipaddress.ip_address(str(want)) == \
+                ipaddress.ip_address(gateway6)
+        except ValueError:
+            tor = False     # assign_node_ips names what is wrong with it
+        if tor:
+            raise _err(f"{want} is the IPv6 address of {rack.name}'s ToR {rack.tor}",
+                       dr["path"] + ".ip6")
+    return assign_node_ips([(dr["name"], dr.get("ip6"), dr["path"] + ".ip6")
+                            for dr in members], rack.subnet6, field="underlay.cidr6")
 
 
 def _cluster_as(docs) -> int:
@@ -626,4 +659,6 @@ def _finish(dr: dict, ip: str, rack: str | None, underlay: UnderlaySpec,
                     prefixlen=(ipaddress.IPv4Network(net.subnet).prefixlen if net
                                else underlay.prefixlen),
                     gateway=net.gateway if net else None, as_number=dr["asn"],
-                    ip6=ip6, prefixlen6=underlay.prefixlen6 if ip6 else None)
+                    ip6=ip6, gateway6=net.gateway6 if net and ip6 else None,
+                    prefixlen6=(None if not ip6 else ipaddress.IPv6Network(net.subnet6).prefixlen
+                                if net else underlay.prefixlen6))

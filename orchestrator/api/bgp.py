@@ -2,9 +2,10 @@
 
 Pure. The rules are bgp.model's (the ones the speakers are rendered from), so what the API
 accepts is exactly what routing can run: AS numbers 1..4294967295 (plain or dotted), Calico
-selectors, peerIP an IPv4 address, keepalive = hold/3. Checks that need the cluster (the node
-a BGPPeer names exists, its peerIP is inside the underlay) are in check_peer_against_cluster,
-which the Client calls at apply time with the store's nodes and the underlay.
+selectors, peerIP an IPv4 or IPv6 address, keepalive = hold/3. Checks that need the cluster
+(the node a BGPPeer names exists, its peerIP is inside the underlay) are in
+check_peer_against_cluster, which the Client calls at apply time with the store's nodes and
+the underlay.
 """
 
 from __future__ import annotations
@@ -24,8 +25,8 @@ BGPPEER_SPEC_FIELDS = frozenset({"peerIP", "asNumber", "node", "nodeSelector", "
 # Calico also serves per-node configurations named "node.<name>"; calinet has only the
 # cluster-wide one, which Calico calls "default".
 CLUSTER_CONFIG_NAME = "default"
-# Used while normalizing, before the cluster is known: every IPv4 address is "inside".
-_ANY = ipaddress.IPv4Network("0.0.0.0/0")
+# Used while normalizing, before the cluster is known: every address is "inside".
+_ANY = (ipaddress.IPv4Network("0.0.0.0/0"), ipaddress.IPv6Network("::/0"))
 
 
 def normalize_bgpconfiguration_spec(spec: Any, name: str) -> dict:

@@ -54,7 +54,7 @@ def test_nodes_get_ipv6_addresses_in_node_order_skipping_explicit_ones():
      "nodes[1].ip6", "already the IP of node 'n1'"),
     ({"underlay": {"cidr6": V6}, "fabric": {"spines": {"count": 1}},
       "racks": [{"name": "rack-a", "nodes": ["n1"]}], "nodes": [{"name": "n1"}]},
-     "underlay.cidr6", "routed fabric"),
+     "underlay.cidr6", "too small for a fabric of 1 rack(s)"),
 ])
 def test_bad_ipv6_underlay_input_names_the_field(d, field, words):
     doc = {"name": "t", "nodes": [{"name": "n1"}], **d}

@@ -111,12 +111,15 @@ def test_every_example_routes_every_node_by_itself():
         objs = [d.obj for d in s.manifests]
         config = configuration_from_manifest(
             next((o for o in objs if o["kind"] == "BGPConfiguration"), None))
-        peers = [peer_from_manifest(o, node_names=s.node_names, underlay=s.underlay.cidr)
+        peers = [peer_from_manifest(o, node_names=s.node_names, underlay=s.peer_scope())
                  for o in objs if o["kind"] == "BGPPeer"]
-        nodes = [node_bgp(n.name, n.ip, labels=n.labels,
+        nodes = [node_bgp(n.name, n.ip, labels=n.labels, ip6=n.ip6,
                           routeReflectorClusterID=n.route_reflector_cluster_id) for n in s.nodes]
         table = peerings(nodes, config, peers)
         assert all(table[n] for n in s.node_names), (path.name, table)
+        if 6 in s.families:     # and an IPv6 neighbor where pods have IPv6 addresses
+            assert all(any(nb.family == 6 for nb in table[n]) for n in s.node_names), \
+                (path.name, table)
 
 
 def test_testbed_applies_the_topology_manifests_first(tmp_path):
