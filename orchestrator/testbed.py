@@ -20,6 +20,8 @@ import shutil
 import tempfile
 import time
 
+from kubeproxy.model import cluster_ip_of
+from orchestrator.api.pod import pod_ip_of
 from orchestrator.control.client import Client, split_key
 from orchestrator.control.nodes import host_facts, node_object, system_namespaces
 from orchestrator.control.serviceips import ServiceIPAllocator
@@ -586,11 +588,9 @@ class Testbed:
             raise NotFound(f'pod "{key}" has no IP yet ({_why(self._pod(key))})')
         if family is None:
             return ip
-        if family not in (4, 6):
-            raise ValidationError(f"family {family!r}: use 4 or 6", field="family")
-        for a in st.get("podIPs") or [{"ip": ip}]:
-            if (":" in a.get("ip", "")) == (family == 6):
-                return a["ip"]
+        found = pod_ip_of(self._pod(key), _check_family(family))
+        if found:
+            return found
         raise NotFound(f'pod "{key}" has no IPv{family} address (its addresses: '
                        f'{", ".join(a.get("ip", "") for a in st.get("podIPs") or [])}; the '
                        f'cluster\'s ipFamilies are {", ".join(f"IPv{f}" for f in self.spec.families)})')
@@ -607,11 +607,9 @@ class Testbed:
             raise NotFound(f'service "{ns}/{name}" is headless: it has no ClusterIP')
         if family is None:
             return ip
-        if family not in (4, 6):
-            raise ValidationError(f"family {family!r}: use 4 or 6", field="family")
-        for cip in svc["spec"].get("clusterIPs") or [ip]:
-            if (":" in cip) == (family == 6):
-                return cip
+        found = cluster_ip_of(svc["spec"], _check_family(family))
+        if found:
+            return found
         raise NotFound(f'service "{ns}/{name}" has no IPv{family} ClusterIP (ipFamilies '
                        f'{", ".join(svc["spec"].get("ipFamilies") or ["IPv4"])}, '
                        f'ipFamilyPolicy {svc["spec"].get("ipFamilyPolicy", "SingleStack")})')
@@ -714,10 +712,8 @@ class Testbed:
     def node_ip(self, node: str, family: int = 4) -> str:
         """The node's underlay address (``family`` 6: its IPv6 one, underlay.cidr6)."""
         handle = self._node(node)
-        if family == 4:
+        if _check_family(family) == 4:
             return handle.ip
-        if family != 6:
-            raise ValidationError(f"family {family!r}: use 4 or 6", field="family")
         ip6 = self.spec.node(node).ip6
         if not ip6:
             raise NotFound(f'node "{node}" has no IPv6 address (the topology has no '
@@ -845,6 +841,13 @@ class Testbed:
                     in_use[ip] = f"{p['metadata']['namespace']}/{p['metadata']['name']}"
         from orchestrator.node.encap_agent import tunnel_ips
         return self.ipam.check(in_use, tunnel_ips=tunnel_ips(self.store))
+
+
+def _check_family(family) -> int:
+    """``family`` when it is 4 or 6, else the ValidationError naming it."""
+    if family not in (4, 6):
+        raise ValidationError(f"family {family!r}: use 4 or 6", field="family")
+    return family
 
 
 def _is_ip(text: str) -> bool:

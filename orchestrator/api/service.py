@@ -51,6 +51,7 @@ DEFAULT_AFFINITY_SECONDS = 10800
 MAX_AFFINITY_SECONDS = 86400
 HEADLESS = "None"
 IP_FAMILIES = ("IPv4", "IPv6")
+FAMILY_NAMES = {4: "IPv4", 6: "IPv6"}     # an IP version as Kubernetes spells the family
 IP_FAMILY_POLICIES = ("SingleStack", "PreferDualStack", "RequireDualStack")
 SPEC_FIELDS = frozenset({
     "type", "clusterIP", "clusterIPs", "ports", "selector", "sessionAffinity",

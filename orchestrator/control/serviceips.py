@@ -27,14 +27,13 @@ from __future__ import annotations
 import ipaddress
 import random
 
-from orchestrator.api.service import HEADLESS
+from orchestrator.api.service import FAMILY_NAMES, HEADLESS
 from orchestrator.errors import ValidationError
 
 DEFAULT_SERVICE_CIDR = "10.96.0.0/12"
 # kind's IPv6 serviceSubnet; /112 is also the largest range the API server's bitmap takes.
 DEFAULT_SERVICE_CIDR6 = "fd00:10:96::/112"
 DEFAULT_NODE_PORTS = (30000, 32767)
-FAMILY_NAMES = {4: "IPv4", 6: "IPv6"}
 # The registry's allocator keeps a bitmap: IPv6 ranges are cut to their first 65536 addresses.
 MAX_V6_RANGE = 65536
 

@@ -30,7 +30,7 @@ STEP_TYPES = ("apply", "delete", "label", "wait", "probe-matrix", "ping", "iperf
 TOP_FIELDS = {"name", "description", "seed", "topology", "bgp", "dns", "manifests", "steps",
               "family"}
 PROTOCOLS = ("TCP", "UDP", "SCTP")
-FAMILY_NAMES = {4: "IPv4", 6: "IPv6"}
+FAMILY_NAMES = api.service.FAMILY_NAMES
 TRAFFIC_STEPS = ("probe-matrix", "ping", "iperf", "http")   # the steps with a `family`
 # A probe-matrix expectation key: "TCP/80" (every family the step probes) or "IPv6 TCP/80".
 MATRIX_KEY = re.compile(r"^(?:(IPv4|IPv6) )?(TCP|UDP|SCTP)/([0-9]+)$")

@@ -119,11 +119,11 @@ class KubeProxyAgent:
     def inputs(self) -> tuple[list[dict], list[dict], dict[int, str | None]]:
         services = self.store.list("Service")
         slices = self.store.list("EndpointSlice")
+        enabled = [p["spec"]["cidr"] for p in self.store.list("IPPool")
+                   if not p["spec"].get("disabled")]
         cidrs: dict[int, str | None] = {}
         for family in self.families:
-            pools = [p["spec"]["cidr"] for p in self.store.list("IPPool")
-                     if not p["spec"].get("disabled")
-                     and (":" in p["spec"]["cidr"]) == (family == 6)]
+            pools = [c for c in enabled if (":" in c) == (family == 6)]
             # kube-proxy's --cluster-cidr is one network per family; with several pools,
             # no "from outside the cluster" masquerade rule (as without a local detector).
             cidrs[family] = pools[0] if len(pools) == 1 else None
