@@ -232,6 +232,8 @@ class Testbed:
         self.store = Store(os.path.join(self.state_dir, "state.db"))
         scope = self.spec.peer_scope()
         reserved = {"underlay": self.spec.underlay.cidr}
+        if self.spec.underlay.cidr6:
+            reserved["IPv6 underlay"] = self.spec.underlay.cidr6
         if self.spec.external is not None:
             reserved["external network"] = self.spec.external.cidr
         self.client = Client(self.store, reserved=reserved,
@@ -246,6 +248,7 @@ class Testbed:
             import json
             json.dump({"id": self.id, "topology": self.spec.name, "owner": os.getpid(),
                        "underlay": self.spec.underlay.cidr,
+                       "underlay6": self.spec.underlay.cidr6,
                        "routers": self.spec.fabric.router_names if self.spec.fabric else [],
                        "peer_scope": scope, "bgp": self.bgp,
                        "families": list(self.spec.families)}, f)

@@ -58,6 +58,8 @@ def open_context(explicit: str | None) -> Context:
         tid = info.get("id")
         if info.get("underlay"):
             reserved["underlay"] = info["underlay"]
+        if info.get("underlay6"):
+            reserved["IPv6 underlay"] = info["underlay6"]
         scope = info.get("peer_scope")
         bgp = info.get("bgp", True)
         families = tuple(info.get("families") or (4,))

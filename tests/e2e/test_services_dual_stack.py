@@ -154,6 +154,19 @@ def test_a_bad_family_is_refused_naming_it(tb):
         assert ei.value.field == "family" and "use 4 or 6" in str(ei.value)
 
 
+def test_an_ipv6_pool_inside_the_ipv6_underlay_is_refused(tb):
+    pool = """
+apiVersion: projectcalico.org/v3
+kind: IPPool
+metadata: {name: shadow6}
+spec: {cidr: "fd00:172:18::/112", blockSize: 122}
+"""
+    with pytest.raises(ValidationError) as ei:
+        tb.apply(pool)
+    assert ei.value.field == "spec.cidr" and "IPv6 underlay fd00:172:18::/64" in str(ei.value)
+    assert tb.store.get("IPPool", "shadow6") is None
+
+
 def test_node_port_on_another_nodes_ipv6_address(tb):
     target = tb.node_ip("node-1", 6)
     r = tb.node_exec("node-2", [sys.executable, "-c", FETCH, target, "30081", "30"], timeout=60)
